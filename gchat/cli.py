@@ -1,0 +1,179 @@
+"""``python -m gchat``: flags and GCHAT_* variables in, a running server out.
+
+Every failure a user can cause here (a bad value, a port in use) ends in one
+line on stderr and a non-zero status, never a traceback.
+"""
+
+import argparse
+import logging
+import math
+import os
+import signal
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from typing import Callable, NoReturn, Optional
+
+import gevent
+from gevent.event import Event
+
+from gchat import __version__
+from gchat.config import Config
+from gchat.rlimit import fit_open_files
+from gchat.server import ChatServer
+from gchat.session import format_peer
+
+log = logging.getLogger("gchat")
+
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+def _integer(low: int, high: Optional[int] = None) -> Callable[[str], int]:
+    def convert(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = low - 1
+        if value < low or (high is not None and value > high):
+            bound = f"from {low} to {high}" if high is not None else f"of at least {low}"
+            raise argparse.ArgumentTypeError(f"invalid value {text!r}: expected a whole number {bound}")
+        return value
+
+    return convert
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not (value >= 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"invalid value {text!r}: expected a number of at least 0")
+    return value
+
+
+def _log_level(text: str) -> str:
+    if text.lower() not in LOG_LEVELS:
+        raise argparse.ArgumentTypeError(f"invalid value {text!r}: expected one of {', '.join(LOG_LEVELS)}")
+    return text.lower()
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"gchat: error: {message}\n")
+
+
+# (flag, converter, help): the one list both the parser and GCHAT_* come from.
+_FLAGS: "list[tuple[str, Callable[[str], object], str]]" = [
+    ("--host", str, "address to listen on; '::' for IPv6"),
+    ("--port", _integer(0, 65535), "TCP port; 0 picks a free one"),
+    ("--history", _integer(0), "chat lines replayed on joining a room; 0: off"),
+    ("--max-line", _integer(1), "longest line accepted, in bytes"),
+    ("--rate", _seconds, "lines per second read from one client; 0: no limit"),
+    ("--burst", _integer(1), "lines a client may send at once before --rate applies"),
+    ("--max-backlog", _integer(1), "bytes queued for a slow reader before it is dropped"),
+    ("--max-clients", _integer(1), "connections served at once"),
+    ("--max-per-ip", _integer(0), "connections from one address; 0: no limit"),
+    ("--idle-timeout", _seconds, "seconds without a line before a client is dropped; 0: never"),
+    ("--shutdown-timeout", _seconds, "seconds clients get to take their last lines at shutdown"),
+    ("--log-level", _log_level, f"one of {', '.join(LOG_LEVELS)}"),
+]
+
+
+def _env_name(flag: str) -> str:
+    return "GCHAT_" + flag[2:].replace("-", "_").upper()
+
+
+def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
+    """A parser whose defaults are Config's, overridden by GCHAT_* variables."""
+    parser = _Parser(
+        prog="python -m gchat",
+        description="A multi-client TCP chat server. Every flag may also be set as GCHAT_FLAG "
+        "in the environment (GCHAT_MAX_LINE=100); the flag wins.",
+    )
+    defaults = Config()
+    for flag, convert, text in _FLAGS:
+        dest = flag[2:].replace("-", "_")
+        default = getattr(defaults, dest)
+        name = _env_name(flag)
+        if name in environ:
+            try:
+                default = convert(environ[name])
+            except argparse.ArgumentTypeError as err:
+                parser.error(f"{name}: {err}")
+        parser.add_argument(
+            flag, type=convert, default=default, help=f"{text} (default: %(default)s; env {name})"
+        )
+    parser.add_argument(
+        "-q",
+        "--quiet",
+        dest="log_level",
+        action="store_const",
+        const="warning",
+        help="log only warnings and errors",
+    )
+    parser.add_argument("--version", action="version", version=f"gchat {__version__}")
+    return parser
+
+
+def parse_config(argv: Optional[Sequence[str]], environ: Mapping[str, str]) -> Config:
+    """Flags over GCHAT_* variables over defaults; exits with one line on a bad value."""
+    return Config(**vars(build_parser(environ).parse_args(argv)))
+
+
+class _Formatter(logging.Formatter):
+    """Plain lines like the seed's prints; warnings and errors say what they are."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        message = record.getMessage()
+        if record.levelno >= logging.WARNING:
+            return f"gchat: {record.levelname.lower()}: {message}"
+        return message
+
+
+def configure_logging(level: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_Formatter())
+    log.addHandler(handler)
+    log.setLevel(level.upper())
+    log.propagate = False
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    config = parse_config(argv, os.environ)
+    configure_logging(config.log_level)
+    fitted = fit_open_files(config.max_clients)
+    if fitted < config.max_clients:
+        log.warning(
+            "the open-files limit allows %d clients: --max-clients lowered from %d",
+            fitted,
+            config.max_clients,
+        )
+        config = replace(config, max_clients=fitted)
+    server = ChatServer(config)
+    try:
+        server.start()
+    except OSError as err:
+        reason = err.strerror or str(err)
+        print(f"gchat: cannot listen on {format_peer((config.host, config.port))}: {reason}", file=sys.stderr)
+        return 1
+    log.info("gchat listening on %s", format_peer(server.address))
+
+    stopped = Event()
+
+    def shutdown() -> None:
+        server.shutdown()
+        stopped.set()
+
+    def on_signal(signum: int) -> None:
+        if server.hub.closing:
+            log.warning("second signal: exiting without waiting for clients")
+            os._exit(128 + signum)
+        log.info("gchat shutting down")
+        gevent.spawn(shutdown)
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        gevent.signal_handler(signum, on_signal, signum)
+    stopped.wait()
+    log.info("gchat stopped")
+    return 0

@@ -1,0 +1,140 @@
+"""Parse a sanitized line into what the client asked for.
+
+Pure: no state, no I/O. The hub decides what a command does; this module only
+says what the line means, so the grammar of the contract lives in one place.
+"""
+
+import re
+from dataclasses import dataclass
+from typing import Optional, Union
+
+_BLANK = " \t"
+_WORD = re.compile(r"([^ \t]*)[ \t]?(.*)", re.DOTALL)
+_NICK = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,23}", re.ASCII)
+_ROOM = re.compile(r"#?([A-Za-z0-9_-]{1,32})", re.ASCII)
+
+DEFAULT_QUIT_REASON = "leaving"
+
+
+@dataclass(frozen=True)
+class Say:
+    text: str
+
+
+@dataclass(frozen=True)
+class Me:
+    text: str
+
+
+@dataclass(frozen=True)
+class Nick:
+    name: str
+
+
+@dataclass(frozen=True)
+class Join:
+    room: str
+
+
+@dataclass(frozen=True)
+class Msg:
+    nick: str
+    text: str
+
+
+@dataclass(frozen=True)
+class Rooms:
+    pass
+
+
+@dataclass(frozen=True)
+class Who:
+    pass
+
+
+@dataclass(frozen=True)
+class Help:
+    pass
+
+
+@dataclass(frozen=True)
+class Quit:
+    reason: str = DEFAULT_QUIT_REASON
+
+
+@dataclass(frozen=True)
+class Usage:
+    """A known command given without its argument; ``syntax`` is its usage line."""
+
+    syntax: str
+
+
+@dataclass(frozen=True)
+class Unknown:
+    word: str
+
+
+Command = Union[Say, Me, Nick, Join, Msg, Rooms, Who, Help, Quit, Usage, Unknown]
+
+USAGE = {
+    "nick": "/nick NAME",
+    "join": "/join ROOM",
+    "msg": "/msg NICK TEXT",
+    "me": "/me TEXT",
+}
+
+
+def parse(line: str) -> Optional[Command]:
+    """What ``line`` asks for, or None for a line that is to be ignored."""
+    if not line.strip(_BLANK):
+        return None
+    if line[0] != "/":
+        return Say(line)
+    if line[1:2] == "/":
+        return Say(line[1:])
+    word, rest = _split_word(line[1:])
+    name = word.lower()
+    arg = rest.strip(_BLANK)
+    if name in USAGE and not arg:
+        return Usage(USAGE[name])
+    if name == "nick":
+        return Nick(arg)
+    if name == "join":
+        return Join(arg)
+    if name == "msg":
+        target, text = _split_word(arg)
+        text = text.strip(_BLANK)
+        return Msg(target, text) if text else Usage(USAGE["msg"])
+    if name == "me":
+        return Me(arg)
+    if name == "quit":
+        return Quit(arg or DEFAULT_QUIT_REASON)
+    if name == "rooms":
+        return Rooms()
+    if name == "who":
+        return Who()
+    if name == "help":
+        return Help()
+    return Unknown(word)
+
+
+def _split_word(text: str) -> "tuple[str, str]":
+    """The first word (up to a space or TAB) and everything after that separator."""
+    match = _WORD.match(text)
+    assert match is not None
+    return match.group(1), match.group(2)
+
+
+def valid_nick(name: str) -> bool:
+    return _NICK.fullmatch(name) is not None
+
+
+def room_key(name: str) -> Optional[str]:
+    """The canonical ``#lowercase`` form of a room name, or None if invalid."""
+    match = _ROOM.fullmatch(name)
+    return "#" + match.group(1).lower() if match else None
+
+
+def nick_key(name: str) -> str:
+    """Nicks are unique ignoring ASCII case; this is the form they are compared in."""
+    return name.lower()

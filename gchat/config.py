@@ -1,0 +1,19 @@
+"""Server settings, one immutable object shared by the CLI, server and sessions."""
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Config:
+    host: str = "127.0.0.1"
+    port: int = 5000
+    history: int = 20
+    max_line: int = 4096
+    rate: float = 20.0
+    burst: int = 40
+    max_backlog: int = 1048576
+    max_clients: int = 10000
+    max_per_ip: int = 0
+    idle_timeout: float = 0.0
+    shutdown_timeout: float = 5.0
+    log_level: str = "info"

@@ -1,0 +1,67 @@
+"""Make a client's raw line safe to show on anyone's terminal.
+
+Every step is a pure function on bytes or str so it can be fuzzed. The order is
+the contract's: telnet IAC sequences, then UTF-8 decoding with replacement,
+then whole escape sequences, then any control character left over.
+"""
+
+import re
+
+IAC = 0xFF
+_SB = 0xFA
+_SE = b"\xff\xf0"
+_WILL, _DONT = 0xFB, 0xFE
+
+# CSI: ESC [ parameters/intermediates, then a final byte (absent if cut short).
+# OSC: ESC ] ... up to BEL, ESC \ or the end of the line.
+# Any other ESC x pair, or a lone ESC; an ESC never swallows a following ESC
+# so that ``ESC ESC [31m`` still loses its whole CSI.
+_ESCAPES = re.compile(
+    r"\x1b(?:\[[\x20-\x3f]*[\x40-\x7e]?|\].*?(?:\x07|\x1b\\|\Z)|[^\x1b]?)",
+    re.DOTALL,
+)
+_CONTROLS = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f]")
+
+
+def strip_telnet(data: bytes) -> bytes:
+    """Drop telnet commands, option negotiation and subnegotiation (RFC 854).
+
+    ``IAC IAC`` is the RFC's escape for a literal 0xFF data byte and is kept as
+    one; it then decodes to U+FFFD like any other invalid UTF-8.
+    """
+    if IAC not in data:
+        return data
+    out = bytearray()
+    pos, end = 0, len(data)
+    while pos < end:
+        found = data.find(IAC, pos)
+        if found < 0:
+            out += data[pos:]
+            break
+        out += data[pos:found]
+        if found + 1 >= end:
+            break
+        command = data[found + 1]
+        if command == IAC:
+            out.append(IAC)
+            pos = found + 2
+        elif command == _SB:
+            close = data.find(_SE, found + 2)
+            pos = end if close < 0 else close + 2
+        elif _WILL <= command <= _DONT:
+            pos = found + 3
+        else:
+            pos = found + 2
+    return bytes(out)
+
+
+def strip_controls(text: str) -> str:
+    """Remove escape sequences whole, then every other C0 (but TAB), DEL and C1."""
+    if _CONTROLS.search(text) is None:
+        return text
+    return _CONTROLS.sub("", _ESCAPES.sub("", text))
+
+
+def sanitize(raw: bytes) -> str:
+    """The text a raw line stands for, with nothing that could drive a terminal."""
+    return strip_controls(strip_telnet(raw).decode("utf-8", "replace"))
