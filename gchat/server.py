@@ -71,13 +71,17 @@ class ChatServer:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._connections += 1
         self._per_address[host] += 1
+        session = Session(sock, format_peer(address), self.hub, config)
         try:
-            Session(sock, format_peer(address), self.hub, config).run()
+            session.serve()
         finally:
+            # The place is free once the user has left, even while the
+            # socket lingers (for at most shutdown_timeout) to flush.
             self._connections -= 1
             self._per_address[host] -= 1
             if not self._per_address[host]:
                 del self._per_address[host]
+            session.finish()
 
 
 def _reject(sock: socket.socket, line: bytes) -> None:

@@ -93,9 +93,9 @@ class Session:
             self._closed = True
             self._queue.put_nowait(_CLOSE)
 
-    def run(self) -> None:
-        """Serve the connection until it ends; never raises for client behaviour."""
-        writer = self._writer = gevent.spawn(self._write_loop)
+    def serve(self) -> None:
+        """Chat until the client has left the hub; never raises for client behaviour."""
+        self._writer = gevent.spawn(self._write_loop)
         self.deliver(replies.WELCOME)
         client = self._hub.connect(self)
         if log.isEnabledFor(logging.INFO):
@@ -105,10 +105,23 @@ class Session:
             reason = self._read_loop(client)
         except SessionEnd as end:
             reason = end.reason
+        except gevent.GreenletExit:
+            self._aborted = self._aborted or SHUTDOWN
+            raise
+        except Exception:
+            log.exception("%s: internal error", self._peer)
+            self._aborted = "server error"
         finally:
             self._hub.leave(client, self._aborted or reason)
             if log.isEnabledFor(logging.INFO):
                 log.info("%s %s disconnected (%s)", self._peer, client.nick, client.quit_reason)
+
+    def finish(self) -> None:
+        """Flush what the client is still owed, within ``shutdown_timeout``.
+
+        A session that was aborted (slow consumer, broken socket, killed at
+        the end of a shutdown) is owed nothing and is dropped at once.
+        """
         try:
             if self._aborted is None:
                 self.close()
@@ -116,7 +129,8 @@ class Session:
         except SessionEnd:
             pass
         finally:
-            writer.kill(block=False)
+            if self._writer is not None:
+                self._writer.kill(block=False)
 
     def _abort(self, reason: str) -> None:
         """Drop the connection now: nothing more is owed to this client."""

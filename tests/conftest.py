@@ -1,0 +1,231 @@
+"""Shared fixtures: a real ``python -m gchat`` on a free port, and line clients.
+
+Every wait here is bounded: a broken server fails a test with a clear message
+instead of hanging the suite. Tests synchronise on the server's replies (a
+client's own command reply proves everything before it was handled), never on
+sleeps.
+"""
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Callable, Optional
+
+import pytest
+from hypothesis import HealthCheck, settings
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# Generous: the suite runs five times in parallel on two shared cores.
+TIMEOUT = 15.0
+
+# A command with a fixed reply and no effect: its reply marks a point in a
+# client's stream ("everything the server sent me before this is already here").
+PING = "/ping"
+PONG = "!!! unknown command: /ping (try /help)"
+
+settings.register_profile("gchat", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("gchat")
+
+
+class LineClient:
+    """A chat client over a real socket, reading whole lines with a deadline."""
+
+    def __init__(self, address: "tuple[str, int]", timeout: float = TIMEOUT) -> None:
+        self.sock = socket.create_connection(address, timeout=timeout)
+        self.timeout = timeout
+        self.nick = ""
+        self._buffer = b""
+
+    def send(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def say(self, *lines: str) -> None:
+        self.send(b"".join(line.encode() + b"\n" for line in lines))
+
+    def _fill(self, deadline: float) -> bool:
+        """Read one chunk into the buffer; False at end of stream."""
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise AssertionError(f"timed out waiting for the server; buffered: {self._buffer[-200:]!r}")
+        self.sock.settimeout(remaining)
+        try:
+            chunk = self.sock.recv(65536)
+        except socket.timeout:
+            raise AssertionError(
+                f"timed out waiting for the server; buffered: {self._buffer[-200:]!r}"
+            ) from None
+        self._buffer += chunk
+        return bool(chunk)
+
+    def readline_bytes(self, timeout: Optional[float] = None) -> bytes:
+        deadline = time.monotonic() + (timeout or self.timeout)
+        while b"\n" not in self._buffer:
+            if not self._fill(deadline):
+                raise AssertionError(f"connection closed; unterminated: {self._buffer!r}")
+        line, _, self._buffer = self._buffer.partition(b"\n")
+        return line
+
+    def readline(self, timeout: Optional[float] = None) -> str:
+        return self.readline_bytes(timeout).decode("utf-8")
+
+    def expect(self, *lines: str) -> None:
+        for line in lines:
+            assert self.readline() == line
+
+    def read_lines(self, count: int) -> "list[str]":
+        return [self.readline() for _ in range(count)]
+
+    def read_until(self, line: str) -> "list[str]":
+        """Lines up to and including ``line``."""
+        seen = []
+        while True:
+            seen.append(self.readline())
+            if seen[-1] == line:
+                return seen
+
+    def read_to_eof(self, timeout: Optional[float] = None) -> bytes:
+        """Everything left, asserting the server closes the connection in time."""
+        deadline = time.monotonic() + (timeout or self.timeout)
+        try:
+            while self._fill(deadline):
+                pass
+        except ConnectionResetError:
+            pass
+        rest, self._buffer = self._buffer, b""
+        return rest
+
+    def ping(self) -> None:
+        """Assert that nothing is pending for this client before a fresh reply."""
+        self.say(PING)
+        assert self.readline() == PONG
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+class ChatServer:
+    """``python -m gchat`` in a subprocess, its stderr collected line by line."""
+
+    def __init__(self, *flags: str, env: Optional["dict[str, str]"] = None) -> None:
+        environ = {k: v for k, v in os.environ.items() if not k.startswith("GCHAT_")}
+        environ["PYTHONPATH"] = str(ROOT)
+        environ.update(env or {})
+        self.args = [sys.executable, "-m", "gchat", "--port", "0", *flags]
+        self.proc = subprocess.Popen(
+            self.args,
+            cwd=ROOT,
+            env=environ,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        self.log: "list[str]" = []
+        self._log_changed = threading.Condition()
+        self._reader = threading.Thread(target=self._collect_log, daemon=True)
+        self._reader.start()
+        self.clients: "list[LineClient]" = []
+        match = self.wait_for_log(r"gchat listening on (.+):(\d+)$")
+        self.host = match.group(1).strip("[]")
+        self.port = int(match.group(2))
+        self.pid = self.proc.pid
+
+    def _collect_log(self) -> None:
+        assert self.proc.stderr is not None
+        for raw in self.proc.stderr:
+            with self._log_changed:
+                self.log.append(raw.decode("utf-8", "replace").rstrip("\n"))
+                self._log_changed.notify_all()
+        with self._log_changed:
+            self._log_changed.notify_all()
+
+    def wait_for_log(self, pattern: str, timeout: float = TIMEOUT) -> "re.Match[str]":
+        regex = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        with self._log_changed:
+            while True:
+                for line in self.log:
+                    match = regex.search(line)
+                    if match:
+                        return match
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or (self.proc.poll() is not None and not self._reader.is_alive()):
+                    raise AssertionError(f"no log line matching {pattern!r}; log: {self.log[-20:]}")
+                self._log_changed.wait(min(remaining, 0.5))
+
+    @property
+    def address(self) -> "tuple[str, int]":
+        return (self.host, self.port)
+
+    def connect(self, timeout: float = TIMEOUT) -> LineClient:
+        """A raw connection; nothing read yet."""
+        client = LineClient(self.address, timeout)
+        self.clients.append(client)
+        return client
+
+    def join(self) -> LineClient:
+        """A client past the welcome and status lines, its nick known.
+
+        Everyone who joined through this method before it has read its join
+        notice, so all clients are at a known point in their streams.
+        """
+        client = self.connect()
+        assert client.readline() == "Welcome to the chatroom!"
+        match = re.fullmatch(r"\*\*\* You are (\S+) in #lobby\. Type /help for commands\.", client.readline())
+        assert match, "bad status line"
+        client.nick = match.group(1)
+        for other in self.clients[:-1]:
+            if other.nick and other.sock.fileno() != -1:
+                other.expect(f"*** {client.nick} joined #lobby")
+        return client
+
+    def rss_kb(self) -> int:
+        with open(f"/proc/{self.pid}/status") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+        raise AssertionError("no VmRSS")
+
+    def signal(self, signum: int) -> None:
+        self.proc.send_signal(signum)
+
+    def wait(self, timeout: float = TIMEOUT) -> int:
+        return self.proc.wait(timeout)
+
+    def stop(self) -> None:
+        for client in self.clients:
+            client.close()
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(TIMEOUT)
+        self._reader.join(TIMEOUT)
+        assert self.proc.stderr is not None
+        self.proc.stderr.close()
+
+
+@pytest.fixture
+def start_server() -> Iterator[Callable[..., ChatServer]]:
+    """Start servers with the given flags; all are killed after the test."""
+    started: "list[ChatServer]" = []
+
+    def start(*flags: str, env: Optional["dict[str, str]"] = None) -> ChatServer:
+        server = ChatServer(*flags, env=env)
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture
+def server(start_server: Callable[..., ChatServer]) -> ChatServer:
+    """A server with default settings except no rate limit (tests send fast)."""
+    return start_server("--rate", "0")
