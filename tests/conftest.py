@@ -127,11 +127,11 @@ class ChatServer:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
         )
-        self.log: "list[str]" = []
+        self.log: list[str] = []
         self._log_changed = threading.Condition()
         self._reader = threading.Thread(target=self._collect_log, daemon=True)
         self._reader.start()
-        self.clients: "list[LineClient]" = []
+        self.clients: list[LineClient] = []
         match = self.wait_for_log(r"gchat listening on (.+):(\d+)$")
         self.host = match.group(1).strip("[]")
         self.port = int(match.group(2))
@@ -213,7 +213,7 @@ class ChatServer:
 @pytest.fixture
 def start_server() -> Iterator[Callable[..., ChatServer]]:
     """Start servers with the given flags; all are killed after the test."""
-    started: "list[ChatServer]" = []
+    started: list[ChatServer] = []
 
     def start(*flags: str, env: Optional["dict[str, str]"] = None) -> ChatServer:
         server = ChatServer(*flags, env=env)
