@@ -93,7 +93,8 @@ def parse(line: str) -> Optional[Command]:
     if line[1:2] == "/":
         return Say(line[1:])
     word, rest = _split_word(line[1:])
-    name = word.lower()
+    # ASCII-only folding: "/nic\u212a" (KELVIN SIGN) must not become /nick.
+    name = word.lower() if word.isascii() else word
     arg = rest.strip(_BLANK)
     if name in USAGE and not arg:
         return Usage(USAGE[name])

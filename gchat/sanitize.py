@@ -9,7 +9,7 @@ import re
 
 IAC = 0xFF
 _SB = 0xFA
-_SE = b"\xff\xf0"
+_SE = 0xF0
 _WILL, _DONT = 0xFB, 0xFE
 
 # CSI: ESC [ parameters/intermediates, then a final byte (absent if cut short).
@@ -46,13 +46,28 @@ def strip_telnet(data: bytes) -> bytes:
             out.append(IAC)
             pos = found + 2
         elif command == _SB:
-            close = data.find(_SE, found + 2)
-            pos = end if close < 0 else close + 2
+            pos = _end_of_subnegotiation(data, found + 2)
         elif _WILL <= command <= _DONT:
             pos = found + 3
         else:
             pos = found + 2
     return bytes(out)
+
+
+def _end_of_subnegotiation(data: bytes, pos: int) -> int:
+    """Where ``IAC SB`` payload starting at ``pos`` ends, just past its ``IAC SE``.
+
+    The payload is walked an IAC pair at a time, so an escaped 0xFF data byte
+    (``IAC IAC``) followed by 0xF0 is not taken for the end. Unterminated: the
+    rest of the line.
+    """
+    while True:
+        mark = data.find(IAC, pos)
+        if mark < 0 or mark + 1 >= len(data):
+            return len(data)
+        pos = mark + 2
+        if data[mark + 1] == _SE:
+            return pos
 
 
 def strip_controls(text: str) -> str:
