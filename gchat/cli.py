@@ -154,7 +154,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     try:
         server.start()
     except OSError as err:
-        reason = err.strerror or str(err)
+        # gevent appends the address to strerror; the original text is in args.
+        reason = err.args[1] if len(err.args) == 2 else str(err)
         print(f"gchat: cannot listen on {format_peer((config.host, config.port))}: {reason}", file=sys.stderr)
         return 1
     log.info("gchat listening on %s", format_peer(server.address))

@@ -1,0 +1,210 @@
+"""PROTOCOL.md "Command line" and the server's terminal output."""
+
+import os
+import resource
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+from conftest import ROOT, TIMEOUT
+
+
+def run_gchat(*args, env=None, preexec_fn=None, timeout=TIMEOUT):
+    """Run ``python -m gchat`` to completion; (status, stderr lines)."""
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("GCHAT_")}
+    environ.update(env or {}, PYTHONPATH=str(ROOT))
+    done = subprocess.run(
+        [sys.executable, "-m", "gchat", *args],
+        cwd=ROOT,
+        env=environ,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        timeout=timeout,
+        preexec_fn=preexec_fn,
+    )
+    return done.returncode, done.stdout.decode(), done.stderr.decode().splitlines()
+
+
+def test_port_in_use_gives_one_line_and_nonzero_status():
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        status, _, errors = run_gchat("--port", str(port))
+    assert status != 0
+    assert errors == [f"gchat: cannot listen on 127.0.0.1:{port}: Address already in use"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--port", "abc"], "argument --port: invalid value 'abc'"),
+        (["--port", "65536"], "argument --port: invalid value '65536'"),
+        (["--max-line", "0"], "argument --max-line: invalid value '0'"),
+        (["--rate", "-1"], "argument --rate: invalid value '-1'"),
+        (["--idle-timeout", "nan"], "argument --idle-timeout: invalid value 'nan'"),
+        (["--log-level", "loud"], "argument --log-level: invalid value 'loud'"),
+        (["--bogus"], "unrecognized arguments: --bogus"),
+        (["--port"], "argument --port: expected one argument"),
+    ],
+)
+def test_bad_flag_gives_one_line_and_nonzero_status(args, message):
+    status, _, errors = run_gchat(*args)
+    assert status == 2
+    assert len(errors) == 1
+    assert errors[0].startswith(f"gchat: error: {message}")
+
+
+def test_bad_environment_value_gives_one_line_naming_the_variable():
+    status, _, errors = run_gchat(env={"GCHAT_MAX_CLIENTS": "lots"})
+    assert status == 2
+    assert len(errors) == 1
+    assert errors[0].startswith("gchat: error: GCHAT_MAX_CLIENTS: invalid value 'lots'")
+
+
+def test_environment_variable_sets_a_flag(start_server):
+    server = start_server("--rate", "0", env={"GCHAT_MAX_LINE": "10"})
+    client = server.join()
+    client.say("x" * 11)
+    client.expect("!!! line too long (max 10 bytes)")
+
+
+def test_flag_wins_over_environment(start_server):
+    server = start_server("--rate", "0", "--max-line", "20", env={"GCHAT_MAX_LINE": "10"})
+    client = server.join()
+    client.say("x" * 21)
+    client.expect("!!! line too long (max 20 bytes)")
+
+
+def test_version_is_printed():
+    status, out, _ = run_gchat("--version")
+    assert status == 0
+    assert out.startswith("gchat ")
+
+
+def test_help_names_every_flag_and_its_environment_variable():
+    status, out, _ = run_gchat("--help")
+    assert status == 0
+    text = " ".join(out.split())
+    for flag in (
+        "--host",
+        "--port",
+        "--history",
+        "--max-line",
+        "--rate",
+        "--burst",
+        "--max-backlog",
+        "--max-clients",
+        "--max-per-ip",
+        "--idle-timeout",
+        "--shutdown-timeout",
+        "--log-level",
+        "-q",
+        "--version",
+    ):
+        assert flag in text
+    assert "GCHAT_MAX_BACKLOG" in text
+
+
+def test_port_zero_listens_on_a_free_port_named_in_the_start_up_line(server):
+    assert f"gchat listening on 127.0.0.1:{server.port}" in server.log
+    assert server.port != 0
+    server.join()
+
+
+def _ipv6_loopback_available():
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not _ipv6_loopback_available(), reason="no IPv6 loopback on this machine")
+def test_ipv6_host_serves_ipv6(start_server):
+    server = start_server("--host", "::1")
+    assert f"gchat listening on [::1]:{server.port}" in server.log
+    client = server.join()
+    assert client.sock.family == socket.AF_INET6
+
+
+def test_log_has_connects_messages_and_disconnects_with_reasons(server):
+    a = server.join()
+    a.say("hello log")
+    a.ping()
+    a.say("/quit gone fishing")
+    a.read_to_eof()
+    server.wait_for_log(rf"^127\.0\.0\.1:\d+ connected as {a.nick}$")
+    server.wait_for_log(rf"^#lobby <{a.nick}> hello log$")
+    server.wait_for_log(rf"^127\.0\.0\.1:\d+ {a.nick} disconnected \(gone fishing\)$")
+
+
+def _free_port():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _connect_when_listening(port):
+    deadline = time.monotonic() + TIMEOUT
+    while True:
+        try:
+            return socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
+        except ConnectionRefusedError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
+def test_quiet_logs_nothing_below_warning():
+    port = _free_port()
+    environ = dict(os.environ, PYTHONPATH=str(ROOT))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gchat", "-q", "--port", str(port)],
+        cwd=ROOT,
+        env=environ,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        with _connect_when_listening(port) as client:
+            client.sendall(b"a chat line\n/quit\n")
+            while client.recv(4096):
+                pass
+        proc.send_signal(signal.SIGTERM)
+        _, errors = proc.communicate(timeout=TIMEOUT)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0
+    assert errors == b""
+
+
+def test_open_files_limit_is_raised_and_max_clients_lowered_to_fit(tmp_path):
+    def low_limits():
+        resource.setrlimit(resource.RLIMIT_NOFILE, (256, 1024))
+
+    port = _free_port()
+    environ = dict(os.environ, PYTHONPATH=str(ROOT))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gchat", "--port", str(port), "--max-clients", "5000"],
+        cwd=ROOT,
+        env=environ,
+        stderr=subprocess.PIPE,
+        preexec_fn=low_limits,
+    )
+    try:
+        _connect_when_listening(port).close()
+        with open(f"/proc/{proc.pid}/limits") as limits:
+            files = next(line for line in limits if line.startswith("Max open files")).split()
+        proc.send_signal(signal.SIGTERM)
+        _, errors = proc.communicate(timeout=TIMEOUT)
+    finally:
+        proc.kill()
+    assert files[3:5] == ["1024", "1024"]  # soft raised to the hard limit
+    assert (
+        "gchat: warning: the open-files limit allows 960 clients: --max-clients lowered from 5000"
+        in errors.decode().splitlines()
+    )

@@ -1,0 +1,86 @@
+"""PROTOCOL.md "Shutdown": SIGINT/SIGTERM drain what is queued, then say goodbye."""
+
+import signal
+import socket
+
+import pytest
+
+NOTICE = b"*** server shutting down\n"
+
+
+def _reader_with_small_buffer(server):
+    """A client whose tiny receive window keeps lines queued inside the server."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(server.address)
+    sock.settimeout(15)
+    return sock
+
+
+def _read_all(sock):
+    data = bytearray()
+    while True:
+        chunk = sock.recv(1 << 20)
+        if not chunk:
+            return bytes(data)
+        data += chunk
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_signal_delivers_every_queued_line_then_the_notice_and_exits_zero(start_server, signum):
+    server = start_server("--rate", "0", "--max-backlog", "100000000")
+    readers = [_reader_with_small_buffer(server) for _ in range(3)]
+    sender = server.connect()
+    lines = [f"{n:05d} " + "q" * 994 for n in range(3000)]  # 3 MB for every reader
+    sender.say(*lines)
+    sender.say("/ping")
+    sender.read_until("!!! unknown command: /ping (try /help)")  # all 3000 fanned out
+    server.signal(signum)
+    for sock in readers:
+        stream = _read_all(sock).decode()
+        chat = [line.split("> ", 1)[1] for line in stream.splitlines() if line.startswith("<")]
+        assert chat == lines
+        assert stream.endswith("\n" + NOTICE.decode())
+        sock.close()
+    sender.close()
+    assert server.wait() == 0
+
+
+def test_nothing_is_relayed_or_announced_once_shutdown_began(server):
+    a, b = server.join(), server.join()
+    server.signal(signal.SIGTERM)
+    a.expect(NOTICE.decode().rstrip("\n"))
+    a.say("too late", "/who")
+    assert b.read_to_eof() == NOTICE  # no chat, no quit notice for a
+    assert a.read_to_eof() == b""  # no reply to /who
+    a.close()
+    b.close()
+    assert server.wait() == 0
+
+
+def test_shutdown_waits_no_longer_than_shutdown_timeout_for_a_silent_client(start_server):
+    server = start_server("--shutdown-timeout", "1")
+    stays_open = server.connect()
+    stays_open.read_until("*** You are guest1 in #lobby. Type /help for commands.")
+    server.signal(signal.SIGTERM)
+    assert stays_open.read_to_eof() == NOTICE
+    assert server.wait() == 0  # though the client never closed its end
+
+
+def test_second_signal_exits_at_once_with_nonzero_status(start_server):
+    server = start_server("--shutdown-timeout", "60")
+    stays_open = server.connect()
+    stays_open.read_until("*** You are guest1 in #lobby. Type /help for commands.")
+    server.signal(signal.SIGTERM)
+    server.wait_for_log("gchat shutting down")
+    assert stays_open.read_to_eof() == NOTICE
+    server.signal(signal.SIGTERM)
+    assert server.wait() != 0
+
+
+def test_shutdown_logs_no_traceback(server):
+    server.join()
+    server.signal(signal.SIGINT)
+    assert server.wait() == 0
+    server.wait_for_log("gchat stopped")
+    assert not any("Traceback" in line for line in server.log)
