@@ -138,9 +138,12 @@ class Session:
             return
         self._aborted = reason
         self._closed = True
-        if self._writer is not None:
+        # Either greenlet may be the one calling (the writer on a send error,
+        # the reader when its own reply overflows): it ends by itself then.
+        current = gevent.getcurrent()
+        if self._writer is not None and self._writer is not current:
             self._writer.kill(block=False)
-        if self._reader is not gevent.getcurrent():
+        if self._reader is not current:
             self._reader.kill(SessionEnd(reason), block=False)
 
     def _read_loop(self, client: Client) -> str:
