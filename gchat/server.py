@@ -12,11 +12,12 @@ from collections import Counter
 
 from gevent.pool import Pool
 from gevent.server import StreamServer
+from gevent.socket import socket as GreenSocket
 
 from gchat import replies
 from gchat.config import Config
 from gchat.hub import Hub
-from gchat.session import Session, discard_until_eof, format_peer
+from gchat.session import Outbox, Session, discard_until_eof, format_peer
 
 log = logging.getLogger("gchat")
 
@@ -29,6 +30,7 @@ class ChatServer:
         self.config = config
         self.hub = Hub(history=config.history)
         self._pool = Pool()
+        self._outbox = Outbox()
         self._per_address: Counter[str] = Counter()
         self._connections = 0
         self._server = StreamServer(
@@ -51,13 +53,13 @@ class ChatServer:
         self._pool.join(timeout=self.config.shutdown_timeout)
         self._pool.kill(block=True, timeout=1)
 
-    def _handle(self, sock: socket.socket, address: tuple[str, int]) -> None:
+    def _handle(self, sock: GreenSocket, address: tuple[str, int]) -> None:
         try:
             self._serve(sock, address)
         finally:
             sock.close()
 
-    def _serve(self, sock: socket.socket, address: tuple[str, int]) -> None:
+    def _serve(self, sock: GreenSocket, address: tuple[str, int]) -> None:
         if self.hub.closing:
             return
         config = self.config
@@ -71,7 +73,7 @@ class ChatServer:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._connections += 1
         self._per_address[host] += 1
-        session = Session(sock, format_peer(address), self.hub, config)
+        session = Session(sock, format_peer(address), self.hub, config, self._outbox)
         try:
             session.serve()
         finally:
@@ -84,7 +86,7 @@ class ChatServer:
             session.finish()
 
 
-def _reject(sock: socket.socket, line: bytes) -> None:
+def _reject(sock: GreenSocket, line: bytes) -> None:
     """Send the one refusal line and close without a reset that could eat it."""
     deadline = time.monotonic() + REJECT_TIMEOUT
     sock.settimeout(REJECT_TIMEOUT)

@@ -1,10 +1,18 @@
-"""One connection: a reader greenlet, a writer greenlet and the queue between.
+"""One connection: its reader greenlet and, only while it has a backlog, a writer.
 
 The reader (the StreamServer handler greenlet) frames, sanitizes and parses
 what the client sends and hands commands to the hub. The hub fans lines out by
-calling ``deliver``, which only appends to this session's queue, so a sender
-never waits on a recipient's socket. The writer drains the queue, sending all
-that has piled up in one ``sendall``.
+calling ``deliver``, which only appends to this session's pending list, so a
+sender never waits on a recipient's socket.
+
+Output is coalesced: everything delivered while one chunk of input is being
+handled goes out with one non-blocking ``send`` per recipient when the reader
+flushes the shared ``Outbox`` (or when the event loop next runs, for
+deliveries made anywhere else). What the kernel does not take is the
+backlog; only then is a writer greenlet spawned to push it out with
+``sendall``, and it exits when the backlog is gone. An idle client therefore
+costs one greenlet, and a line to a client that keeps up costs no greenlet
+switch at all.
 
 A client that reads too slowly is cut off as soon as more than
 ``max_backlog`` bytes wait for it; one that is done (``/quit``, idle timeout,
@@ -16,10 +24,10 @@ kernel does not answer it with a reset that could destroy those last lines.
 import logging
 import socket
 import time
-from typing import Optional, Union
+from typing import Optional
 
 import gevent
-from gevent.queue import SimpleQueue
+from gevent.socket import socket as GreenSocket
 
 from gchat import replies
 from gchat.commands import parse
@@ -44,11 +52,33 @@ class SessionEnd(Exception):
         self.reason = reason
 
 
-class _Close:
-    """Queued after the last line: the writer sends a FIN once it reaches it."""
+class Outbox:
+    """Sessions with pending output, flushed together.
 
+    Readers flush after each chunk of input, so lines go out with the
+    latency of one chunk; the loop callback catches deliveries made by
+    anything else (shutdown, timers) as soon as the current greenlet yields.
+    """
 
-_CLOSE = _Close()
+    __slots__ = ("_dirty", "_scheduled")
+
+    def __init__(self) -> None:
+        self._dirty: list[Session] = []
+        self._scheduled = False
+
+    def mark(self, session: "Session") -> None:
+        if not self._scheduled:
+            self._scheduled = True
+            gevent.get_hub().loop.run_callback(self.flush)
+        self._dirty.append(session)
+
+    def flush(self) -> None:
+        self._scheduled = False
+        dirty = self._dirty
+        if dirty:
+            self._dirty = []
+            for session in dirty:
+                session.flush()
 
 
 class Session:
@@ -59,19 +89,24 @@ class Session:
         "_config",
         "_eof",
         "_hub",
+        "_max_backlog",
+        "_outbox",
         "_peer",
-        "_queue",
+        "_pending",
         "_reader",
         "_sock",
         "_writer",
     )
 
-    def __init__(self, sock: socket.socket, peer: str, hub: Hub, config: Config) -> None:
+    def __init__(self, sock: GreenSocket, peer: str, hub: Hub, config: Config, outbox: Outbox) -> None:
         self._sock = sock
         self._peer = peer
         self._hub = hub
         self._config = config
-        self._queue: SimpleQueue[Union[bytes, _Close]] = SimpleQueue()
+        self._outbox = outbox
+        self._max_backlog = config.max_backlog
+        self._pending: list[bytes] = []
+        # Bytes delivered but not yet taken by the kernel: pending + in the writer.
         self._backlog = 0
         self._closed = False
         self._aborted: Optional[str] = None
@@ -82,22 +117,53 @@ class Session:
     def deliver(self, data: bytes) -> None:
         if self._closed:
             return
-        self._backlog += len(data)
-        if self._backlog > self._config.max_backlog:
+        backlog = self._backlog + len(data)
+        self._backlog = backlog
+        if backlog > self._max_backlog:
             self._abort("slow consumer")
-        else:
-            self._queue.put_nowait(data)
+            return
+        if not self._pending and self._writer is None:
+            self._outbox.mark(self)
+        self._pending.append(data)
 
     def close(self) -> None:
-        if not self._closed:
-            self._closed = True
-            self._queue.put_nowait(_CLOSE)
+        """No more output after what is pending; then a FIN."""
+        if self._closed:
+            return
+        self._closed = True
+        if not self._pending and self._writer is None:
+            self._shutdown_output()
+
+    def flush(self) -> None:
+        """Try to hand everything pending to the kernel now, without waiting.
+
+        Runs in whatever greenlet flushes the outbox (even the event loop's),
+        so it must never block: the part the kernel refuses goes to a writer.
+        """
+        pending = self._pending
+        if not pending or self._writer is not None:
+            return
+        data = pending[0] if len(pending) == 1 else b"".join(pending)
+        pending.clear()
+        try:
+            sent = self._sock.send(data, 0, timeout=0.0)
+        except BlockingIOError:
+            sent = 0
+        except OSError:
+            self._abort(CLOSED)
+            return
+        self._backlog -= sent
+        if sent < len(data):
+            pending.append(data[sent:])
+            self._writer = gevent.spawn(self._write_backlog)
+        elif self._closed and self._aborted is None:
+            self._shutdown_output()
 
     def serve(self) -> None:
         """Chat until the client has left the hub; never raises for client behaviour."""
-        self._writer = gevent.spawn(self._write_loop)
         self.deliver(replies.WELCOME)
         client = self._hub.connect(self)
+        self._outbox.flush()
         if log.isEnabledFor(logging.INFO):
             log.info("%s connected as %s", self._peer, client.nick)
         reason = CLOSED
@@ -113,6 +179,7 @@ class Session:
             self._aborted = "server error"
         finally:
             self._hub.leave(client, self._aborted or reason)
+            self._outbox.flush()
             if log.isEnabledFor(logging.INFO):
                 log.info("%s %s disconnected (%s)", self._peer, client.nick, client.quit_reason)
 
@@ -129,6 +196,8 @@ class Session:
         except SessionEnd:
             pass
         finally:
+            self._closed = True
+            self._pending.clear()
             if self._writer is not None:
                 self._writer.kill(block=False)
 
@@ -138,6 +207,7 @@ class Session:
             return
         self._aborted = reason
         self._closed = True
+        self._pending.clear()
         # Either greenlet may be the one calling (the writer on a send error,
         # the reader when its own reply overflows): it ends by itself then.
         current = gevent.getcurrent()
@@ -173,6 +243,7 @@ class Session:
             frames = framer.feed(data)
             if frames:
                 self._handle_all(client, frames, bucket)
+                self._outbox.flush()
                 deadline = time.monotonic() + idle
         return SHUTDOWN if self._hub.closing else CLOSED
 
@@ -192,41 +263,43 @@ class Session:
             if command is not None:
                 hub.execute(client, command)
 
-    def _write_loop(self) -> None:
-        queue = self._queue
-        sock = self._sock
+    def _write_backlog(self) -> None:
+        """Push the backlog out, waiting on the socket as long as it takes; then exit."""
+        pending = self._pending
         try:
-            while True:
-                chunks = [queue.get()]
-                while queue.qsize():
-                    chunks.append(queue.get_nowait())
-                closing = chunks[-1] is _CLOSE
-                if closing:
-                    chunks.pop()
-                if chunks:
-                    data = b"".join(chunks)
-                    sock.sendall(data)
-                    self._backlog -= len(data)
-                if closing:
-                    sock.shutdown(socket.SHUT_WR)
-                    return
+            while pending:
+                data = b"".join(pending)
+                pending.clear()
+                self._sock.sendall(data)
+                self._backlog -= len(data)
+            self._writer = None
+            if self._closed and self._aborted is None:
+                self._shutdown_output()
+        except OSError:
+            self._abort(CLOSED)
+
+    def _shutdown_output(self) -> None:
+        try:
+            self._sock.shutdown(socket.SHUT_WR)
         except OSError:
             self._abort(CLOSED)
 
     def _linger(self) -> None:
-        """Wait for the writer to flush, reading and discarding meanwhile.
+        """Let the client take its last lines, reading and discarding meanwhile.
 
         Bounded by ``shutdown_timeout``: a client that neither reads nor closes
         cannot hold the connection open.
         """
-        assert self._writer is not None
         deadline = time.monotonic() + self._config.shutdown_timeout
+        self.flush()
         if not self._eof:
             discard_until_eof(self._sock, deadline)
-        self._writer.join(max(deadline - time.monotonic(), 0.0))
+        writer = self._writer
+        if writer is not None:
+            writer.join(max(deadline - time.monotonic(), 0.0))
 
 
-def discard_until_eof(sock: socket.socket, deadline: float) -> None:
+def discard_until_eof(sock: GreenSocket, deadline: float) -> None:
     """Read and drop input until the peer closes or ``deadline`` (monotonic) passes.
 
     Closing a socket with unread input makes the kernel send a reset, which may
