@@ -245,6 +245,9 @@ class Session:
                 self._handle_all(client, frames, bucket)
                 self._outbox.flush()
                 deadline = time.monotonic() + idle
+                # gevent's recv returns at once while data is waiting, so a
+                # flooding client would otherwise starve every other reader.
+                gevent.sleep(0)
         return SHUTDOWN if self._hub.closing else CLOSED
 
     def _handle_all(self, client: Client, frames: "list[Frame]", bucket: Optional[TokenBucket]) -> None:
