@@ -53,11 +53,13 @@ class SessionEnd(Exception):
 
 
 class Outbox:
-    """Sessions with pending output, flushed together.
+    """Sessions with pending output, flushed together once per loop iteration.
 
-    Readers flush after each chunk of input, so lines go out with the
-    latency of one chunk; the loop callback catches deliveries made by
-    anything else (shutdown, timers) as soon as the current greenlet yields.
+    The flush is a loop callback scheduled by the first delivery, so it runs
+    after every greenlet that was ready in this iteration (readers with a
+    chunk of input, handlers of connections just accepted) has had its turn:
+    a burst of lines or of join notices costs one ``send`` per recipient,
+    not one per line, as in Redis's event loop.
     """
 
     __slots__ = ("_dirty", "_scheduled")
@@ -163,7 +165,6 @@ class Session:
         """Chat until the client has left the hub; never raises for client behaviour."""
         self.deliver(replies.WELCOME)
         client = self._hub.connect(self)
-        self._outbox.flush()
         if log.isEnabledFor(logging.INFO):
             log.info("%s connected as %s", self._peer, client.nick)
         reason = CLOSED
@@ -179,7 +180,6 @@ class Session:
             self._aborted = "server error"
         finally:
             self._hub.leave(client, self._aborted or reason)
-            self._outbox.flush()
             if log.isEnabledFor(logging.INFO):
                 log.info("%s %s disconnected (%s)", self._peer, client.nick, client.quit_reason)
 
@@ -243,10 +243,10 @@ class Session:
             frames = framer.feed(data)
             if frames:
                 self._handle_all(client, frames, bucket)
-                self._outbox.flush()
                 deadline = time.monotonic() + idle
-                # gevent's recv returns at once while data is waiting, so a
-                # flooding client would otherwise starve every other reader.
+                # Let every other ready greenlet run, and then the outbox flush
+                # them all: gevent's recv returns at once while data is waiting,
+                # so a flooding client would otherwise starve the other readers.
                 gevent.sleep(0)
         return SHUTDOWN if self._hub.closing else CLOSED
 
