@@ -1,0 +1,114 @@
+"""What a run was asked to do, and how it is split between worker processes (pure)."""
+
+from dataclasses import dataclass
+from typing import Optional
+
+MODES = ("throughput", "latency", "fanout", "slow", "capacity")
+PROTOCOLS = ("line", "redis")
+
+
+@dataclass(frozen=True)
+class Options:
+    """The command line, resolved: every default filled in for the chosen mode."""
+
+    mode: str
+    host: str = "127.0.0.1"
+    port: int = 5000
+    proto: str = "line"
+    room: str = "#lobby"
+    size: int = 64
+    clients: int = 100
+    senders: int = 10
+    duration: float = 10.0
+    warmup: float = 2.0
+    rate: float = 1000.0
+    window: int = 64
+    sample: int = 8
+    procs: int = 1
+    timeout: float = 10.0
+    batch: int = 500
+    messages: int = 20
+    pid: Optional[int] = None
+    step: int = 1000
+    max_clients: int = 10000
+    echo: bool = False
+    json: bool = False
+    strict: bool = False
+
+
+@dataclass(frozen=True)
+class Receiver:
+    """One receiving connection: its global index and the sender id it sends as, if any."""
+
+    index: int
+    own: Optional[int] = None
+    sampled: bool = False
+    probe: bool = False
+
+
+@dataclass(frozen=True)
+class Plan:
+    """One worker process's share of a run (picklable: it is sent to spawned workers)."""
+
+    options: Options
+    worker: int
+    workers: int
+    tokens: tuple[bytes, ...]
+    receivers: tuple[Receiver, ...] = ()
+    # Senders with a connection of their own (Redis publishers, fan-out and
+    # capacity senders); line-protocol stream senders use their receiver's.
+    senders: tuple[int, ...] = ()
+    # In the whole run, over all workers.
+    total_senders: int = 0
+    slow_client: bool = False
+
+
+def sender_count(options: Options) -> int:
+    return 1 if options.mode == "fanout" else options.senders
+
+
+def _quota(total: int, worker: int, workers: int) -> int:
+    return total // workers + (1 if worker < total % workers else 0)
+
+
+def make_plans(options: Options, tokens: tuple[bytes, ...]) -> list[Plan]:
+    """Spread clients round-robin over the workers; each worker samples its own receivers.
+
+    Every worker gets a probe: a sampled receiver that hears every sender (a
+    non-sender where there is one), against which that worker's senders keep
+    their window, so no acknowledgement ever crosses processes.
+    """
+    workers = options.procs
+    total_senders = sender_count(options)
+    stream = options.mode in ("throughput", "latency", "slow")
+    senders_are_clients = stream and options.proto == "line"
+    plans = []
+    for worker in range(workers):
+        indices = range(worker, options.clients, workers)
+        owns = [index if senders_are_clients and index < total_senders else None for index in indices]
+        if senders_are_clients:
+            senders: tuple[int, ...] = ()
+        elif stream:
+            senders = tuple(range(worker, total_senders, workers))
+        else:
+            senders = tuple(range(total_senders)) if worker == 0 else ()
+        # Non-senders first: they hear everyone, so the probe is one of them.
+        order = sorted(range(len(owns)), key=lambda position: owns[position] is not None)
+        sampled = set(order[: max(_quota(options.sample, worker, workers), 1)])
+        receivers = tuple(
+            Receiver(index, own, sampled=position in sampled, probe=position == order[0])
+            for position, (index, own) in enumerate(zip(indices, owns))
+        )
+        plans.append(
+            Plan(
+                options=options,
+                worker=worker,
+                workers=workers,
+                tokens=tokens,
+                receivers=receivers,
+                senders=senders,
+                total_senders=total_senders,
+                slow_client=options.mode == "slow" and worker == 0,
+            )
+        )
+    return plans
