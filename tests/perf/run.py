@@ -1,0 +1,1150 @@
+"""Compare gchat with three peers under the same load: ``tox -e perf`` runs this.
+
+A speed figure means nothing alone; this runner puts gchat next to what one
+could have instead, each started fresh for every run on the same machine and
+driven by the same load generator (``python -m gchat.bench``):
+
+* ``thread``: the seed's thread-per-client design with its broadcast called
+  (``tests/perf/thread_server.py``), what the project started from;
+* ``asyncio``: the idiomatic asyncio-streams server (``tests/perf/asyncio_server.py``),
+  what a Python developer would write without gevent;
+* ``redis``: ``redis-server`` PUBLISH/SUBSCRIBE, a tuned C event loop, the
+  ceiling one can hope to approach from Python.
+
+The server is pinned to core 0 and the load generator to core 1 (``taskset``),
+so neither steals the other's CPU. Every scenario runs ``--repeat`` times
+(default 3) per server, servers interleaved so drift hits all alike, and the
+median of each figure is reported. A server whose run shows any loss,
+duplicate, reordering or malformed line is INVALID for that scenario: fast
+wrong answers are not speed. A run that crashes or times out is FAILED.
+
+Output: a ratio table (gchat/peer) on stdout, and ``tests/perf/results/latest.json``,
+``latest.md`` and ``latest.png`` (deliveries/s and p99 latency against room size).
+
+Every wait is bounded and every process started here runs in its own session
+(process group) that is killed in a ``finally``, so an interrupted or failed
+run leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import datetime
+import json
+import os
+import platform
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any, Callable
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from gchat.rlimit import raise_open_files  # noqa: E402  (needs ROOT on the path)
+
+PERF_DIR = ROOT / "tests" / "perf"
+RESULTS_DIR = PERF_DIR / "results"
+HOST = "127.0.0.1"
+SERVER_CPU = 0
+BENCH_CPU = 1
+# Bounds on waits that do not depend on the scenario.
+STARTUP_TIMEOUT = 20.0
+STOP_TIMEOUT = 8.0
+PROBE_TIMEOUT = 1.0
+# Bytes per line (LF included): the bench's default, and the slow scenario's (see scenarios()).
+SIZE = 64
+SLOW_SIZE = 1024
+
+
+# ---------------------------------------------------------------------------
+# What the load generator prints, mapped to the figures this runner reports.
+# THE one place to adapt when gchat.bench's --json output changes.
+# ---------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class Figures:
+    """One bench report, reduced to what the comparison needs."""
+
+    metrics: dict[str, float]  # canonical names (see METRICS), canonical units
+    failures: list[str]  # wrong answers (loss, duplicates, reorders, damage): INVALID
+    errors: list[str]  # the run itself broke (closed, stalled, no connection): FAILED
+    counts: dict[str, int]  # loss / dup / reorder / malformed, for the notes
+    saturated: bool  # the load generator used over 90% of its core
+
+
+def _at(raw: Any, *path: str) -> Any:
+    """raw[path[0]][path[1]]..., or None as soon as a step is missing."""
+    for key in path:
+        if not isinstance(raw, dict) or key not in raw:
+            return None
+        raw = raw[key]
+    return raw
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def _latency(into: dict[str, float], figures: Any, prefix: str = "") -> None:
+    for key, name in (
+        ("p50", "p50_ms"),
+        ("p90", "p90_ms"),
+        ("p99", "p99_ms"),
+        ("p99.9", "p999_ms"),
+        ("max", "max_ms"),
+    ):
+        value = _number(_at(figures, key))
+        if value is not None:
+            into[prefix + name] = value
+
+
+def figures(raw: dict[str, Any]) -> Figures:
+    """Map ``python -m gchat.bench MODE --json`` output (see gchat/bench/report.py) to Figures."""
+    mode = raw.get("mode")
+    results = raw.get("results") or {}
+    metrics: dict[str, float] = {}
+    if mode in ("throughput", "latency"):
+        for key, name in (("deliveries_per_s", "deliveries_per_s"), ("lines_accepted_per_s", "lines_per_s")):
+            value = _number(results.get(key))
+            if value is not None:
+                metrics[name] = value
+        _latency(metrics, results.get("latency_ms"))
+        cpu = _number(results.get("server_cpu"))
+        if cpu is not None:
+            metrics["server_cpu"] = cpu
+            if metrics.get("deliveries_per_s"):
+                # CPU the server spent per delivery: a fair figure even when the
+                # load generator, not the server, limited the rate.
+                metrics["cpu_us_per_delivery"] = cpu * 1e6 / metrics["deliveries_per_s"]
+    elif mode == "slow":
+        _latency(metrics, _at(results, "baseline", "latency_ms"), "base_")
+        _latency(metrics, _at(results, "with_slow_client", "latency_ms"), "slow_")
+        ratio = _number(results.get("p99_ratio"))
+        if ratio is not None:
+            metrics["p99_ratio"] = ratio
+        dropped = results.get("slow_client_dropped")
+        if isinstance(dropped, bool):
+            metrics["slow_dropped"] = 1.0 if dropped else 0.0
+    elif mode == "fanout":
+        reach = _at(results, "reach_all_ms") or {}
+        for key, name in (("median", "reach_all_median_ms"), ("max", "reach_all_max_ms")):
+            value = _number(reach.get(key))
+            if value is not None:
+                metrics[name] = value
+        samples = sorted(v for v in reach.get("samples") or [] if _number(v) is not None)
+        clients = _number(results.get("clients"))
+        if samples:
+            metrics["reach_all_p99_ms"] = percentile(samples, 99.0)
+            if clients and sum(samples) > 0:
+                # Lines go one at a time, each once the last reached everyone:
+                # deliveries over the time spent delivering.
+                metrics["deliveries_per_s"] = clients * len(samples) / (sum(samples) / 1000)
+        connect = _number(results.get("connect_s"))
+        if connect is not None:
+            metrics["connect_s"] = connect
+        per_connection = _number(_at(results, "server_rss_kb", "per_connection"))
+        if per_connection is not None:
+            metrics["rss_per_conn_kib"] = per_connection
+    checks = raw.get("checks") or {}
+    counts = {
+        "loss": int(checks.get("losses") or 0),
+        "dup": int(checks.get("duplicates") or 0),
+        "reorder": int(checks.get("reorders") or 0),
+        "malformed": int(checks.get("malformed_total") or 0),
+    }
+    failures = [str(item) for item in raw.get("failures") or []]
+    if any(counts.values()) and not failures:
+        failures = [", ".join(f"{name} {count:,}" for name, count in counts.items() if count)]
+    return Figures(
+        metrics=metrics,
+        failures=failures,
+        errors=[str(item) for item in raw.get("errors") or []],
+        counts=counts,
+        saturated=bool(_at(raw, "generator", "saturated_workers")),
+    )
+
+
+def percentile(ordered: Sequence[float], q: float) -> float:
+    """Linear-interpolated percentile of an already sorted, non-empty sequence."""
+    position = (len(ordered) - 1) * q / 100
+    low = int(position)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
+# ---------------------------------------------------------------------------
+# Metrics, servers, scenarios.
+# ---------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Metric:
+    """How a figure is shown; ``higher_is_better`` None: shown, never turned into a ratio."""
+
+    label: str
+    higher_is_better: bool | None
+    fmt: Callable[[float], str]
+
+
+def _count(value: float) -> str:
+    return f"{value:,.0f}"
+
+
+def _ms(value: float) -> str:
+    return f"{value:.3f}" if value < 1 else f"{value:,.2f}"
+
+
+def _one(value: float) -> str:
+    return f"{value:,.1f}"
+
+
+def _two(value: float) -> str:
+    return f"{value:.2f}"
+
+
+def _percent(value: float) -> str:
+    return f"{value:.0%}"
+
+
+def _yes_no(value: float) -> str:
+    return "yes" if value >= 0.5 else "no"
+
+
+METRICS: dict[str, Metric] = {
+    "deliveries_per_s": Metric("deliveries/s", True, _count),
+    "lines_per_s": Metric("lines in/s", True, _count),
+    "cpu_us_per_delivery": Metric("server CPU us/delivery", False, _two),
+    "server_cpu": Metric("server CPU", None, _percent),
+    "p50_ms": Metric("p50 ms", False, _ms),
+    "p90_ms": Metric("p90 ms", False, _ms),
+    "p99_ms": Metric("p99 ms", False, _ms),
+    "p999_ms": Metric("p99.9 ms", False, _ms),
+    "max_ms": Metric("max ms", False, _ms),
+    "reach_all_median_ms": Metric("reach-all median ms", False, _ms),
+    "reach_all_p99_ms": Metric("reach-all p99 ms", False, _ms),
+    "reach_all_max_ms": Metric("reach-all max ms", False, _ms),
+    "connect_s": Metric("connect s", False, _two),
+    "rss_per_conn_kib": Metric("RSS KiB/connection", False, _one),
+    "base_p99_ms": Metric("p99 ms, all reading", False, _ms),
+    "slow_p99_ms": Metric("p99 ms, one not reading", False, _ms),
+    "slow_max_ms": Metric("max ms, one not reading", False, _ms),
+    "p99_ratio": Metric("p99 slowdown (x)", False, _two),
+    "slow_dropped": Metric("non-reader dropped", None, _yes_no),
+    "peak_rss_mib": Metric("server peak RSS MiB", False, _one),
+}
+
+# Which figures each bench mode's rows show, in order (only those some server has).
+MODE_METRICS: dict[str, tuple[str, ...]] = {
+    "throughput": (
+        "deliveries_per_s",
+        "lines_per_s",
+        "cpu_us_per_delivery",
+        "server_cpu",
+        "p50_ms",
+        "p99_ms",
+        "peak_rss_mib",
+    ),
+    "latency": ("p50_ms", "p90_ms", "p99_ms", "p999_ms", "max_ms", "cpu_us_per_delivery"),
+    "fanout": (
+        "reach_all_median_ms",
+        "reach_all_p99_ms",
+        "reach_all_max_ms",
+        "deliveries_per_s",
+        "connect_s",
+        "rss_per_conn_kib",
+        "peak_rss_mib",
+    ),
+    "slow": ("base_p99_ms", "slow_p99_ms", "slow_max_ms", "p99_ratio", "slow_dropped", "peak_rss_mib"),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Server:
+    """A server under test: how to start it on a given port and how to talk to it."""
+
+    name: str
+    proto: str  # the bench's --proto: "line" or "redis"
+    command: Callable[[int, Scenario], list[str]]
+    about: str
+
+
+def _gchat_command(port: int, scenario: Scenario) -> list[str]:
+    # --log-level warning: info logs a line per chat message, which would be
+    # measured as server cost. --rate/--burst a million: the benchmark is the
+    # flood the rate limit exists to slow down, but the limiter stays in the
+    # path (every line still takes a token), as the protocol is measured whole.
+    # A big --max-backlog so a load generator that
+    # falls behind is not cut off as a slow consumer mid-measurement, except in
+    # the slow mode, where cutting the slow reader off is the behaviour measured.
+    command = [
+        sys.executable,
+        "-m",
+        "gchat",
+        "--host",
+        HOST,
+        "--port",
+        str(port),
+        "--log-level",
+        "warning",
+        "--rate",
+        "1000000",
+        "--burst",
+        "1000000",
+        "--max-clients",
+        "19000",
+        "--shutdown-timeout",
+        "1",
+    ]
+    if scenario.mode != "slow":
+        command += ["--max-backlog", "16777216"]
+    return command
+
+
+def _peer_command(script: str) -> Callable[[int, Scenario], list[str]]:
+    def command(port: int, scenario: Scenario) -> list[str]:
+        return [sys.executable, str(PERF_DIR / script), "--port", str(port)]
+
+    return command
+
+
+def _redis_command(port: int, scenario: Scenario) -> list[str]:
+    # No persistence (nothing to measure there); maxclients above the default
+    # 10,000 so the 10,000-client room fits next to the probe.
+    return [
+        "redis-server",
+        "--port",
+        str(port),
+        "--bind",
+        HOST,
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--protected-mode",
+        "no",
+        "--maxclients",
+        "19000",
+        "--loglevel",
+        "warning",
+    ]
+
+
+SERVERS: dict[str, Server] = {
+    server.name: server
+    for server in (
+        Server("gchat", "line", _gchat_command, "this project (gevent)"),
+        Server("thread", "line", _peer_command("thread_server.py"), "the seed, thread per client"),
+        Server("asyncio", "line", _peer_command("asyncio_server.py"), "idiomatic asyncio streams"),
+        Server("redis", "redis", _redis_command, "redis-server PUBLISH/SUBSCRIBE"),
+    )
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Scenario:
+    """One bench invocation, run against every server."""
+
+    key: str
+    mode: str
+    clients: int
+    senders: int | None = None
+    rate: float | None = None
+    messages: int | None = None
+    duration: float | None = None
+    warmup: float | None = None
+    size: int = SIZE
+    # The bench's bound on each wait (its --timeout), None for its default (10 s).
+    timeout: float | None = None
+
+    def bench_args(self) -> list[str]:
+        args = [self.mode, "--clients", str(self.clients), "--size", str(self.size)]
+        for flag, value in (
+            ("--senders", self.senders),
+            ("--rate", self.rate),
+            ("--messages", self.messages),
+            ("--duration", self.duration),
+            ("--warmup", self.warmup),
+            ("--timeout", self.timeout),
+        ):
+            if value is not None:
+                args += [flag, f"{value:g}" if isinstance(value, float) else str(value)]
+        return args
+
+    def hard_timeout(self) -> float:
+        """Outer bound on one bench run, past the bench's own bounds (each wait --timeout, default 10 s)."""
+        wait = self.timeout or 10.0
+        phases = (self.duration or 10.0) + (self.warmup or 2.0)
+        if self.mode == "slow":
+            phases *= 2
+        if self.mode == "fanout":
+            # A line that takes seconds to reach the room is a broken run, not a slow one.
+            phases = (self.messages or 20) * 5.0 + wait
+        # The bench may wait --timeout per batch of 500 connections; past 0.15 s a client
+        # (gchat's 10,000-client room takes ~0.05 s a client here) the run is broken.
+        connect = min((2 * -(-self.clients // 500) + 6) * wait, 60 + 0.15 * self.clients)
+        return phases + connect + 2 * wait + 60.0
+
+
+def scenarios(quick: bool, fanout_sizes: Sequence[int], size: int | None = None) -> list[Scenario]:
+    """The default plan, or a short smoke plan with small rooms for ``--quick``.
+
+    ``size`` (bytes per line) overrides the defaults: 64, and 1 KiB in the slow scenario.
+    """
+    if quick:
+        duration, warmup, messages = 2.0, 0.5, 20
+        plan = [
+            Scenario("throughput-20x5", "throughput", 20, senders=5),
+            Scenario("throughput-100x10", "throughput", 100, senders=10),
+            Scenario("latency-20@200", "latency", 20, senders=5, rate=200.0),
+        ]
+        slow = Scenario("slow-20@1000", "slow", 20, senders=5, rate=1000.0)
+    else:
+        duration, warmup, messages = 10.0, 2.0, 100
+        plan = [
+            Scenario("throughput-100x10", "throughput", 100, senders=10),
+            Scenario("throughput-1000x10", "throughput", 1000, senders=10),
+            Scenario("latency-100@1000", "latency", 100, senders=10, rate=1000.0),
+        ]
+        slow = Scenario("slow-100@1000", "slow", 100, senders=10, rate=1000.0)
+    # 1 KiB lines in the slow scenario, so that what the non-reader is owed outgrows
+    # the kernel's socket buffers (megabytes on loopback) within the run: with 64-byte
+    # lines the buffers absorb it all and no server is put to the test.
+    slow = dataclasses.replace(slow, size=SLOW_SIZE)
+    plan += [Scenario(f"fanout-{room}", "fanout", room, messages=messages) for room in fanout_sizes]
+    plan.append(slow)
+    return [
+        dataclasses.replace(
+            item,
+            duration=None if item.mode == "fanout" else duration,
+            warmup=None if item.mode == "fanout" else warmup,
+            size=size or item.size,
+            # gchat tells the room about every join, so connecting N clients makes
+            # N**2/2 notices: in the 10,000-client room a batch of connections waits
+            # far past the bench's default 10 s for its welcome lines. Connect time
+            # is reported on its own; the wait bound grows with the room so that
+            # what the scenario is about still gets measured.
+            timeout=max(10.0, item.clients / 50),
+        )
+        for item in plan
+    ]
+
+
+# ---------------------------------------------------------------------------
+# Processes: pinning, start, readiness, stop.
+# ---------------------------------------------------------------------------
+
+
+def pinning() -> tuple[bool, str]:
+    """Whether server and load generator can each get a core of their own, and why not."""
+    if shutil.which("taskset") is None:
+        return False, "taskset not found (util-linux): running unpinned"
+    try:
+        cpus = os.sched_getaffinity(0)
+    except (AttributeError, OSError):
+        cpus = set(range(os.cpu_count() or 1))
+    if not {SERVER_CPU, BENCH_CPU} <= cpus:
+        return False, f"cores {SERVER_CPU} and {BENCH_CPU} are not both available ({sorted(cpus)}): unpinned"
+    probe = subprocess.run(
+        ["taskset", "-c", str(BENCH_CPU), "true"], capture_output=True, timeout=10, check=False
+    )
+    if probe.returncode != 0:
+        return False, f"taskset does not work here ({probe.stderr.decode().strip()}): running unpinned"
+    return True, f"server on core {SERVER_CPU}, load generator on core {BENCH_CPU}"
+
+
+def pinned(cpu: int, command: list[str], pin: bool) -> list[str]:
+    # taskset execs the command, so the child's pid is the server's own (for --pid).
+    return ["taskset", "-c", str(cpu), *command] if pin else command
+
+
+def free_port() -> int:
+    """A port nobody listens on right now (the server may still lose a race: start() retries)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind((HOST, 0))
+        return int(probe.getsockname()[1])
+
+
+def kill_group(proc: subprocess.Popen[Any], timeout: float = STOP_TIMEOUT) -> None:
+    """SIGTERM the process group, then SIGKILL it if it has not gone within ``timeout``."""
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout)
+    # The group may outlive its leader (a child that forked); always finish it off.
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout)
+
+
+class ServerDied(RuntimeError):
+    pass
+
+
+def _probe(port: int, proto: str) -> bool:
+    """One readiness check: a line server greets, redis answers PING."""
+    try:
+        with socket.create_connection((HOST, port), timeout=PROBE_TIMEOUT) as sock:
+            sock.settimeout(PROBE_TIMEOUT)
+            if proto == "redis":
+                sock.sendall(b"PING\r\n")
+                return sock.recv(64).startswith(b"+PONG")
+            data = b""
+            while b"\n" not in data:
+                chunk = sock.recv(256)
+                if not chunk:
+                    return False
+                data += chunk
+            return True
+    except OSError:
+        return False
+
+
+def _tail(path: Path, limit: int = 2000) -> str:
+    try:
+        return path.read_text(errors="replace")[-limit:]
+    except OSError:
+        return ""
+
+
+@contextlib.contextmanager
+def running_server(
+    server: Server, scenario: Scenario, pin: bool, log_path: Path
+) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
+    """Start ``server`` fresh on a free port, yield (process, port) once it answers, always stop it."""
+    proc: subprocess.Popen[bytes] | None = None
+    try:
+        for _attempt in range(3):
+            port = free_port()
+            with log_path.open("wb") as log:
+                proc = subprocess.Popen(
+                    pinned(SERVER_CPU, server.command(port, scenario), pin),
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    cwd=ROOT,
+                    start_new_session=True,
+                )
+            deadline = time.monotonic() + STARTUP_TIMEOUT
+            while time.monotonic() < deadline:
+                if proc.poll() is not None or _probe(port, server.proto):
+                    break
+                time.sleep(0.05)
+            if proc.poll() is None and _probe(port, server.proto):
+                break
+            kill_group(proc)
+            if "in use" not in _tail(log_path):
+                raise ServerDied(
+                    f"{server.name} did not start: {_tail(log_path, 500).strip() or 'no output'}"
+                )
+        else:
+            raise ServerDied(f"{server.name}: no free port after 3 tries")
+        yield proc, port
+    finally:
+        if proc is not None:
+            kill_group(proc)
+
+
+def peak_rss_mib(pid: int) -> float | None:
+    """The server's peak resident set (VmHWM) so far, from /proc (None where there is none)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+# ---------------------------------------------------------------------------
+# One run, and the medians over repetitions.
+# ---------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class Run:
+    """One fresh server under one bench invocation, and the verdict on it."""
+
+    server: str
+    scenario: str
+    repetition: int
+    status: str  # "ok", "invalid" (wrong answers), "failed" (crashed, stalled, timed out)
+    note: str
+    wall_s: float
+    metrics: dict[str, float] = dataclasses.field(default_factory=dict)
+    counts: dict[str, int] = dataclasses.field(default_factory=dict)
+    saturated: bool = False
+    raw: dict[str, Any] | None = None
+
+
+def parse_json(stdout: str) -> dict[str, Any] | None:
+    """The bench's one JSON object: the whole output, else its last line that parses."""
+    text = stdout.strip()
+    for candidate in [text, *reversed(text.splitlines())]:
+        try:
+            value = json.loads(candidate)
+        except ValueError:
+            continue
+        if isinstance(value, dict):
+            return value
+    return None
+
+
+def bench_command(
+    scenario: Scenario, server: Server, port: int, pid: int, options: argparse.Namespace
+) -> list[str]:
+    command = [
+        sys.executable,
+        "-m",
+        "gchat.bench",
+        *scenario.bench_args(),
+        "--host",
+        HOST,
+        "--port",
+        str(port),
+        "--proto",
+        server.proto,
+        "--pid",
+        str(pid),
+        "--json",
+    ]
+    if options.procs is not None:
+        command += ["--procs", str(options.procs)]
+    return command
+
+
+def run_once(
+    server: Server,
+    scenario: Scenario,
+    repetition: int,
+    options: argparse.Namespace,
+    pin: bool,
+    logdir: Path,
+) -> Run:
+    """One fresh server, one bench invocation, judged: ok, INVALID (wrong answers) or FAILED."""
+    tag = f"{scenario.key}.{server.name}.{repetition}"
+    server_log = logdir / f"{tag}.server.log"
+    started = time.monotonic()
+
+    def verdict(status: str, note: str = "", **extra: Any) -> Run:
+        return Run(server.name, scenario.key, repetition, status, note, time.monotonic() - started, **extra)
+
+    if options.timeout is not None:
+        scenario = dataclasses.replace(scenario, timeout=options.timeout)
+    limit = scenario.hard_timeout()
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    try:
+        with running_server(server, scenario, pin, server_log) as (proc, port):
+            bench = subprocess.Popen(
+                pinned(BENCH_CPU, bench_command(scenario, server, port, proc.pid, options), pin),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                cwd=ROOT,
+                env=env,
+                start_new_session=True,
+                text=True,
+            )
+            try:
+                stdout, stderr = bench.communicate(timeout=limit)
+            except subprocess.TimeoutExpired:
+                return verdict("failed", f"load generator still running after {limit:.0f} s: killed")
+            finally:
+                kill_group(bench)
+            peak = peak_rss_mib(proc.pid)
+            server_alive = proc.poll() is None
+    except ServerDied as err:
+        return verdict("failed", str(err))
+
+    raw = parse_json(stdout)
+    if raw is None:
+        detail = (stderr.strip().splitlines() or [f"exit {bench.returncode}, no output"])[-1]
+        return verdict("failed", f"no JSON from the load generator: {detail}")
+    found = figures(raw)
+    if peak is not None:
+        found.metrics["peak_rss_mib"] = peak
+    extra = {"metrics": found.metrics, "counts": found.counts, "saturated": found.saturated, "raw": raw}
+    if found.failures:
+        return verdict("invalid", "; ".join(found.failures), **extra)
+    if not server_alive:
+        return verdict("failed", f"server died during the run: {_tail(server_log, 300).strip()}", **extra)
+    if found.errors:
+        return verdict("failed", "; ".join(found.errors), **extra)
+    if bench.returncode != 0:
+        detail = (stderr.strip().splitlines() or [""])[-1]
+        return verdict("failed", f"load generator exit {bench.returncode}: {detail}", **extra)
+    return verdict("ok", **extra)
+
+
+@dataclasses.dataclass
+class Summary:
+    """One server in one scenario, over its repetitions."""
+
+    status: str  # "ok", "invalid", "failed"
+    metrics: dict[str, float]
+    note: str
+    runs: int
+
+
+def summarise(runs: list[Run]) -> Summary:
+    """Medians when every repetition was good; otherwise the worst verdict and why."""
+    invalid = [run for run in runs if run.status == "invalid"]
+    failed = [run for run in runs if run.status == "failed"]
+    if invalid:
+        return Summary("invalid", {}, f"{len(invalid)}/{len(runs)} runs: {invalid[0].note}", len(runs))
+    if failed:
+        return Summary("failed", {}, f"{len(failed)}/{len(runs)} runs: {failed[0].note}", len(runs))
+    names = {name for run in runs for name in run.metrics}
+    medians = {
+        name: statistics.median([run.metrics[name] for run in runs if name in run.metrics]) for name in names
+    }
+    return Summary("ok", medians, "", len(runs))
+
+
+# ---------------------------------------------------------------------------
+# Reporting: ratio table, markdown, JSON, plot.
+# ---------------------------------------------------------------------------
+
+Table = dict[str, dict[str, Summary]]  # scenario key -> server -> summary
+
+
+def cell(summary: Summary | None, metric: str) -> str:
+    if summary is None:
+        return "-"
+    if summary.status != "ok":
+        return summary.status.upper()
+    value = summary.metrics.get(metric)
+    return "-" if value is None else METRICS[metric].fmt(value)
+
+
+def ratio(table_row: dict[str, Summary], peer: str, metric: str) -> str:
+    """gchat's figure over the peer's; only when both are valid numbers."""
+    mine, theirs = table_row.get("gchat"), table_row.get(peer)
+    if mine is None or theirs is None:
+        return "-"
+    if METRICS[metric].higher_is_better is None:
+        return "-"
+    if mine.status != "ok" or theirs.status != "ok":
+        return "n/a"
+    a, b = mine.metrics.get(metric), theirs.metrics.get(metric)
+    if a is None or b is None:
+        return "-"
+    if b == 0:
+        return "inf" if a > 0 else "n/a"
+    return f"{a / b:.2f}"
+
+
+def table_rows(plan: list[Scenario], table: Table, servers: list[str]) -> tuple[list[str], list[list[str]]]:
+    """Header and rows of the one comparison table: values and gchat/peer ratios."""
+    peers = [name for name in servers if name != "gchat"]
+    header = ["scenario", "metric", "better"]
+    for name in servers:
+        header.append(name)
+        if name != "gchat" and "gchat" in servers:
+            header.append(f"gchat/{name}")
+    rows: list[list[str]] = []
+    for scenario in plan:
+        row_data = table.get(scenario.key, {})
+        present = {m for summary in row_data.values() for m in summary.metrics}
+        metrics = [m for m in MODE_METRICS.get(scenario.mode, ()) if m in present]
+        if not metrics:
+            # Every server INVALID or FAILED: one row still says so.
+            metrics = list(MODE_METRICS.get(scenario.mode, ("deliveries_per_s",)))[:1]
+        for metric in metrics:
+            spec = METRICS[metric]
+            better = {True: "higher", False: "lower", None: "info"}[spec.higher_is_better]
+            row = [scenario.key, spec.label, better]
+            for name in servers:
+                row.append(cell(row_data.get(name), metric))
+                if name in peers and "gchat" in servers:
+                    row.append(ratio(row_data, name, metric))
+            rows.append(row)
+    return header, rows
+
+
+def render_text(header: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    lines = ["  ".join(h.ljust(w) if i < 3 else h.rjust(w) for i, (h, w) in enumerate(zip(header, widths)))]
+    lines.append("  ".join("-" * w for w in widths))
+    previous = None
+    for row in rows:
+        shown = list(row)
+        if row[0] == previous:
+            shown[0] = ""
+        previous = row[0]
+        lines.append(
+            "  ".join(c.ljust(w) if i < 3 else c.rjust(w) for i, (c, w) in enumerate(zip(shown, widths)))
+        )
+    return "\n".join(lines)
+
+
+def render_markdown(header: list[str], rows: list[list[str]]) -> str:
+    align = ["---" if i < 3 else "---:" for i in range(len(header))]
+    lines = ["| " + " | ".join(header) + " |", "| " + " | ".join(align) + " |"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def verdict_notes(plan: list[Scenario], table: Table) -> list[str]:
+    notes = []
+    for scenario in plan:
+        for name, summary in table.get(scenario.key, {}).items():
+            if summary.status != "ok":
+                notes.append(f"{scenario.key} {name}: {summary.status.upper()} ({summary.note})")
+    return notes
+
+
+def saturation_notes(plan: list[Scenario], runs: list[Run]) -> list[str]:
+    """Where the load generator, not the server, was the limit: those rates are floors, not speeds."""
+    notes = []
+    for scenario in plan:
+        names = list(dict.fromkeys(r.server for r in runs if r.scenario == scenario.key and r.saturated))
+        if not names:
+            continue
+        head = f"{scenario.key}: the load generator used over 90% of its core with {', '.join(names)}"
+        if scenario.mode == "fanout":
+            notes.append(head + "; reach times there include its own reading, so they are upper bounds")
+        else:
+            notes.append(
+                head + "; their rates there are what one generator core could drive (a floor), "
+                "so compare server CPU us/delivery and server CPU instead"
+            )
+    return notes
+
+
+def plot(plan: list[Scenario], table: Table, servers: list[str], path: Path) -> str | None:
+    """deliveries/s and p99 latency against room size (the fanout scenarios), one line per server."""
+    fanout = sorted((s for s in plan if s.mode == "fanout"), key=lambda s: s.clients)
+    if not fanout:
+        return "no fanout scenario ran: no plot"
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return "matplotlib is not installed: no plot (tox -e perf installs it)"
+    figure, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    panels = (
+        ("deliveries_per_s", "deliveries/s while fanning out (higher is better)"),
+        ("reach_all_p99_ms", "p99 time for a line to reach all, ms (lower is better)"),
+    )
+    for axis, (metric, title) in zip(axes, panels):
+        for name in servers:
+            xs, ys, broken = [], [], []
+            for scenario in fanout:
+                summary = table.get(scenario.key, {}).get(name)
+                if summary is None:
+                    continue
+                value = summary.metrics.get(metric) if summary.status == "ok" else None
+                if value is None or value <= 0:
+                    if summary.status != "ok":
+                        broken.append(f"{summary.status.upper()} at {scenario.clients:,}")
+                    continue
+                xs.append(scenario.clients)
+                ys.append(value)
+            label = name + (f" ({'; '.join(broken)})" if broken else "")
+            if xs:
+                axis.plot(xs, ys, marker="o", label=label)
+            elif broken:
+                axis.plot([], [], marker="x", linestyle="none", label=label)
+        axis.set_xscale("log")
+        axis.set_yscale("log")
+        axis.set_xticks([s.clients for s in fanout], [f"{s.clients:,}" for s in fanout])
+        axis.minorticks_off()
+        axis.set_xlabel("clients in the room")
+        axis.set_title(title)
+        axis.grid(True, which="both", alpha=0.3)
+        axis.legend(fontsize=8)
+    figure.suptitle("gchat and peers, one sender fanning out to the whole room")
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return None
+
+
+def git_revision() -> str:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        )
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "gchat"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    return out.stdout.strip() + (" (gchat/ modified)" if dirty.stdout.strip() else "")
+
+
+def tool_version(command: list[str]) -> str:
+    try:
+        out = subprocess.run(command, capture_output=True, text=True, timeout=10, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return "unavailable"
+    return (
+        (out.stdout or out.stderr).strip().splitlines()[0]
+        if (out.stdout or out.stderr).strip()
+        else "unknown"
+    )
+
+
+# ---------------------------------------------------------------------------
+# Main.
+# ---------------------------------------------------------------------------
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description="Compare gchat with a thread-per-client server, an asyncio server and Redis.",
+    )
+    parser.add_argument("--quick", action="store_true", help="smoke run: short, 1 repetition, small rooms")
+    parser.add_argument(
+        "--repeat", type=int, default=None, help="repetitions per server and scenario (default 3)"
+    )
+    parser.add_argument(
+        "--only",
+        default=",".join(SERVERS),
+        help=f"comma-separated servers to run (default: {','.join(SERVERS)})",
+    )
+    parser.add_argument(
+        "--modes",
+        default="",
+        help="comma-separated bench modes (throughput,latency,fanout,slow) or scenario keys; default all",
+    )
+    parser.add_argument(
+        "--fanout-sizes",
+        default="",
+        help="room sizes for the fanout scenarios (default 10,100,1000,10000; --quick: 10,100,1000)",
+    )
+    parser.add_argument(
+        "--size",
+        type=int,
+        default=None,
+        help="bytes per line, LF included, in every scenario (default 64, and 1024 in slow; a size"
+        " that does not divide 1024 shows the thread peer's spliced lines)",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=None,
+        help="the bench's --timeout for every scenario (default: 10 s, more for big rooms)",
+    )
+    parser.add_argument("--procs", type=int, default=None, help="passed to the bench as --procs")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=RESULTS_DIR,
+        help="where latest.json, latest.md and latest.png go (default tests/perf/results)",
+    )
+    options = parser.parse_args(argv)
+    if options.repeat is None:
+        options.repeat = 1 if options.quick else 3
+    if options.repeat < 1:
+        parser.error("--repeat must be at least 1")
+    options.servers = [name.strip() for name in options.only.split(",") if name.strip()]
+    unknown = [name for name in options.servers if name not in SERVERS]
+    if unknown or not options.servers:
+        parser.error(
+            f"--only: unknown server(s) {', '.join(unknown) or '(none)'}; choose from {', '.join(SERVERS)}"
+        )
+    try:
+        sizes = [int(x) for x in options.fanout_sizes.split(",") if x.strip()]
+    except ValueError:
+        parser.error("--fanout-sizes: whole numbers, comma-separated")
+    options.sizes = sizes or ([10, 100, 1000] if options.quick else [10, 100, 1000, 10000])
+    plan = scenarios(options.quick, options.sizes, options.size)
+    wanted = {item.strip() for item in options.modes.split(",") if item.strip()}
+    if wanted:
+        known = {s.mode for s in plan} | {s.key for s in plan}
+        if wanted - known:
+            parser.error(
+                f"--modes: unknown {', '.join(sorted(wanted - known))};"
+                f" choose from {', '.join(sorted(known))}"
+            )
+        plan = [s for s in plan if s.mode in wanted or s.key in wanted]
+    options.plan = plan
+    return options
+
+
+def preflight(options: argparse.Namespace) -> list[str]:
+    """What is missing, as messages that say how to fix it; empty when all is there."""
+    problems = []
+    if "redis" in options.servers and shutil.which("redis-server") is None:
+        problems.append(
+            "redis-server is not installed: `apt-get install redis-server` (Debian), "
+            "or leave it out with --only gchat,thread,asyncio"
+        )
+    probe = subprocess.run(
+        [sys.executable, "-m", "gchat.bench", "--help"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    if probe.returncode != 0:
+        last = (probe.stderr.strip().splitlines() or ["no output"])[-1]
+        problems.append(f"the load generator does not run (`python -m gchat.bench --help`): {last}")
+    return problems
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    options = parse_args(argv)
+    # A SIGTERM (tox or CI stopping us) unwinds like Ctrl+C, so every finally kills its processes.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+    problems = preflight(options)
+    if problems:
+        for problem in problems:
+            print(f"perf: error: {problem}", file=sys.stderr)
+        return 2
+    open_files = raise_open_files(1 << 20)  # children inherit it: a 10,000-client room
+    biggest = max((s.clients for s in options.plan), default=0)
+    if open_files < biggest + 100:
+        print(
+            f"perf: warning: open-files limit {open_files} is below the {biggest:,}-client room;"
+            " those runs will fail (raise the hard limit: ulimit -Hn)",
+            file=sys.stderr,
+        )
+    pin, pin_note = pinning()
+    print(f"perf: {pin_note}", file=sys.stderr)
+
+    plan: list[Scenario] = options.plan
+    servers: list[str] = options.servers
+    total = len(plan) * options.repeat * len(servers)
+    runs: list[Run] = []
+    started = datetime.datetime.now(datetime.timezone.utc)
+    with tempfile.TemporaryDirectory(prefix="gchat-perf-") as tmp:
+        logdir = Path(tmp)
+        done = 0
+        for scenario in plan:
+            for repetition in range(1, options.repeat + 1):
+                for name in servers:
+                    done += 1
+                    run = run_once(SERVERS[name], scenario, repetition, options, pin, logdir)
+                    runs.append(run)
+                    print(f"perf: [{done}/{total}] {progress(run)}", file=sys.stderr, flush=True)
+
+    table: Table = {}
+    for scenario in plan:
+        for name in servers:
+            mine = [run for run in runs if run.scenario == scenario.key and run.server == name]
+            if mine:
+                table.setdefault(scenario.key, {})[name] = summarise(mine)
+
+    header, rows = table_rows(plan, table, servers)
+    notes = verdict_notes(plan, table)
+    saturated = saturation_notes(plan, runs)
+    print()
+    print(render_text(header, rows))
+    for note in notes + saturated:
+        print(f"  * {note}")
+
+    out: Path = options.out
+    out.mkdir(parents=True, exist_ok=True)
+    meta = {
+        "started": started.isoformat(timespec="seconds"),
+        "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "git": git_revision(),
+        "python": platform.python_version(),
+        "redis": tool_version(["redis-server", "--version"]) if "redis" in servers else None,
+        "cpus": os.cpu_count(),
+        "pinning": pin_note,
+        "open_files": open_files,
+        "quick": options.quick,
+        "repeat": options.repeat,
+        "argv": list(sys.argv[1:] if argv is None else argv),
+    }
+    document = {
+        "meta": meta,
+        "servers": {name: SERVERS[name].about for name in servers},
+        "scenarios": [dataclasses.asdict(s) for s in plan],
+        "summary": {
+            key: {name: dataclasses.asdict(summary) for name, summary in row.items()}
+            for key, row in table.items()
+        },
+        "runs": [dataclasses.asdict(run) for run in runs],
+    }
+    (out / "latest.json").write_text(json.dumps(document, indent=2) + "\n")
+    plot_problem = plot(plan, table, servers, out / "latest.png")
+    (out / "latest.md").write_text(
+        markdown_report(meta, header, rows, notes, saturated, servers, plot_problem)
+    )
+    print(
+        f"\nperf: wrote {out / 'latest.json'}, {out / 'latest.md'}"
+        + ("" if plot_problem else f", {out / 'latest.png'}")
+    )
+    if plot_problem:
+        print(f"perf: {plot_problem}", file=sys.stderr)
+    return 0
+
+
+def progress(run: Run) -> str:
+    head = f"{run.scenario} {run.server} #{run.repetition}: "
+    if run.status != "ok":
+        return head + f"{run.status.upper()} {run.note} ({run.wall_s:.1f} s)"
+    shown = [
+        f"{METRICS[name].label} {METRICS[name].fmt(run.metrics[name])}"
+        for name in ("deliveries_per_s", "p99_ms", "reach_all_median_ms", "slow_p99_ms")
+        if name in run.metrics
+    ]
+    return head + (", ".join(shown) or "ok") + f" ({run.wall_s:.1f} s)"
+
+
+def markdown_report(
+    meta: dict[str, Any],
+    header: list[str],
+    rows: list[list[str]],
+    notes: list[str],
+    saturated: list[str],
+    servers: list[str],
+    plot_problem: str | None,
+) -> str:
+    parts = [
+        "# gchat against its peers",
+        "",
+        f"{meta['finished']}, git {meta['git']}, Python {meta['python']}, {meta['cpus']} CPUs, "
+        f"{meta['pinning']}; median of {meta['repeat']} run(s) per cell"
+        + (" (--quick)" if meta["quick"] else "")
+        + ".",
+        "",
+        "Servers: " + "; ".join(f"**{name}**: {SERVERS[name].about}" for name in servers) + ".",
+        "",
+        "`gchat/PEER` is gchat's figure divided by the peer's: above 1 is better for gchat where"
+        " `better` is `higher`, below 1 where it is `lower`. INVALID: the server delivered wrong"
+        " answers (loss, duplicates, reordering, malformed lines), so it has no speed; FAILED: it"
+        " crashed or timed out.",
+        "",
+        render_markdown(header, rows),
+        "",
+    ]
+    if notes or saturated:
+        parts += [*(f"- {note}" for note in notes + saturated), ""]
+    parts.append(plot_problem or "![deliveries/s and p99 latency against room size](latest.png)")
+    return "\n".join(parts) + "\n"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
