@@ -1,8 +1,9 @@
 """The listening side: admission limits, one Session per connection, shutdown.
 
 Built on gevent's StreamServer, which accepts in the event loop and spawns the
-handler in a greenlet from our pool; the pool is what lets ``shutdown`` wait
-for every session and then cut off the ones that would not finish in time.
+handler in a greenlet: the session's first reader. The server keeps the set of
+open sessions so that ``shutdown`` can wait for every one and then cut off the
+ones that would not finish in time.
 """
 
 import logging
@@ -10,7 +11,7 @@ import socket
 import time
 from collections import Counter
 
-from gevent.pool import Pool
+from gevent.event import Event
 from gevent.server import StreamServer
 from gevent.socket import socket as GreenSocket
 
@@ -25,17 +26,28 @@ LISTEN_BACKLOG = 4096
 REJECT_TIMEOUT = 2.0
 
 
+class _Listener(StreamServer):  # type: ignore[misc]  # gevent is untyped
+    """A StreamServer that leaves the socket open when the handler returns.
+
+    The handler is only a session's first reader: a session that goes idle
+    parks without a greenlet, so the session, not the handler, closes it.
+    """
+
+    def do_close(self, sock: GreenSocket, *args: object) -> None:
+        pass
+
+
 class ChatServer:
     def __init__(self, config: Config) -> None:
         self.config = config
         self.hub = Hub(history=config.history)
-        self._pool = Pool()
         self._outbox = Outbox()
         self._per_address: Counter[str] = Counter()
         self._connections = 0
-        self._server = StreamServer(
-            (config.host, config.port), self._handle, spawn=self._pool, backlog=LISTEN_BACKLOG
-        )
+        self._sessions: set[Session] = set()
+        self._all_closed = Event()
+        self._all_closed.set()
+        self._server = _Listener((config.host, config.port), self._handle, backlog=LISTEN_BACKLOG)
 
     def start(self) -> None:
         """Bind and listen; raises OSError (e.g. address in use) before serving anyone."""
@@ -50,20 +62,16 @@ class ChatServer:
         """Stop accepting, tell everyone, and wait for them up to shutdown_timeout."""
         self._server.close()
         self.hub.shutdown()
-        self._pool.join(timeout=self.config.shutdown_timeout)
-        self._pool.kill(block=True, timeout=1)
+        self._all_closed.wait(self.config.shutdown_timeout)
+        for session in list(self._sessions):
+            session.terminate()
 
     def _handle(self, sock: GreenSocket, address: tuple[str, int]) -> None:
-        try:
-            self._serve(sock, address)
-        finally:
-            sock.close()
-
-    def _serve(self, sock: GreenSocket, address: tuple[str, int]) -> None:
-        if self.hub.closing:
-            return
         config = self.config
         host = address[0]
+        if self.hub.closing:
+            sock.close()
+            return
         if self._connections >= config.max_clients:
             _reject(sock, replies.SERVER_FULL)
             return
@@ -73,17 +81,24 @@ class ChatServer:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._connections += 1
         self._per_address[host] += 1
-        session = Session(sock, format_peer(address), self.hub, config, self._outbox)
-        try:
-            session.serve()
-        finally:
+
+        def left() -> None:
             # The place is free once the user has left, even while the
             # socket lingers (for at most shutdown_timeout) to flush.
             self._connections -= 1
             self._per_address[host] -= 1
             if not self._per_address[host]:
                 del self._per_address[host]
-            session.finish()
+
+        session = Session(sock, format_peer(address), self.hub, config, self._outbox, left, self._closed)
+        self._sessions.add(session)
+        self._all_closed.clear()
+        session.start()
+
+    def _closed(self, session: Session) -> None:
+        self._sessions.discard(session)
+        if not self._sessions:
+            self._all_closed.set()
 
 
 def _reject(sock: GreenSocket, line: bytes) -> None:
@@ -94,5 +109,8 @@ def _reject(sock: GreenSocket, line: bytes) -> None:
         sock.sendall(line)
         sock.shutdown(socket.SHUT_WR)
     except OSError:
-        return
-    discard_until_eof(sock, deadline)
+        pass
+    else:
+        discard_until_eof(sock, deadline)
+    finally:
+        sock.close()

@@ -24,10 +24,11 @@ kernel does not answer it with a reset that could destroy those last lines.
 import logging
 import socket
 import time
-from typing import Optional
+from typing import Any, Callable, Optional
 
 import gevent
 from gevent.socket import socket as GreenSocket
+from gevent.socket import wait_write
 
 from gchat import replies
 from gchat.commands import parse
@@ -84,28 +85,58 @@ class Outbox:
 
 
 class Session:
+    """A connection's state, which outlives any one greenlet.
+
+    While the client sends nothing the session holds no greenlet at all, only
+    an io watcher on its socket (and a timer with ``--idle-timeout``): on
+    CPython 3.11+ a parked greenlet costs 6-8 KiB (its saved C stack and a
+    page of frame stack), several times everything else a connection needs.
+    Input wakes a fresh reader greenlet that runs until the socket would block
+    again. The StreamServer handler greenlet is simply the first reader.
+    """
+
     __slots__ = (
         "_aborted",
         "_backlog",
+        "_bucket",
+        "_client",
         "_closed",
         "_config",
+        "_deadline",
         "_eof",
+        "_framer",
         "_hub",
+        "_left",
         "_max_backlog",
+        "_on_closed",
+        "_on_left",
         "_outbox",
         "_peer",
         "_pending",
         "_reader",
         "_sock",
+        "_timer",
+        "_watcher",
         "_writer",
     )
 
-    def __init__(self, sock: GreenSocket, peer: str, hub: Hub, config: Config, outbox: Outbox) -> None:
+    def __init__(
+        self,
+        sock: GreenSocket,
+        peer: str,
+        hub: Hub,
+        config: Config,
+        outbox: Outbox,
+        on_left: Callable[[], None],
+        on_closed: Callable[["Session"], None],
+    ) -> None:
         self._sock = sock
         self._peer = peer
         self._hub = hub
         self._config = config
         self._outbox = outbox
+        self._on_left = on_left
+        self._on_closed = on_closed
         self._max_backlog = config.max_backlog
         self._pending: list[bytes] = []
         # Bytes delivered but not yet taken by the kernel: pending + in the writer.
@@ -113,8 +144,16 @@ class Session:
         self._closed = False
         self._aborted: Optional[str] = None
         self._eof = False
-        self._reader = gevent.getcurrent()
+        self._left = False
+        self._framer = LineFramer(config.max_line)
+        now = time.monotonic()
+        self._bucket = TokenBucket(config.rate, config.burst, now) if config.rate else None
+        self._deadline = now + config.idle_timeout
+        self._client: Optional[Client] = None
+        self._reader: Optional[gevent.Greenlet] = None
         self._writer: Optional[gevent.Greenlet] = None
+        self._watcher: Any = None
+        self._timer: Any = None
 
     def deliver(self, data: bytes) -> None:
         if self._closed:
@@ -161,45 +200,65 @@ class Session:
         elif self._closed and self._aborted is None:
             self._shutdown_output()
 
-    def serve(self) -> None:
-        """Chat until the client has left the hub; never raises for client behaviour."""
+    def start(self) -> None:
+        """Greet and admit the client, then read; called in the StreamServer handler."""
+        self._reader = gevent.getcurrent()
+        self._sock.settimeout(0.0)
         self.deliver(replies.WELCOME)
-        client = self._hub.connect(self)
+        client = self._client = self._hub.connect(self)
         if log.isEnabledFor(logging.INFO):
             log.info("%s connected as %s", self._peer, client.nick)
-        reason = CLOSED
+        self._read()
+
+    def terminate(self) -> None:
+        """Cut the connection at once (the end of a shutdown's grace period)."""
+        self._aborted = self._aborted or SHUTDOWN
+        self._closed = True
+        for greenlet in (self._reader, self._writer):
+            if greenlet is not None and greenlet is not gevent.getcurrent():
+                greenlet.kill(block=False)
+        self._release()
+
+    def _read(self) -> None:
+        """The body of every reader greenlet: read until parked, or end the session."""
         try:
-            reason = self._read_loop(client)
+            reason = self._read_until_blocked()
+            if reason is None:
+                self._park()
+                return
         except SessionEnd as end:
             reason = end.reason
         except gevent.GreenletExit:
-            self._aborted = self._aborted or SHUTDOWN
-            raise
+            return
         except Exception:
             log.exception("%s: internal error", self._peer)
-            self._aborted = "server error"
-        finally:
-            self._hub.leave(client, self._aborted or reason)
-            if log.isEnabledFor(logging.INFO):
-                log.info("%s %s disconnected (%s)", self._peer, client.nick, client.quit_reason)
+            self._aborted = self._aborted or "server error"
+            reason = CLOSED
+        self._end(reason)
 
-    def finish(self) -> None:
-        """Flush what the client is still owed, within ``shutdown_timeout``.
+    def _park(self) -> None:
+        self._reader = None
+        loop = gevent.get_hub().loop
+        if self._watcher is None:
+            self._watcher = loop.io(self._sock.fileno(), 1)
+        self._watcher.start(self._wake)
+        if self._config.idle_timeout:
+            if self._timer is not None:
+                self._timer.close()
+            self._timer = loop.timer(max(self._deadline - time.monotonic(), 0.0))
+            self._timer.start(self._wake)
 
-        A session that was aborted (slow consumer, broken socket, killed at
-        the end of a shutdown) is owed nothing and is dropped at once.
-        """
-        try:
-            if self._aborted is None:
-                self.close()
-                self._linger()
-        except SessionEnd:
-            pass
-        finally:
-            self._closed = True
-            self._pending.clear()
-            if self._writer is not None:
-                self._writer.kill(block=False)
+    def _wake(self) -> None:
+        """Input, end of stream, the idle deadline or an abort: a reader takes over."""
+        if self._reader is not None:
+            return
+        self._unwatch()
+        self._reader = gevent.spawn(self._read)
+
+    def _unwatch(self) -> None:
+        for watcher in (self._watcher, self._timer):
+            if watcher is not None:
+                watcher.stop()
 
     def _abort(self, reason: str) -> None:
         """Drop the connection now: nothing more is owed to this client."""
@@ -213,45 +272,45 @@ class Session:
         current = gevent.getcurrent()
         if self._writer is not None and self._writer is not current:
             self._writer.kill(block=False)
-        if self._reader is not current:
+        if self._reader is None:
+            self._wake()
+        elif self._reader is not current:
             self._reader.kill(SessionEnd(reason), block=False)
 
-    def _read_loop(self, client: Client) -> str:
-        config = self._config
+    def _read_until_blocked(self) -> Optional[str]:
+        """Handle input until the socket has none (None) or the session must end (why)."""
         sock = self._sock
-        framer = LineFramer(config.max_line)
-        bucket = TokenBucket(config.rate, config.burst, time.monotonic()) if config.rate else None
-        idle = config.idle_timeout
-        deadline = time.monotonic() + idle
+        framer = self._framer
+        idle = self._config.idle_timeout
         while not self._closed:
-            if idle:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    self.deliver(replies.IDLE_TIMEOUT)
-                    return "idle timeout"
-                sock.settimeout(remaining)
+            if idle and time.monotonic() >= self._deadline:
+                self.deliver(replies.IDLE_TIMEOUT)
+                return "idle timeout"
             try:
                 data = sock.recv(RECV_SIZE)
-            except socket.timeout:
-                continue
+            except BlockingIOError:
+                return None
             except OSError:
                 return CLOSED
             if not data:
                 self._eof = True
-                self._handle_all(client, framer.finish(), None)
+                self._handle_all(framer.finish())
                 return CLOSED
             frames = framer.feed(data)
             if frames:
-                self._handle_all(client, frames, bucket)
-                deadline = time.monotonic() + idle
+                self._handle_all(frames)
+                self._deadline = time.monotonic() + idle
                 # Let every other ready greenlet run, and then the outbox flush
                 # them all: gevent's recv returns at once while data is waiting,
                 # so a flooding client would otherwise starve the other readers.
                 gevent.sleep(0)
         return SHUTDOWN if self._hub.closing else CLOSED
 
-    def _handle_all(self, client: Client, frames: "list[Frame]", bucket: Optional[TokenBucket]) -> None:
+    def _handle_all(self, frames: "list[Frame]") -> None:
         hub = self._hub
+        client = self._client
+        bucket = self._bucket
+        assert client is not None
         for frame in frames:
             if bucket is not None:
                 wait = bucket.take(time.monotonic())
@@ -266,15 +325,58 @@ class Session:
             if command is not None:
                 hub.execute(client, command)
 
+    def _end(self, reason: str) -> None:
+        """Leave the chat, then give the client its last lines (in a reader greenlet)."""
+        client = self._client
+        assert client is not None
+        if not self._left:
+            self._left = True
+            self._hub.leave(client, self._aborted or reason)
+            self._on_left()
+            if log.isEnabledFor(logging.INFO):
+                log.info("%s %s disconnected (%s)", self._peer, client.nick, client.quit_reason)
+        try:
+            if self._aborted is None:
+                self.close()
+                self._linger()
+        except SessionEnd:
+            pass
+        finally:
+            self._release()
+
+    def _release(self) -> None:
+        """Free everything the connection holds; the last step, whatever the path."""
+        self._closed = True
+        self._pending.clear()
+        for watcher in (self._watcher, self._timer):
+            if watcher is not None:
+                watcher.close()
+        self._watcher = self._timer = None
+        writer = self._writer
+        if writer is not None and writer is not gevent.getcurrent():
+            writer.kill(block=False)
+        self._sock.close()
+        self._on_closed(self)
+
     def _write_backlog(self) -> None:
         """Push the backlog out, waiting on the socket as long as it takes; then exit."""
         pending = self._pending
+        sock = self._sock
+        fileno = sock.fileno()
         try:
             while pending:
-                data = b"".join(pending)
+                data = memoryview(b"".join(pending))
                 pending.clear()
-                self._sock.sendall(data)
-                self._backlog -= len(data)
+                while data:
+                    # The socket is non-blocking (timeout 0) for the reader's
+                    # sake, so wait for room explicitly, for as long as it takes.
+                    wait_write(fileno)
+                    try:
+                        sent = sock.send(data, 0, timeout=0.0)
+                    except BlockingIOError:
+                        continue
+                    self._backlog -= sent
+                    data = data[sent:]
             self._writer = None
             if self._closed and self._aborted is None:
                 self._shutdown_output()
