@@ -1,18 +1,16 @@
-"""One connection: its reader greenlet and, only while it has a backlog, a writer.
+"""One connection: a reader greenlet while it has input, a writer while it has a backlog.
 
-The reader (the StreamServer handler greenlet) frames, sanitizes and parses
-what the client sends and hands commands to the hub. The hub fans lines out by
-calling ``deliver``, which only appends to this session's pending list, so a
-sender never waits on a recipient's socket.
+A reader frames, sanitizes and parses what the client sends and hands commands
+to the hub. The hub fans lines out by calling ``deliver``, which only appends
+to this session's pending list, so a sender never waits on a recipient's
+socket. When the socket has no more input the reader ends and the session
+parks on an io watcher, holding no greenlet until the client sends again.
 
-Output is coalesced: everything delivered while one chunk of input is being
-handled goes out with one non-blocking ``send`` per recipient when the reader
-flushes the shared ``Outbox`` (or when the event loop next runs, for
-deliveries made anywhere else). What the kernel does not take is the
-backlog; only then is a writer greenlet spawned to push it out with
-``sendall``, and it exits when the backlog is gone. An idle client therefore
-costs one greenlet, and a line to a client that keeps up costs no greenlet
-switch at all.
+Output is coalesced: everything delivered during one loop iteration goes out
+with one non-blocking ``send`` per recipient when the shared ``Outbox``
+flushes. What the kernel does not take is the backlog; only then is a writer
+greenlet spawned to push it out, and it exits when the backlog is gone. A line
+to a client that keeps up costs no greenlet switch at all.
 
 A client that reads too slowly is cut off as soon as more than
 ``max_backlog`` bytes wait for it; one that is done (``/quit``, idle timeout,
