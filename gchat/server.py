@@ -6,7 +6,6 @@ open sessions so that ``shutdown`` can wait for every one and then cut off the
 ones that would not finish in time.
 """
 
-import logging
 import socket
 import time
 from collections import Counter
@@ -19,8 +18,6 @@ from gchat import replies
 from gchat.config import Config
 from gchat.hub import Hub
 from gchat.session import Outbox, Session, discard_until_eof, format_peer
-
-log = logging.getLogger("gchat")
 
 LISTEN_BACKLOG = 4096
 REJECT_TIMEOUT = 2.0
