@@ -43,14 +43,6 @@ CLOSED = "connection closed"
 SHUTDOWN = "server shutdown"
 
 
-class SessionEnd(Exception):
-    """Raised into the reader when the connection must end for ``reason``."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
 class Outbox:
     """Sessions with pending output, flushed together once per loop iteration.
 
@@ -224,8 +216,6 @@ class Session:
             if reason is None:
                 self._park()
                 return
-        except SessionEnd as end:
-            reason = end.reason
         except gevent.GreenletExit:
             return
         except Exception:
@@ -265,15 +255,15 @@ class Session:
         self._aborted = reason
         self._closed = True
         self._pending.clear()
-        # Either greenlet may be the one calling (the writer on a send error,
-        # the reader when its own reply overflows): it ends by itself then.
-        current = gevent.getcurrent()
-        if self._writer is not None and self._writer is not current:
-            self._writer.kill(block=False)
+        # A running reader sees _closed at its next check (it never blocks on
+        # the socket; at worst it finishes a rate-limit pause); a parked session
+        # gets a reader now. No exception is thrown into a reader: one that was
+        # spawned but not yet started would never run, and never leave the hub.
+        writer = self._writer
+        if writer is not None and writer is not gevent.getcurrent():
+            writer.kill(block=False)
         if self._reader is None:
             self._wake()
-        elif self._reader is not current:
-            self._reader.kill(SessionEnd(reason), block=False)
 
     def _read_until_blocked(self) -> Optional[str]:
         """Handle input until the socket has none (None) or the session must end (why)."""
@@ -337,8 +327,6 @@ class Session:
             if self._aborted is None:
                 self.close()
                 self._linger()
-        except SessionEnd:
-            pass
         finally:
             self._release()
 

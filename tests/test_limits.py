@@ -223,3 +223,29 @@ def test_five_hundred_clients_each_receive_one_broadcast(server):
     for client in clients[:-1]:
         assert client.read_until("<guest500> hello all")[-1] == "<guest500> hello all"
     sender.ping()
+
+
+def test_mass_reset_while_the_room_talks_leaves_no_ghosts(server):
+    """Resets racing a fan-out: every session must still leave the hub and close."""
+    watcher = server.join()
+    crowd = [server.connect() for _ in range(300)]
+    for client in crowd:
+        client.read_lines(2)  # welcome and status
+    watcher.read_lines(300)  # their join notices
+    for client in crowd:
+        client.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    talker = server.join()
+    for index, client in enumerate(crowd):
+        client.close()
+        if index % 10 == 0:
+            talker.say(f"line {index} " + "x" * 1000)
+    server.clients = [watcher, talker]
+    lines = watcher.read_until(f"<{talker.nick}> line 290 " + "x" * 1000)
+    quits = {line for line in lines if line.endswith(" quit (connection closed)")}
+    while len(quits) < 300:
+        line = watcher.readline()
+        if line.endswith(" quit (connection closed)"):
+            quits.add(line)
+    watcher.say("/who")
+    assert watcher.readline() == f"*** users in #lobby (2): {watcher.nick}, {talker.nick}"
+    assert not [line for line in server.log if "failed with" in line or "Traceback" in line]
