@@ -21,6 +21,8 @@ from typing import Callable, Optional
 import pytest
 from hypothesis import HealthCheck, settings
 
+from gchat.bench.procs import read_rss_kb
+
 ROOT = Path(__file__).resolve().parent.parent
 
 # Generous: the suite runs five times in parallel on two shared cores.
@@ -187,11 +189,9 @@ class ChatServer:
         return client
 
     def rss_kb(self) -> int:
-        with open(f"/proc/{self.pid}/status") as status:
-            for line in status:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-        raise AssertionError("no VmRSS")
+        rss = read_rss_kb(self.pid)
+        assert rss is not None, "the server process is gone"
+        return rss
 
     def signal(self, signum: int) -> None:
         self.proc.send_signal(signum)

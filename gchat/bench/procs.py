@@ -169,15 +169,20 @@ def read_cpu_s(pid: Optional[int]) -> Optional[float]:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def read_rss_kb(pid: Optional[int]) -> Optional[int]:
-    """VmRSS of ``pid`` in KiB, or None if there is no such process (or no pid)."""
+def read_status_kb(pid: Optional[int], field: str) -> Optional[int]:
+    """A ``/proc/PID/status`` size field in KiB (VmRSS now, VmHWM its peak), or None if absent."""
     if pid is None:
         return None
     try:
         with open(f"/proc/{pid}/status") as status:
             for line in status:
-                if line.startswith("VmRSS:"):
+                if line.startswith(field + ":"):
                     return int(line.split()[1])
-    except OSError:
+    except (OSError, ValueError, IndexError):
         return None
     return None
+
+
+def read_rss_kb(pid: Optional[int]) -> Optional[int]:
+    """VmRSS of ``pid`` in KiB, or None if there is no such process (or no pid)."""
+    return read_status_kb(pid, "VmRSS")

@@ -50,7 +50,10 @@ from typing import Any, Callable
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from gchat.rlimit import raise_open_files  # noqa: E402  (needs ROOT on the path)
+# The runner reuses the package's own pieces: it needs ROOT on the path first.
+from gchat.bench.procs import read_status_kb  # noqa: E402
+from gchat.bench.stats import percentile  # noqa: E402
+from gchat.rlimit import raise_open_files  # noqa: E402
 
 PERF_DIR = ROOT / "tests" / "perf"
 RESULTS_DIR = PERF_DIR / "results"
@@ -177,14 +180,6 @@ def figures(raw: dict[str, Any]) -> Figures:
         counts=counts,
         saturated=bool(_at(raw, "generator", "saturated_workers")),
     )
-
-
-def percentile(ordered: Sequence[float], q: float) -> float:
-    """Linear-interpolated percentile of an already sorted, non-empty sequence."""
-    position = (len(ordered) - 1) * q / 100
-    low = int(position)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
 
 
 # ---------------------------------------------------------------------------
@@ -577,14 +572,9 @@ def running_server(
 
 
 def peak_rss_mib(pid: int) -> float | None:
-    """The server's peak resident set (VmHWM) so far, from /proc (None where there is none)."""
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except (OSError, ValueError, IndexError):
-        return None
-    return None
+    """The server's peak resident set (VmHWM) so far (None where there is none)."""
+    peak_kb = read_status_kb(pid, "VmHWM")
+    return None if peak_kb is None else peak_kb / 1024
 
 
 # ---------------------------------------------------------------------------
