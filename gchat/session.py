@@ -287,7 +287,8 @@ class Session:
             frames = framer.feed(data)
             if frames:
                 self._handle_all(frames)
-                self._deadline = time.monotonic() + idle
+                if idle:
+                    self._deadline = time.monotonic() + idle
                 # Let every other ready greenlet run, and then the outbox flush
                 # them all: gevent's recv returns at once while data is waiting,
                 # so a flooding client would otherwise starve the other readers.
