@@ -1,11 +1,15 @@
 """Rooms, nicknames and history: the chat itself, with no sockets in sight.
 
 The hub talks to connections only through the two-method ``Mailbox``
-interface, so it runs unchanged under unit tests and under the gevent server,
-and a message bus can later sit between it and other processes without
-sessions or the protocol noticing. It never blocks: a fan-out is a loop of
-``deliver`` calls that only append to queues, so every member of a room gets
-the room's lines in one order, the order in which the hub handled them.
+interface and to other nodes only through a ``Bus``, so it runs unchanged
+under unit tests, in one process and in a cluster. It keeps two views of
+each client. A ``Client`` is what the client's own commands made it (its
+nick, the room its next line goes to), updated as each command is handled,
+so its commands are checked against its own latest state. A ``Member`` is
+what every node agrees on: it changes only when the bus hands an event
+back, so all nodes change it in one order, and every member of a room gets
+the room's lines in that order. With the default ``LocalBus`` the two views
+never differ and nothing waits.
 """
 
 import logging
@@ -13,6 +17,7 @@ from collections import deque
 from typing import Any, Callable, Optional, Protocol
 
 from gchat import replies
+from gchat.bus import Bus, LocalBus
 from gchat.commands import (
     Command,
     Help,
@@ -30,8 +35,11 @@ from gchat.commands import (
     room_key,
     valid_nick,
 )
+from gchat.events import Asked, Event, Joined, NodeLost, Private, Renamed, Said
+from gchat.events import Quit as Left
 
 LOBBY = "#lobby"
+NODE_LOST = "node lost"
 
 log = logging.getLogger("gchat")
 
@@ -47,14 +55,16 @@ class Mailbox(Protocol):
 
 
 class Client:
-    """A connected user as the hub sees it."""
+    """A client of this node, as its own commands left it."""
 
-    __slots__ = ("mailbox", "nick", "quit_reason", "room")
+    __slots__ = ("cid", "mailbox", "member", "nick", "quit_reason", "room")
 
-    def __init__(self, nick: str, mailbox: Mailbox, room: "Room") -> None:
+    def __init__(self, cid: int, nick: str, mailbox: Mailbox) -> None:
+        self.cid = cid
         self.nick = nick
         self.mailbox = mailbox
-        self.room = room
+        self.room = LOBBY
+        self.member: Optional[Member] = None
         self.quit_reason: Optional[str] = None
 
     @property
@@ -62,31 +72,53 @@ class Client:
         return self.quit_reason is None
 
     def __repr__(self) -> str:
-        return f"<Client {self.nick} in {self.room.name}>"
+        return f"<Client {self.nick} in {self.room}>"
+
+
+class Member:
+    """A user on any node, as the applied events left it."""
+
+    __slots__ = ("client", "nick", "node", "room")
+
+    def __init__(self, nick: str, node: str, room: "Room", client: Optional[Client]) -> None:
+        self.nick = nick
+        self.node = node
+        self.room = room
+        self.client = client
 
 
 class Room:
-    __slots__ = ("history", "members", "name")
+    __slots__ = ("history", "local", "name", "users")
 
     def __init__(self, name: str, history: int) -> None:
         self.name = name
-        # A dict keeps join order and gives O(1) removal; values are unused.
-        self.members: dict[Client, None] = {}
+        # Every member on every node by nick key, and this node's own clients:
+        # the ones a line is written to. Dicts keep join order, O(1) removal.
+        self.users: dict[str, Member] = {}
+        self.local: dict[Client, None] = {}
         self.history: deque[bytes] = deque(maxlen=history)
 
     def broadcast(self, data: bytes, sender: Optional[Client] = None) -> None:
-        for member in self.members:
-            if member is not sender:
-                member.mailbox.deliver(data)
+        for client in self.local:
+            if client is not sender:
+                client.mailbox.deliver(data)
 
 
 class Hub:
-    def __init__(self, history: int = 20) -> None:
+    def __init__(self, history: int = 20, bus: Optional[Bus] = None, announce_limit: int = 0) -> None:
+        self._bus: Bus = bus if bus is not None else LocalBus()
+        self.node = self._bus.node
         self._history = history
+        self._announce_limit = announce_limit
         self._lobby = Room(LOBBY, history)
         self._rooms: dict[str, Room] = {LOBBY: self._lobby}
-        self._nicks: dict[str, Client] = {}
+        # This node's clients by nick key (a nick being claimed included), and by id.
+        self._clients: dict[str, Client] = {}
+        self._local: dict[int, Client] = {}
+        # Everyone in the chat, by nick key, as applied.
+        self._users: dict[str, Member] = {}
         self._guests = 0
+        self._cids = 0
         self._log_chat = log.isEnabledFor(logging.INFO)
         self.closing = False
         self._handlers: dict[type, Callable[[Client, Any], None]] = {
@@ -95,24 +127,36 @@ class Hub:
             Nick: self._nick,
             Join: self._join,
             Msg: self._msg,
-            Rooms: self._list_rooms,
-            Who: self._who,
+            Rooms: self._ask,
+            Who: self._ask,
             Help: self._help,
             Quit: self._quit,
             Usage: self._usage,
             Unknown: self._unknown,
         }
+        self._appliers: dict[type, Callable[[Any], None]] = {
+            Said: self._apply_said,
+            Joined: self._apply_joined,
+            Renamed: self._apply_renamed,
+            Left: self._apply_left,
+            Private: self._apply_private,
+            Asked: self._apply_asked,
+            NodeLost: self._apply_node_lost,
+        }
+        self._bus.attach(self)
 
     @property
     def client_count(self) -> int:
-        return len(self._nicks)
+        return len(self._local)
 
     def connect(self, mailbox: Mailbox) -> Client:
-        """Admit a new connection: a guest nick, the lobby, its history."""
-        client = Client(self._next_guest(), mailbox, self._lobby)
-        self._nicks[nick_key(client.nick)] = client
-        mailbox.deliver(replies.status(client.nick, LOBBY))
-        self._enter(client, self._lobby)
+        """Admit a new connection: a guest nick, then the lobby and its history."""
+        nick = self._claim_guest()
+        self._cids += 1
+        client = Client(self._cids, nick, mailbox)
+        self._clients[nick_key(nick)] = client
+        self._local[client.cid] = client
+        self._bus.publish(Joined(self.node, client.cid, nick, LOBBY))
         return client
 
     def execute(self, client: Client, command: Command) -> None:
@@ -124,47 +168,187 @@ class Hub:
         if not client.connected:
             return
         client.quit_reason = reason
-        del self._nicks[nick_key(client.nick)]
-        notice = None if self.closing else replies.quit_notice(client.nick, reason)
-        self._exit(client, notice)
+        del self._clients[nick_key(client.nick)]
+        del self._local[client.cid]
+        self._bus.publish(Left(client.nick, reason))
 
     def shutdown(self) -> None:
         """Stop all chat; every client gets the notice after what it is owed."""
         self.closing = True
-        for client in list(self._nicks.values()):
+        for client in list(self._local.values()):
             client.mailbox.deliver(replies.SHUTTING_DOWN)
             client.mailbox.close()
 
-    def _next_guest(self) -> str:
+    def close(self, reason: str) -> None:
+        """The end of a shutdown: whoever is still here leaves, then so does the node."""
+        for client in list(self._local.values()):
+            self.leave(client, reason)
+        self._bus.close()
+
+    def apply(self, event: Event) -> None:
+        self._appliers[type(event)](event)
+
+    def link_lost(self) -> None:
+        for member in list(self._users.values()):
+            if member.client is None:
+                self._remove(member, None)
+        for client in self._local.values():
+            client.mailbox.deliver(replies.LINK_LOST)
+
+    def local_nicks(self) -> "list[str]":
+        return [client.nick for client in self._local.values()]
+
+    def rejoin(self, renames: "dict[str, str]", users: "Optional[list[tuple[str, str, str]]]") -> None:
+        """Announce every local client to a cluster that forgot them.
+
+        ``renames`` gives new nicks to clients whose nick another node took
+        meanwhile (renamed here only, where the old nick means this client).
+        ``users``, after a lost link, is everyone on the other nodes.
+        """
+        for client in list(self._local.values()):
+            nick = renames.get(client.nick)
+            if nick is not None:
+                old = client.nick
+                self._rename(client, nick)
+                self._apply_renamed(Renamed(old, nick))
+        for node, nick, name in users or ():
+            key = nick_key(nick)
+            if key not in self._users:
+                member = self._users[key] = Member(nick, node, self._room(name), None)
+                member.room.users[key] = member
+        for client in list(self._local.values()):
+            if client.member is not None:
+                self._bus.publish(Joined(self.node, client.cid, client.nick, client.member.room.name))
+            if users is not None:
+                client.mailbox.deliver(replies.LINK_RESTORED)
+
+    def _claim_guest(self) -> str:
+        nick = self._bus.claim_guest()
+        if nick is not None:
+            return nick
         while True:
             self._guests += 1
             nick = f"guest{self._guests}"
-            if nick_key(nick) not in self._nicks:
+            key = nick_key(nick)
+            if key not in self._clients and key not in self._users:
                 return nick
 
-    def _enter(self, client: Client, room: Room) -> None:
-        if room.history:
-            client.mailbox.deliver(b"".join(room.history))
-        room.broadcast(replies.joined(client.nick, room.name))
-        room.members[client] = None
-        client.room = room
+    def _rename(self, client: Client, nick: str) -> None:
+        del self._clients[nick_key(client.nick)]
+        self._clients[nick_key(nick)] = client
+        client.nick = nick
+        client.mailbox.deliver(replies.you_are_now(nick))
 
-    def _exit(self, client: Client, notice: Optional[bytes]) -> None:
-        room = client.room
-        del room.members[client]
-        if notice is not None:
+    def _room(self, name: str) -> Room:
+        room = self._rooms.get(name)
+        if room is None:
+            room = self._rooms[name] = Room(name, self._history)
+        return room
+
+    def _announce(self, room: Room, notice: bytes) -> None:
+        limit = self._announce_limit
+        if not limit or len(room.users) <= limit:
             room.broadcast(notice)
-        if not room.members and room is not self._lobby:
+
+    def _remove(self, member: Member, notice: Optional[bytes]) -> None:
+        """Take a member out of its room (and the chat), then tell the room."""
+        key = nick_key(member.nick)
+        del self._users[key]
+        self._exit(member, key, notice)
+
+    def _exit(self, member: Member, key: str, notice: Optional[bytes]) -> None:
+        room = member.room
+        del room.users[key]
+        if member.client is not None:
+            room.local.pop(member.client, None)
+        if notice is not None:
+            self._announce(room, notice)
+        if not room.users and room is not self._lobby:
             del self._rooms[room.name]
 
-    def _publish(self, client: Client, data: bytes) -> None:
-        """A chat line: into the room's history, then to everyone else in it."""
-        room = client.room
+    def _apply_said(self, event: Said) -> None:
+        room = self._rooms.get(event.room)
+        if room is None:
+            return
         if self._history:
-            room.history.append(data)
-        room.broadcast(data, client)
-        if self._log_chat:
-            log.info("%s %s", room.name, data[:-1].decode())
+            room.history.append(event.line)
+        sender = self._local.get(event.cid) if event.node == self.node else None
+        room.broadcast(event.line, sender)
+        if sender is not None and self._log_chat:
+            log.info("%s %s", room.name, event.line[:-1].decode())
+
+    def _apply_joined(self, event: Joined) -> None:
+        key = nick_key(event.nick)
+        member = self._users.get(key)
+        room = self._room(event.room)
+        if member is not None:
+            if member.room is room:
+                return
+            self._exit(member, key, replies.left(member.nick, member.room.name))
+            client = member.client
+            if client is not None:
+                client.mailbox.deliver(replies.now_in(room.name, len(room.users) + 1))
+        else:
+            client = self._local.get(event.cid) if event.node == self.node else None
+            member = self._users[key] = Member(event.nick, event.node, room, client)
+            if client is not None:
+                client.member = member
+                client.mailbox.deliver(replies.status(event.nick, room.name))
+        if client is not None:
+            history = event.history if event.history is not None else b"".join(room.history)
+            if history:
+                client.mailbox.deliver(history)
+        self._announce(room, replies.joined(event.nick, room.name))
+        member.room = room
+        room.users[key] = member
+        if client is not None:
+            room.local[client] = None
+
+    def _apply_renamed(self, event: Renamed) -> None:
+        old_key = nick_key(event.old)
+        member = self._users.pop(old_key, None)
+        if member is None:
+            return
+        new_key = nick_key(event.new)
+        member.nick = event.new
+        self._users[new_key] = member
+        users = member.room.users
+        del users[old_key]
+        users[new_key] = member
+        if event.old != event.new:
+            member.room.broadcast(replies.renamed(event.old, event.new), member.client)
+
+    def _apply_left(self, event: Left) -> None:
+        member = self._users.get(nick_key(event.nick))
+        if member is not None:
+            self._remove(member, None if self.closing else replies.quit_notice(event.nick, event.reason))
+
+    def _apply_private(self, event: Private) -> None:
+        member = self._users.get(nick_key(event.target))
+        if member is not None and member.client is not None:
+            member.client.mailbox.deliver(event.line)
+
+    def _apply_asked(self, event: Asked) -> None:
+        client = self._local.get(event.cid) if event.node == self.node else None
+        if client is None or client.member is None:
+            return
+        if event.what == "who":
+            room = client.member.room
+            nicks = sorted((member.nick for member in room.users.values()), key=_casefold)
+            client.mailbox.deliver(replies.who(room.name, nicks))
+        else:
+            counts = sorted((name, len(room.users)) for name, room in self._rooms.items())
+            client.mailbox.deliver(replies.rooms(counts))
+
+    def _apply_node_lost(self, event: NodeLost) -> None:
+        if event.node == self.node:
+            return
+        for member in list(self._users.values()):
+            if member.node == event.node:
+                self._remove(member, replies.quit_notice(member.nick, NODE_LOST))
+
+    def _publish(self, client: Client, line: bytes) -> None:
+        self._bus.publish(Said(self.node, client.cid, client.room, line))
 
     def _say(self, client: Client, command: Say) -> None:
         self._publish(client, replies.chat(client.nick, command.text))
@@ -178,48 +362,46 @@ class Hub:
             client.mailbox.deliver(replies.invalid_nick(name))
             return
         key = nick_key(name)
-        holder = self._nicks.get(key)
-        if holder is not None and holder is not client:
-            client.mailbox.deliver(replies.nick_in_use(name))
-            return
         old = client.nick
-        del self._nicks[nick_key(old)]
-        self._nicks[key] = client
-        client.nick = name
-        client.mailbox.deliver(replies.you_are_now(name))
-        if old != name:
-            client.room.broadcast(replies.renamed(old, name), client)
+        if key != nick_key(old):
+            if key in self._clients or key in self._users:
+                client.mailbox.deliver(replies.nick_in_use(name))
+                return
+            # Reserved here while the bus is asked, so no other client of
+            # this node can claim it meanwhile.
+            self._clients[key] = client
+            claimed = self._bus.claim(name)
+            del self._clients[key]
+            if not claimed:
+                client.mailbox.deliver(replies.nick_in_use(name))
+                return
+            if not client.connected:
+                # Gone while the bus was asked: give the claim back.
+                self._bus.publish(Left(name, client.quit_reason or ""))
+                return
+        self._rename(client, name)
+        self._bus.publish(Renamed(old, name))
 
     def _join(self, client: Client, command: Join) -> None:
         name = room_key(command.room)
         if name is None:
             client.mailbox.deliver(replies.invalid_room(command.room))
             return
-        if name == client.room.name:
+        if name == client.room:
             client.mailbox.deliver(replies.already_in(name))
             return
-        self._exit(client, replies.left(client.nick, client.room.name))
-        room = self._rooms.get(name)
-        if room is None:
-            room = self._rooms[name] = Room(name, self._history)
-        client.mailbox.deliver(replies.now_in(name, len(room.members) + 1))
-        self._enter(client, room)
+        client.room = name
+        self._bus.publish(Joined(self.node, client.cid, client.nick, name))
 
     def _msg(self, client: Client, command: Msg) -> None:
-        target = self._nicks.get(nick_key(command.nick))
-        if target is None:
-            client.mailbox.deliver(replies.no_such_user(command.nick))
+        key = nick_key(command.nick)
+        if key in self._clients or key in self._users:
+            self._bus.publish(Private(command.nick, replies.private(client.nick, command.text)))
         else:
-            target.mailbox.deliver(replies.private(client.nick, command.text))
+            client.mailbox.deliver(replies.no_such_user(command.nick))
 
-    def _list_rooms(self, client: Client, command: Command) -> None:
-        counts = sorted((name, len(room.members)) for name, room in self._rooms.items())
-        client.mailbox.deliver(replies.rooms(counts))
-
-    def _who(self, client: Client, command: Command) -> None:
-        room = client.room
-        nicks = sorted((member.nick for member in room.members), key=_casefold)
-        client.mailbox.deliver(replies.who(room.name, nicks))
+    def _ask(self, client: Client, command: Command) -> None:
+        self._bus.publish(Asked(self.node, client.cid, "who" if isinstance(command, Who) else "rooms"))
 
     def _help(self, client: Client, command: Command) -> None:
         client.mailbox.deliver(replies.HELP)

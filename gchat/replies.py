@@ -35,6 +35,8 @@ SERVER_FULL = line("!!! server full, try again later")
 TOO_MANY_FROM_ADDRESS = line("!!! too many connections from your address")
 IDLE_TIMEOUT = line("*** disconnected: idle timeout")
 SHUTTING_DOWN = line("*** server shutting down")
+LINK_LOST = line("*** cluster link lost, local only")
+LINK_RESTORED = line("*** cluster link restored")
 
 
 def status(nick: str, room: str) -> bytes:

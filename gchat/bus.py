@@ -1,0 +1,94 @@
+"""The bus between hubs: how one node's events reach every node, its own first.
+
+A hub never applies its clients' events directly: it publishes them and
+applies whatever the bus hands back, in the bus's order. With the default
+``LocalBus`` that is immediate and the hub is the whole chat; with
+``gchat.redisbus.RedisBus`` every node of a cluster applies one sequence.
+"""
+
+import os
+from typing import Optional, Protocol
+
+from gchat.events import Event
+
+
+class BusError(Exception):
+    """The bus cannot be reached at start-up, where that is fatal."""
+
+
+class Listener(Protocol):
+    """The hub as the bus sees it."""
+
+    def apply(self, event: Event) -> None:
+        """Apply one event in bus order; must not block."""
+
+    def link_lost(self) -> None:
+        """The cluster is unreachable: forget other nodes' users, serve locally."""
+
+    def local_nicks(self) -> "list[str]":
+        """The nicks of this node's clients, to claim again after a lost link."""
+
+    def rejoin(self, renames: "dict[str, str]", users: "Optional[list[tuple[str, str, str]]]") -> None:
+        """Announce this node's clients again, renaming those in ``renames``.
+
+        ``users`` is every (node, nick, room) of the other nodes, from a snapshot
+        taken after subscribing: called before any later event is applied.
+        None when only this node's clients were forgotten.
+        """
+
+
+class Bus(Protocol):
+    node: str
+
+    def start(self) -> None:
+        """Join the bus before serving anyone."""
+
+    def attach(self, listener: Listener) -> None: ...
+
+    def publish(self, event: Event) -> None:
+        """Order ``event`` for every node; never blocks the caller."""
+
+    def claim(self, nick: str) -> bool:
+        """Make ``nick`` this node's across the cluster, atomically.
+
+        May wait on the network (only the calling greenlet waits). The hub has
+        already ruled out nicks it knows; True when the bus cannot tell.
+        """
+
+    def claim_guest(self) -> Optional[str]:
+        """A fresh guest nick claimed cluster-wide, or None to let the hub number one."""
+
+    def close(self) -> None:
+        """Deliver what is published so far (bounded in time) and leave the cluster."""
+
+
+def new_node_id() -> str:
+    """A name for this process in the cluster: unique per start, so a restart is a new node."""
+    return os.urandom(6).hex()
+
+
+class LocalBus:
+    """The bus of a single server: every event is applied at once, in order."""
+
+    def __init__(self) -> None:
+        self.node = new_node_id()
+        self._listener: Optional[Listener] = None
+
+    def start(self) -> None:
+        pass
+
+    def attach(self, listener: Listener) -> None:
+        self._listener = listener
+
+    def publish(self, event: Event) -> None:
+        assert self._listener is not None
+        self._listener.apply(event)
+
+    def claim(self, nick: str) -> bool:
+        return True
+
+    def claim_guest(self) -> Optional[str]:
+        return None
+
+    def close(self) -> None:
+        pass

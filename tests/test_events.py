@@ -1,0 +1,58 @@
+"""The bus's wire form: every event a hub can publish comes back unchanged."""
+
+import contextlib
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from gchat.events import Asked, DecodeError, Joined, NodeLost, Private, Quit, Renamed, Said, decode, encode
+
+# What sanitizing and the name rules leave: text without NUL.
+text = st.text(st.characters(blacklist_characters="\0", blacklist_categories=("Cs",)))
+name = st.from_regex(r"[A-Za-z][A-Za-z0-9_-]{0,23}", fullmatch=True)
+room = name.map(lambda n: "#" + n.lower())
+node = st.binary(min_size=6, max_size=6).map(bytes.hex)
+lines = text.map(lambda t: (t + "\n").encode())
+cid = st.integers(min_value=1, max_value=2**40)
+
+events = st.one_of(
+    st.builds(Said, node, cid, room, lines),
+    st.builds(Joined, node, cid, name, room, st.lists(lines).map(b"".join)),
+    st.builds(Renamed, name, name),
+    st.builds(Quit, name, text),
+    st.builds(Private, name, lines),
+    st.builds(Asked, node, cid, st.sampled_from(["who", "rooms"])),
+    st.builds(NodeLost, node),
+)
+
+
+@given(events)
+def test_every_event_survives_the_wire(event):
+    assert decode(encode(event)) == event
+
+
+def test_a_join_without_history_arrives_with_empty_history():
+    """Redis appends the room's history to a join; a bare join has none yet."""
+    assert decode(encode(Joined("n", 1, "bob", "#lobby"))).history == b""
+
+
+def test_history_appended_to_an_encoded_join_is_its_history():
+    """What the Lua script does: the join's last field is whatever follows it."""
+    data = encode(Joined("n", 1, "bob", "#dev")) + b"<a> x\n<b> y\n"
+    assert decode(data) == Joined("n", 1, "bob", "#dev", b"<a> x\n<b> y\n")
+
+
+@pytest.mark.parametrize(
+    "data",
+    [b"", b"X\0a", b"S\0node\0notanumber\0#a\0x\n", b"R\0only-one", b"Q\0a\0b\0c", b"L\0a\0b", b"J\0n\0\xff"],
+)
+def test_malformed_bytes_are_a_decode_error(data):
+    with pytest.raises(DecodeError):
+        decode(data)
+
+
+@given(st.binary())
+def test_decode_never_fails_other_than_with_decode_error(data):
+    with contextlib.suppress(DecodeError):
+        decode(data)
