@@ -1,6 +1,12 @@
-import sys
+# gevent's patches first, before anything imports socket or threading: the
+# Redis client (with --bus) then waits in greenlets, never blocking the server.
+from gevent import monkey
 
-from gchat.cli import main
+monkey.patch_all()
+
+import sys  # noqa: E402
+
+from gchat.cli import main  # noqa: E402
 
 try:
     sys.exit(main())

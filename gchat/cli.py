@@ -13,11 +13,13 @@ import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Callable, NoReturn, Optional
+from urllib.parse import urlsplit, urlunsplit
 
 import gevent
 from gevent.event import Event
 
 from gchat import __version__
+from gchat.bus import BusError
 from gchat.config import Config
 from gchat.rlimit import fit_open_files
 from gchat.server import ChatServer
@@ -58,6 +60,34 @@ def _log_level(text: str) -> str:
     return text.lower()
 
 
+def _positive_seconds(text: str) -> float:
+    value = _seconds(text)
+    if not value:
+        raise argparse.ArgumentTypeError(f"invalid value {text!r}: expected a number above 0")
+    return value
+
+
+BUS_SCHEMES = ("redis://", "rediss://", "unix://")
+
+
+def _bus_url(text: str) -> str:
+    if text and not text.startswith(BUS_SCHEMES):
+        raise argparse.ArgumentTypeError(
+            f"invalid value {text!r}: expected a URL starting with {', '.join(BUS_SCHEMES)}"
+        )
+    return text
+
+
+def _switch(text: str) -> bool:
+    """A GCHAT_ variable for an on/off flag."""
+    value = text.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("", "0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"invalid value {text!r}: expected 1 or 0")
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"gchat: error: {message}\n")
@@ -77,6 +107,10 @@ _FLAGS: "list[tuple[str, Callable[[str], object], str]]" = [
     ("--idle-timeout", _seconds, "seconds without a line before a client is dropped; 0: never"),
     ("--shutdown-timeout", _seconds, "seconds clients get to take their last lines at shutdown"),
     ("--log-level", _log_level, f"one of {', '.join(LOG_LEVELS)}"),
+    ("--bus", _bus_url, "redis://HOST:PORT/DB (or rediss://): join the cluster on that Redis"),
+    ("--node-timeout", _positive_seconds, "with --bus: seconds without a heartbeat before a node is lost"),
+    ("--reuse-port", _switch, "let other nodes listen on the same port (SO_REUSEPORT)"),
+    ("--announce-limit", _integer(0), "no joined/left/quit notices in rooms larger than this; 0: always"),
 ]
 
 
@@ -101,9 +135,12 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
                 default = convert(environ[name])
             except argparse.ArgumentTypeError as err:
                 parser.error(f"{name}: {err}")
-        parser.add_argument(
-            flag, type=convert, default=default, help=f"{text} (default: %(default)s; env {name})"
-        )
+        if convert is _switch:
+            parser.add_argument(flag, action="store_true", default=default, help=f"{text} (env {name}=1)")
+        else:
+            parser.add_argument(
+                flag, type=convert, default=default, help=f"{text} (default: %(default)s; env {name})"
+            )
     parser.add_argument(
         "-q",
         "--quiet",
@@ -139,6 +176,16 @@ def configure_logging(level: str) -> None:
     log.propagate = False
 
 
+def hide_password(url: str) -> str:
+    """The bus URL fit for a log: a password in it is replaced by ***."""
+    parts = urlsplit(url)
+    if not parts.password:
+        return url
+    user = parts.username or ""
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     config = parse_config(argv, os.environ)
     configure_logging(config.log_level)
@@ -153,12 +200,17 @@ def main(argv: Optional[list[str]] = None) -> int:
     server = ChatServer(config)
     try:
         server.start()
+    except BusError as err:
+        print(f"gchat: cannot reach the bus at {hide_password(config.bus)}: {err}", file=sys.stderr)
+        return 1
     except OSError as err:
         # gevent appends the address to strerror; the original text is in args.
         reason = err.args[1] if len(err.args) == 2 else str(err)
         print(f"gchat: cannot listen on {format_peer((config.host, config.port))}: {reason}", file=sys.stderr)
         return 1
     log.info("gchat listening on %s", format_peer(server.address))
+    if config.bus:
+        log.info("gchat node %s on the bus at %s", server.hub.node, hide_password(config.bus))
 
     stopped = Event()
 

@@ -17,3 +17,7 @@ class Config:
     idle_timeout: float = 0.0
     shutdown_timeout: float = 5.0
     log_level: str = "info"
+    bus: str = ""
+    node_timeout: float = 5.0
+    reuse_port: bool = False
+    announce_limit: int = 0

@@ -9,15 +9,17 @@ ones that would not finish in time.
 import socket
 import time
 from collections import Counter
+from typing import Optional
 
 from gevent.event import Event
 from gevent.server import StreamServer
 from gevent.socket import socket as GreenSocket
 
 from gchat import replies
+from gchat.bus import Bus, LocalBus
 from gchat.config import Config
 from gchat.hub import Hub
-from gchat.session import Outbox, Session, discard_until_eof, format_peer
+from gchat.session import SHUTDOWN, Outbox, Session, discard_until_eof, format_peer
 
 LISTEN_BACKLOG = 4096
 REJECT_TIMEOUT = 2.0
@@ -37,31 +39,45 @@ class _Listener(StreamServer):  # type: ignore[misc]  # gevent is untyped
 class ChatServer:
     def __init__(self, config: Config) -> None:
         self.config = config
-        self.hub = Hub(history=config.history)
+        self._bus = _make_bus(config)
+        self.hub = Hub(history=config.history, bus=self._bus, announce_limit=config.announce_limit)
         self._outbox = Outbox()
         self._per_address: Counter[str] = Counter()
         self._connections = 0
         self._sessions: set[Session] = set()
         self._all_closed = Event()
         self._all_closed.set()
-        self._server = _Listener((config.host, config.port), self._handle, backlog=LISTEN_BACKLOG)
+        self._server: Optional[_Listener] = None
 
     def start(self) -> None:
-        """Bind and listen; raises OSError (e.g. address in use) before serving anyone."""
+        """Bind, join the bus, serve.
+
+        Raises OSError (e.g. address in use) or BusError before serving anyone.
+        """
+        listener = _listen(self.config.host, self.config.port, self.config.reuse_port)
+        try:
+            self._bus.start()
+        except BaseException:
+            listener.close()
+            raise
+        self._server = _Listener(listener, self._handle)
         self._server.start()
 
     @property
     def address(self) -> tuple[str, int]:
+        assert self._server is not None
         host, port = self._server.address[:2]
         return host, port
 
     def shutdown(self) -> None:
         """Stop accepting, tell everyone, and wait for them up to shutdown_timeout."""
+        assert self._server is not None
         self._server.close()
         self.hub.shutdown()
         self._all_closed.wait(self.config.shutdown_timeout)
         for session in list(self._sessions):
             session.terminate()
+        self.hub.close(SHUTDOWN)
 
     def _handle(self, sock: GreenSocket, address: tuple[str, int]) -> None:
         config = self.config
@@ -96,6 +112,38 @@ class ChatServer:
         self._sessions.discard(session)
         if not self._sessions:
             self._all_closed.set()
+
+
+def _make_bus(config: Config) -> Bus:
+    if not config.bus:
+        return LocalBus()
+    # Imported only here: redis-py needs gevent's patched sockets (python -m
+    # gchat patches them first), and a single server needs no Redis at all.
+    from gchat.redisbus import RedisBus
+
+    return RedisBus(config.bus, config.history, config.node_timeout)
+
+
+def _listen(host: str, port: int, reuse_port: bool) -> GreenSocket:
+    """A listening socket; with ``reuse_port`` other nodes may listen on the same port.
+
+    SO_REUSEPORT makes the kernel spread new connections over every socket
+    bound to the port, which is how several nodes share one machine's cores.
+    """
+    family, kind, proto, _, address = socket.getaddrinfo(
+        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    )[0]
+    sock = GreenSocket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind(address)
+        sock.listen(LISTEN_BACKLOG)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
 
 
 def _reject(sock: GreenSocket, line: bytes) -> None:
