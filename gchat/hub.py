@@ -157,6 +157,10 @@ class Hub:
         self._clients[nick_key(nick)] = client
         self._local[client.cid] = client
         self._bus.publish(Joined(self.node, client.cid, nick, LOBBY))
+        if self.closing:
+            # Shutdown began while the bus was claiming the nick.
+            mailbox.deliver(replies.SHUTTING_DOWN)
+            mailbox.close()
         return client
 
     def execute(self, client: Client, command: Command) -> None:
@@ -246,8 +250,12 @@ class Hub:
         return room
 
     def _announce(self, room: Room, notice: bytes) -> None:
+        """A join or quit notice, unless the room (with the one coming or going) is over the limit.
+
+        In a room of thousands every join would cost a line to everyone.
+        """
         limit = self._announce_limit
-        if not limit or len(room.users) <= limit:
+        if not limit or len(room.users) < limit:
             room.broadcast(notice)
 
     def _remove(self, member: Member, notice: Optional[bytes]) -> None:

@@ -1,0 +1,241 @@
+"""The hub over a bus that does not deliver at once, and with users of other nodes.
+
+``HeldBus`` keeps what the hub publishes until the test releases it, as the
+Redis bus does while a round trip is under way, and lets a test play the
+events another node would publish. The hub must keep each client's own
+commands consistent meanwhile, and change rooms only as events are applied.
+"""
+
+from typing import Optional
+
+import pytest
+from test_hub import RecordingMailbox, User
+
+from gchat.bus import Listener
+from gchat.events import Event, Joined, NodeLost, Quit, Said
+from gchat.hub import Hub
+
+OTHER = "othernode"
+
+
+class HeldBus:
+    """Publishes nowhere until ``release``; claims answer as ``taken`` says."""
+
+    def __init__(self) -> None:
+        self.node = "thisnode"
+        self.held: list[Event] = []
+        self.taken: set[str] = set()
+        self.listener: Optional[Listener] = None
+
+    def start(self) -> None:
+        pass
+
+    def attach(self, listener: Listener) -> None:
+        self.listener = listener
+
+    def publish(self, event: Event) -> None:
+        self.held.append(event)
+
+    def claim(self, nick: str) -> bool:
+        return nick.lower() not in self.taken
+
+    def claim_guest(self) -> Optional[str]:
+        return None
+
+    def close(self) -> None:
+        pass
+
+    def release(self) -> None:
+        """Apply everything published so far, in order, as Redis would hand it back."""
+        assert self.listener is not None
+        while self.held:
+            self.listener.apply(self.held.pop(0))
+
+    def play(self, event: Event) -> None:
+        """An event from another node, after everything this node published."""
+        self.release()
+        assert self.listener is not None
+        self.listener.apply(event)
+
+
+@pytest.fixture
+def bus() -> HeldBus:
+    return HeldBus()
+
+
+@pytest.fixture
+def hub(bus: HeldBus) -> Hub:
+    return Hub(bus=bus)
+
+
+def connected(hub: Hub, bus: HeldBus, count: int) -> "list[User]":
+    people = [User(hub) for _ in range(count)]
+    bus.release()
+    for user in people:
+        user.take()
+    return people
+
+
+def test_a_newcomer_gets_its_status_line_only_when_its_join_comes_back(hub, bus):
+    user = User(hub)
+    assert user.take() == []
+    bus.release()
+    assert user.take() == ["*** You are guest1 in #lobby. Type /help for commands."]
+
+
+def test_a_line_sent_right_after_join_goes_to_the_new_room(hub, bus):
+    alice, bob, carol = connected(hub, bus, 3)
+    bob.send("/join #dev")
+    bus.release()
+    alice.send("/join #dev")
+    alice.send("hello dev")
+    bus.release()
+    assert bob.take()[-1] == "<guest1> hello dev"
+    assert "<guest1> hello dev" not in carol.take()
+
+
+def test_lines_ordered_before_a_join_still_reach_the_joiner_in_its_old_room(hub, bus):
+    alice, bob = connected(hub, bus, 2)
+    bob.send("before")
+    alice.send("/join #dev")
+    bus.release()
+    assert alice.take() == ["<guest2> before", "*** You are now in #dev (1 user)"]
+
+
+def test_who_right_after_join_already_shows_the_new_room(hub, bus):
+    (alice,) = connected(hub, bus, 1)
+    alice.send("/join #dev")
+    alice.send("/who")
+    bus.release()
+    assert alice.take()[-1] == "*** users in #dev (1): guest1"
+
+
+def test_a_nick_the_bus_says_is_taken_is_in_use(hub, bus):
+    (alice,) = connected(hub, bus, 1)
+    bus.taken.add("bob")
+    assert alice.ask("/nick Bob") == ["!!! nickname in use: Bob"]
+    assert alice.nick == "guest1"
+
+
+def test_a_nick_being_claimed_by_one_client_is_in_use_for_another(hub, bus):
+    alice, bob = connected(hub, bus, 2)
+    alice.send("/nick bob2")
+    assert bob.ask("/nick BOB2") == ["!!! nickname in use: BOB2"]
+
+
+def test_users_of_other_nodes_are_in_who_and_hear_nothing_here(hub, bus):
+    (alice,) = connected(hub, bus, 1)
+    bus.play(Joined(OTHER, 1, "remote", "#lobby"))
+    assert alice.take() == ["*** remote joined #lobby"]
+    alice.send("/who")
+    bus.release()
+    assert alice.take() == ["*** users in #lobby (2): guest1, remote"]
+
+
+def test_a_line_from_another_node_reaches_local_members(hub, bus):
+    (alice,) = connected(hub, bus, 1)
+    bus.play(Joined(OTHER, 1, "remote", "#lobby"))
+    bus.play(Said(OTHER, 1, "#lobby", b"<remote> hi\n"))
+    assert alice.take()[-1] == "<remote> hi"
+
+
+def test_a_lost_node_s_users_quit_with_node_lost(hub, bus):
+    (alice,) = connected(hub, bus, 1)
+    bus.play(Joined(OTHER, 1, "remote", "#lobby"))
+    bus.play(Joined(OTHER, 2, "other", "#dev"))
+    alice.take()
+    bus.play(NodeLost(OTHER))
+    assert alice.take() == ["*** remote quit (node lost)"]
+    alice.send("/rooms")
+    bus.release()
+    assert alice.take() == ["*** rooms (1): #lobby (1)"]
+
+
+def test_a_node_lost_notice_about_this_node_removes_no_one(hub, bus):
+    alice, _ = connected(hub, bus, 2)
+    bus.play(NodeLost(bus.node))
+    assert alice.take() == []
+    alice.send("/who")
+    bus.release()
+    assert alice.take() == ["*** users in #lobby (2): guest1, guest2"]
+
+
+def test_a_lost_link_is_announced_and_forgets_other_nodes(hub, bus):
+    (alice,) = connected(hub, bus, 1)
+    bus.play(Joined(OTHER, 1, "remote", "#lobby"))
+    alice.take()
+    hub.link_lost()
+    assert alice.take() == ["*** cluster link lost, local only"]
+    alice.send("/who")
+    bus.release()
+    assert alice.take() == ["*** users in #lobby (1): guest1"]
+
+
+def test_a_restored_link_brings_back_other_nodes_and_announces_local_clients(hub, bus):
+    (alice,) = connected(hub, bus, 1)
+    hub.link_lost()
+    alice.take()
+    hub.rejoin({}, [(OTHER, "remote", "#lobby")])
+    assert alice.take() == ["*** cluster link restored"]
+    assert bus.held == [Joined(bus.node, alice.client.cid, "guest1", "#lobby")]
+    bus.release()
+    assert alice.take() == []
+    alice.send("/who")
+    bus.release()
+    assert alice.take() == ["*** users in #lobby (2): guest1, remote"]
+
+
+def test_a_nick_taken_while_the_link_was_down_is_renamed_to_a_guest(hub, bus):
+    alice, bob = connected(hub, bus, 2)
+    assert alice.ask("/nick alice") == ["*** You are now alice"]
+    bus.release()
+    bob.take()
+    hub.rejoin({"alice": "guest7"}, [(OTHER, "Alice", "#dev")])
+    assert alice.take() == ["*** You are now guest7", "*** cluster link restored"]
+    assert bob.take() == ["*** alice is now known as guest7", "*** cluster link restored"]
+
+
+class LeavingBus(HeldBus):
+    """A bus during whose claim the claiming client is dropped (say, as a slow consumer)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.leaving: Optional[User] = None
+
+    def claim(self, nick: str) -> bool:
+        if self.leaving is not None:
+            self.leaving.leave("slow consumer")
+            self.leaving = None
+        return True
+
+
+def test_a_client_gone_while_its_nick_was_claimed_gives_the_claim_back():
+    bus = LeavingBus()
+    hub = Hub(bus=bus)
+    alice, bob = connected(hub, bus, 2)
+    bus.leaving = alice
+    alice.send("/nick gone")
+    assert bus.held == [Quit("guest1", "slow consumer"), Quit("gone", "slow consumer")]
+    bus.release()
+    assert bob.ask("/nick gone") == ["*** You are now gone"]
+
+
+def test_announce_limit_silences_joins_and_quits_in_large_rooms(bus):
+    hub = Hub(bus=bus, announce_limit=2)
+    alice, bob = connected(hub, bus, 2)
+    carol = User(hub)
+    bus.release()
+    carol.leave()
+    bus.release()
+    assert alice.take() == []
+    bob.leave()
+    bus.release()
+    assert alice.take() == ["*** guest2 quit (connection closed)"]
+
+
+def test_a_client_admitted_after_shutdown_began_is_told_and_closed(hub, bus):
+    hub.shutdown()
+    mailbox = RecordingMailbox()
+    hub.connect(mailbox)
+    assert mailbox.lines == ["*** server shutting down"]
+    assert mailbox.closed
