@@ -4,10 +4,16 @@ Every wait here is bounded: a broken server fails a test with a clear message
 instead of hanging the suite. Tests synchronise on the server's replies (a
 client's own command reply proves everything before it was handled), never on
 sleeps.
+
+Cluster tests run gchat nodes against a real ``redis-server`` (never a fake):
+one per test session, each test in a database of its own, so tests cannot see
+each other's nicks, rooms or history.
 """
 
+import itertools
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -229,3 +235,216 @@ def start_server() -> Iterator[Callable[..., ChatServer]]:
 def server(start_server: Callable[..., ChatServer]) -> ChatServer:
     """A server with default settings except no rate limit (tests send fast)."""
     return start_server("--rate", "0")
+
+
+def run_gchat(*flags: str, env: Optional["dict[str, str]"] = None) -> "tuple[int, list[str]]":
+    """Run ``python -m gchat`` that is expected to exit by itself: (status, stderr lines)."""
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("GCHAT_")}
+    environ.update(env or {}, PYTHONPATH=str(ROOT))
+    done = subprocess.run(
+        [sys.executable, "-m", "gchat", *flags],
+        cwd=ROOT,
+        env=environ,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        timeout=TIMEOUT,
+    )
+    return done.returncode, done.stderr.decode("utf-8", "replace").splitlines()
+
+
+# --- Redis and gchat clusters -----------------------------------------------------
+
+# One database per test; a session uses a few dozen.
+REDIS_DATABASES = 1024
+# What every client of a node reads when the node loses Redis, and when it has it back.
+LINK_LOST = "*** cluster link lost, local only"
+LINK_RESTORED = "*** cluster link restored"
+
+
+def free_port() -> int:
+    """A port nothing listens on at this moment (another process may take it; callers cope)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class RedisServer:
+    """A real ``redis-server`` on 127.0.0.1, in a directory of its own, persisting nothing.
+
+    After ``stop`` it can ``start`` again on the same port: empty, as a Redis
+    without persistence comes back after a crash, which is what nodes must survive.
+    """
+
+    def __init__(self, directory: Path) -> None:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            pytest.fail(
+                "redis-server is not on PATH: the cluster tests need a real Redis "
+                "(Debian: apt-get install redis-server; .ci/run installs it)",
+                pytrace=False,
+            )
+        self.binary = binary
+        self.directory = directory
+        self.logfile = directory / "redis.log"
+        self.proc: Optional[subprocess.Popen[bytes]] = None
+        self._databases = itertools.count()
+        # free_port() races with every other process on the machine: retry on a new port.
+        for _ in range(5):
+            self.port = free_port()
+            if self.start():
+                return
+        raise AssertionError(f"redis-server would not start; log: {self.log_tail()}")
+
+    def start(self) -> bool:
+        """Start on ``self.port``; False if it exited instead (the port was taken)."""
+        assert self.proc is None or self.proc.poll() is not None, "redis-server is already running"
+        seen = self.logfile.stat().st_size if self.logfile.exists() else 0
+        self.proc = subprocess.Popen(
+            [
+                self.binary,
+                "--port", str(self.port),
+                "--bind", "127.0.0.1",
+                "--save", "",
+                "--appendonly", "no",
+                "--databases", str(REDIS_DATABASES),
+                "--dir", str(self.directory),
+                "--logfile", str(self.logfile),
+            ],
+            cwd=self.directory,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        # Our own log says when it listens: a PING alone might be answered by another
+        # redis-server that took the port first.
+        deadline = time.monotonic() + TIMEOUT
+        while True:
+            if self.logfile.exists() and b"Ready to accept connections" in self.logfile.read_bytes()[seen:]:
+                return True
+            if self.proc.poll() is not None:
+                return False
+            if time.monotonic() > deadline:
+                raise AssertionError(f"redis-server not ready in {TIMEOUT} s; log: {self.log_tail()}")
+            time.sleep(0.02)  # polling a file: there is no event to wait on
+
+    def stop(self, signum: int = signal.SIGKILL) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signum)
+            self.proc.wait(TIMEOUT)
+
+    def url(self, db: int) -> str:
+        return f"redis://127.0.0.1:{self.port}/{db}"
+
+    def fresh_url(self) -> str:
+        """A database no one has used in this session: a cluster of its own."""
+        db = next(self._databases)
+        assert db < REDIS_DATABASES, "out of Redis databases: raise REDIS_DATABASES"
+        return self.url(db)
+
+    def log_tail(self) -> str:
+        if not self.logfile.exists():
+            return "(no log)"
+        return self.logfile.read_text("utf-8", "replace")[-2000:]
+
+
+class Cluster:
+    """gchat nodes on one Redis database, and clients joined across them.
+
+    ``join`` keeps every client's stream at a known point, as ``ChatServer.join``
+    does on one server, but across nodes: each earlier client of any running
+    node reads the newcomer's join notice, which proves the join went round
+    through Redis.
+    """
+
+    def __init__(self, start_server: Callable[..., ChatServer], url: str, *flags: str) -> None:
+        self.url = url
+        self.flags = ("--rate", "0", *flags)
+        self._start_server = start_server
+        self.nodes: list[ChatServer] = []
+
+    def start(self, count: int, *flags: str) -> "list[ChatServer]":
+        """``count`` nodes with the cluster's flags and ``flags``, started side by side."""
+        threads = []
+        nodes: list[Optional[ChatServer]] = [None] * count
+        errors: list[BaseException] = []
+
+        def one(index: int) -> None:
+            try:
+                nodes[index] = self._start_server("--bus", self.url, *self.flags, *flags)
+            except BaseException as err:  # handed to the test's thread below
+                errors.append(err)
+
+        for index in range(count):
+            threads.append(threading.Thread(target=one, args=(index,), daemon=True))
+            threads[-1].start()
+        for thread in threads:
+            thread.join(2 * TIMEOUT)
+        if errors:
+            raise errors[0]
+        started = [node for node in nodes if node is not None]
+        assert len(started) == count, "a node did not start in time"
+        self.nodes.extend(started)
+        return started
+
+    def node(self, *flags: str) -> ChatServer:
+        return self.start(1, *flags)[0]
+
+    def add(self, node: ChatServer) -> ChatServer:
+        """A node started some other way (e.g. with GCHAT_BUS) that is part of this cluster."""
+        self.nodes.append(node)
+        return node
+
+    def members(self) -> "list[LineClient]":
+        """Every client still connected to a running node."""
+        return [
+            client
+            for node in self.nodes
+            if node.proc.poll() is None
+            for client in node.clients
+            if client.nick and client.sock.fileno() != -1
+        ]
+
+    def join(self, node: ChatServer, history: "tuple[str, ...]" = ()) -> LineClient:
+        """A client of ``node`` past its welcome, status and lobby ``history`` lines.
+
+        Every earlier member (all assumed in ``#lobby``) reads the join notice.
+        """
+        others = self.members()
+        client = node.connect()
+        assert client.readline() == "Welcome to the chatroom!"
+        match = re.fullmatch(r"\*\*\* You are (\S+) in #lobby\. Type /help for commands\.", client.readline())
+        assert match, "bad status line"
+        client.nick = match.group(1)
+        client.expect(*history)
+        for other in others:
+            other.expect(f"*** {client.nick} joined #lobby")
+        return client
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """One real redis-server for the whole session; tests keep apart by database."""
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    """A redis-server for one test alone: for tests that stop and restart it."""
+    server = RedisServer(tmp_path)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def bus_url(redis_server: RedisServer) -> str:
+    """A fresh database: a cluster no other test shares."""
+    return redis_server.fresh_url()
+
+
+@pytest.fixture
+def cluster(start_server: Callable[..., ChatServer], bus_url: str) -> Cluster:
+    """An empty cluster on a fresh database; ``cluster.start(n)`` adds nodes."""
+    return Cluster(start_server, bus_url)
