@@ -19,6 +19,7 @@ from gevent.event import Event
 
 from gchat import __version__
 from gchat.config import Config
+from gchat.logs import LOG_FORMATS, configure_logging
 from gchat.rlimit import fit_open_files
 from gchat.server import ChatServer
 from gchat.session import format_peer
@@ -52,10 +53,13 @@ def _seconds(text: str) -> float:
     return value
 
 
-def _log_level(text: str) -> str:
-    if text.lower() not in LOG_LEVELS:
-        raise argparse.ArgumentTypeError(f"invalid value {text!r}: expected one of {', '.join(LOG_LEVELS)}")
-    return text.lower()
+def _one_of(choices: "tuple[str, ...]") -> Callable[[str], str]:
+    def convert(text: str) -> str:
+        if text.lower() not in choices:
+            raise argparse.ArgumentTypeError(f"invalid value {text!r}: expected one of {', '.join(choices)}")
+        return text.lower()
+
+    return convert
 
 
 class _Parser(argparse.ArgumentParser):
@@ -76,7 +80,8 @@ _FLAGS: "list[tuple[str, Callable[[str], object], str]]" = [
     ("--max-per-ip", _integer(0), "connections from one address; 0: no limit"),
     ("--idle-timeout", _seconds, "seconds without a line before a client is dropped; 0: never"),
     ("--shutdown-timeout", _seconds, "seconds clients get to take their last lines at shutdown"),
-    ("--log-level", _log_level, f"one of {', '.join(LOG_LEVELS)}"),
+    ("--log-level", _one_of(LOG_LEVELS), f"one of {', '.join(LOG_LEVELS)}"),
+    ("--log-format", _one_of(LOG_FORMATS), "text: plain lines; json: one JSON object per line"),
 ]
 
 
@@ -121,27 +126,9 @@ def parse_config(argv: Optional[Sequence[str]], environ: Mapping[str, str]) -> C
     return Config(**vars(build_parser(environ).parse_args(argv)))
 
 
-class _Formatter(logging.Formatter):
-    """Plain lines like the seed's prints; warnings and errors say what they are."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        message = record.getMessage()
-        if record.levelno >= logging.WARNING:
-            return f"gchat: {record.levelname.lower()}: {message}"
-        return message
-
-
-def configure_logging(level: str) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(_Formatter())
-    log.addHandler(handler)
-    log.setLevel(level.upper())
-    log.propagate = False
-
-
 def main(argv: Optional[list[str]] = None) -> int:
     config = parse_config(argv, os.environ)
-    configure_logging(config.log_level)
+    configure_logging(config.log_level, config.log_format)
     fitted = fit_open_files(config.max_clients)
     if fitted < config.max_clients:
         log.warning(

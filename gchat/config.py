@@ -17,3 +17,4 @@ class Config:
     idle_timeout: float = 0.0
     shutdown_timeout: float = 5.0
     log_level: str = "info"
+    log_format: str = "text"
