@@ -12,25 +12,9 @@ import sys
 import time
 
 import pytest
-from conftest import ROOT, TIMEOUT
+from conftest import ROOT, TIMEOUT, run_gchat
 
 from gchat.logs import JsonFormatter
-
-
-def run_gchat(*args, env=None, preexec_fn=None, timeout=TIMEOUT):
-    """Run ``python -m gchat`` to completion; (status, stderr lines)."""
-    environ = {k: v for k, v in os.environ.items() if not k.startswith("GCHAT_")}
-    environ.update(env or {}, PYTHONPATH=str(ROOT))
-    done = subprocess.run(
-        [sys.executable, "-m", "gchat", *args],
-        cwd=ROOT,
-        env=environ,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        timeout=timeout,
-        preexec_fn=preexec_fn,
-    )
-    return done.returncode, done.stdout.decode(), done.stderr.decode().splitlines()
 
 
 def test_port_in_use_gives_one_line_and_nonzero_status():
