@@ -23,6 +23,7 @@ from gchat.logs import LOG_FORMATS, configure_logging
 from gchat.rlimit import fit_open_files
 from gchat.server import ChatServer
 from gchat.session import format_peer
+from gchat.tls import TlsError, server_context
 
 log = logging.getLogger("gchat")
 
@@ -53,6 +54,16 @@ def _seconds(text: str) -> float:
     return value
 
 
+def _positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not (value > 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"invalid value {text!r}: expected a number above 0")
+    return value
+
+
 def _one_of(choices: "tuple[str, ...]") -> Callable[[str], str]:
     def convert(text: str) -> str:
         if text.lower() not in choices:
@@ -80,6 +91,9 @@ _FLAGS: "list[tuple[str, Callable[[str], object], str]]" = [
     ("--max-per-ip", _integer(0), "connections from one address; 0: no limit"),
     ("--idle-timeout", _seconds, "seconds without a line before a client is dropped; 0: never"),
     ("--shutdown-timeout", _seconds, "seconds clients get to take their last lines at shutdown"),
+    ("--certfile", str, "PEM certificate (chain) to serve TLS with; needs --keyfile"),
+    ("--keyfile", str, "PEM private key (unencrypted) of --certfile"),
+    ("--handshake-timeout", _positive_seconds, "seconds a TLS client gets to complete its handshake"),
     ("--log-level", _one_of(LOG_LEVELS), f"one of {', '.join(LOG_LEVELS)}"),
     ("--log-format", _one_of(LOG_FORMATS), "text: plain lines; json: one JSON object per line"),
 ]
@@ -123,11 +137,22 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
 
 def parse_config(argv: Optional[Sequence[str]], environ: Mapping[str, str]) -> Config:
     """Flags over GCHAT_* variables over defaults; exits with one line on a bad value."""
-    return Config(**vars(build_parser(environ).parse_args(argv)))
+    parser = build_parser(environ)
+    config = Config(**vars(parser.parse_args(argv)))
+    if (config.certfile is None) != (config.keyfile is None):
+        parser.error("--certfile and --keyfile go together: give both or neither")
+    return config
 
 
 def main(argv: Optional[list[str]] = None) -> int:
     config = parse_config(argv, os.environ)
+    tls = None
+    if config.certfile is not None and config.keyfile is not None:
+        try:
+            tls = server_context(config.certfile, config.keyfile)
+        except TlsError as err:
+            print(f"gchat: {err}", file=sys.stderr)
+            return 1
     configure_logging(config.log_level, config.log_format)
     fitted = fit_open_files(config.max_clients)
     if fitted < config.max_clients:
@@ -137,7 +162,7 @@ def main(argv: Optional[list[str]] = None) -> int:
             config.max_clients,
         )
         config = replace(config, max_clients=fitted)
-    server = ChatServer(config)
+    server = ChatServer(config, tls)
     try:
         server.start()
     except OSError as err:
@@ -146,6 +171,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         print(f"gchat: cannot listen on {format_peer((config.host, config.port))}: {reason}", file=sys.stderr)
         return 1
     log.info("gchat listening on %s", format_peer(server.address))
+    if tls is not None:
+        log.info("TLS on, certificate %s", config.certfile)
 
     stopped = Event()
 

@@ -1,6 +1,7 @@
 """Server settings, one immutable object shared by the CLI, server and sessions."""
 
 from dataclasses import dataclass
+from typing import Optional
 
 
 @dataclass(frozen=True)
@@ -16,5 +17,8 @@ class Config:
     max_per_ip: int = 0
     idle_timeout: float = 0.0
     shutdown_timeout: float = 5.0
+    certfile: Optional[str] = None
+    keyfile: Optional[str] = None
+    handshake_timeout: float = 10.0
     log_level: str = "info"
     log_format: str = "text"
