@@ -21,9 +21,11 @@ from gevent.event import Event
 from gchat import __version__
 from gchat.bus import BusError
 from gchat.config import Config
+from gchat.logs import LOG_FORMATS, configure_logging
 from gchat.rlimit import fit_open_files
 from gchat.server import ChatServer
 from gchat.session import format_peer
+from gchat.tls import TlsError, server_context
 
 log = logging.getLogger("gchat")
 
@@ -54,17 +56,23 @@ def _seconds(text: str) -> float:
     return value
 
 
-def _log_level(text: str) -> str:
-    if text.lower() not in LOG_LEVELS:
-        raise argparse.ArgumentTypeError(f"invalid value {text!r}: expected one of {', '.join(LOG_LEVELS)}")
-    return text.lower()
-
-
 def _positive_seconds(text: str) -> float:
-    value = _seconds(text)
-    if not value:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not (value > 0 and math.isfinite(value)):
         raise argparse.ArgumentTypeError(f"invalid value {text!r}: expected a number above 0")
     return value
+
+
+def _one_of(choices: "tuple[str, ...]") -> Callable[[str], str]:
+    def convert(text: str) -> str:
+        if text.lower() not in choices:
+            raise argparse.ArgumentTypeError(f"invalid value {text!r}: expected one of {', '.join(choices)}")
+        return text.lower()
+
+    return convert
 
 
 BUS_SCHEMES = ("redis://", "rediss://", "unix://")
@@ -106,7 +114,11 @@ _FLAGS: "list[tuple[str, Callable[[str], object], str]]" = [
     ("--max-per-ip", _integer(0), "connections from one address; 0: no limit"),
     ("--idle-timeout", _seconds, "seconds without a line before a client is dropped; 0: never"),
     ("--shutdown-timeout", _seconds, "seconds clients get to take their last lines at shutdown"),
-    ("--log-level", _log_level, f"one of {', '.join(LOG_LEVELS)}"),
+    ("--certfile", str, "PEM certificate (chain) to serve TLS with; needs --keyfile"),
+    ("--keyfile", str, "PEM private key (unencrypted) of --certfile"),
+    ("--handshake-timeout", _positive_seconds, "seconds a TLS client gets to complete its handshake"),
+    ("--log-level", _one_of(LOG_LEVELS), f"one of {', '.join(LOG_LEVELS)}"),
+    ("--log-format", _one_of(LOG_FORMATS), "text: plain lines; json: one JSON object per line"),
     ("--bus", _bus_url, "redis://HOST:PORT/DB (or rediss://): join the cluster on that Redis"),
     ("--node-timeout", _positive_seconds, "with --bus: seconds without a heartbeat before a node is lost"),
     ("--reuse-port", _switch, "let other nodes listen on the same port (SO_REUSEPORT)"),
@@ -155,25 +167,11 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
 
 def parse_config(argv: Optional[Sequence[str]], environ: Mapping[str, str]) -> Config:
     """Flags over GCHAT_* variables over defaults; exits with one line on a bad value."""
-    return Config(**vars(build_parser(environ).parse_args(argv)))
-
-
-class _Formatter(logging.Formatter):
-    """Plain lines like the seed's prints; warnings and errors say what they are."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        message = record.getMessage()
-        if record.levelno >= logging.WARNING:
-            return f"gchat: {record.levelname.lower()}: {message}"
-        return message
-
-
-def configure_logging(level: str) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(_Formatter())
-    log.addHandler(handler)
-    log.setLevel(level.upper())
-    log.propagate = False
+    parser = build_parser(environ)
+    config = Config(**vars(parser.parse_args(argv)))
+    if (config.certfile is None) != (config.keyfile is None):
+        parser.error("--certfile and --keyfile go together: give both or neither")
+    return config
 
 
 def hide_password(url: str) -> str:
@@ -188,7 +186,14 @@ def hide_password(url: str) -> str:
 
 def main(argv: Optional[list[str]] = None) -> int:
     config = parse_config(argv, os.environ)
-    configure_logging(config.log_level)
+    tls = None
+    if config.certfile is not None and config.keyfile is not None:
+        try:
+            tls = server_context(config.certfile, config.keyfile)
+        except TlsError as err:
+            print(f"gchat: {err}", file=sys.stderr)
+            return 1
+    configure_logging(config.log_level, config.log_format)
     fitted = fit_open_files(config.max_clients)
     if fitted < config.max_clients:
         log.warning(
@@ -197,7 +202,7 @@ def main(argv: Optional[list[str]] = None) -> int:
             config.max_clients,
         )
         config = replace(config, max_clients=fitted)
-    server = ChatServer(config)
+    server = ChatServer(config, tls)
     try:
         server.start()
     except BusError as err:
@@ -211,6 +216,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     log.info("gchat listening on %s", format_peer(server.address))
     if config.bus:
         log.info("gchat node %s on the bus at %s", server.hub.node, hide_password(config.bus))
+    if tls is not None:
+        log.info("TLS on, certificate %s", config.certfile)
 
     stopped = Event()
 

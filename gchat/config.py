@@ -1,6 +1,7 @@
 """Server settings, one immutable object shared by the CLI, server and sessions."""
 
 from dataclasses import dataclass
+from typing import Optional
 
 
 @dataclass(frozen=True)
@@ -16,8 +17,12 @@ class Config:
     max_per_ip: int = 0
     idle_timeout: float = 0.0
     shutdown_timeout: float = 5.0
+    certfile: Optional[str] = None
+    keyfile: Optional[str] = None
+    handshake_timeout: float = 10.0
     log_level: str = "info"
     bus: str = ""
     node_timeout: float = 5.0
     reuse_port: bool = False
     announce_limit: int = 0
+    log_format: str = "text"

@@ -7,6 +7,7 @@ ones that would not finish in time.
 """
 
 import socket
+import ssl
 import time
 from collections import Counter
 from typing import Optional
@@ -20,6 +21,7 @@ from gchat.bus import Bus, LocalBus
 from gchat.config import Config
 from gchat.hub import Hub
 from gchat.session import SHUTDOWN, Outbox, Session, discard_until_eof, format_peer
+from gchat.tls import accept_tls
 
 LISTEN_BACKLOG = 4096
 REJECT_TIMEOUT = 2.0
@@ -37,8 +39,9 @@ class _Listener(StreamServer):  # type: ignore[misc]  # gevent is untyped
 
 
 class ChatServer:
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, tls: Optional[ssl.SSLContext] = None) -> None:
         self.config = config
+        self._tls = tls
         self._bus = _make_bus(config)
         self.hub = Hub(history=config.history, bus=self._bus, announce_limit=config.announce_limit)
         self._outbox = Outbox()
@@ -81,6 +84,12 @@ class ChatServer:
 
     def _handle(self, sock: GreenSocket, address: tuple[str, int]) -> None:
         config = self.config
+        peer = format_peer(address)
+        if self._tls is not None:
+            # Before any limit: a refusal line must go out over TLS too.
+            sock = accept_tls(self._tls, sock, peer, config.handshake_timeout)
+            if sock is None:
+                return
         host = address[0]
         if self.hub.closing:
             sock.close()
@@ -103,7 +112,7 @@ class ChatServer:
             if not self._per_address[host]:
                 del self._per_address[host]
 
-        session = Session(sock, format_peer(address), self.hub, config, self._outbox, left, self._closed)
+        session = Session(sock, peer, self.hub, config, self._outbox, left, self._closed)
         self._sessions.add(session)
         self._all_closed.clear()
         session.start()

@@ -16,6 +16,7 @@ import re
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -43,11 +44,34 @@ settings.register_profile("gchat", deadline=None, suppress_health_check=[HealthC
 settings.load_profile("gchat")
 
 
+def run_gchat(*args, env=None, preexec_fn=None, timeout=TIMEOUT):
+    """Run ``python -m gchat`` to completion; (status, stdout, stderr lines)."""
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("GCHAT_")}
+    environ.update(env or {}, PYTHONPATH=str(ROOT))
+    done = subprocess.run(
+        [sys.executable, "-m", "gchat", *args],
+        cwd=ROOT,
+        env=environ,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        timeout=timeout,
+        preexec_fn=preexec_fn,
+    )
+    return done.returncode, done.stdout.decode(), done.stderr.decode().splitlines()
+
+
 class LineClient:
     """A chat client over a real socket, reading whole lines with a deadline."""
 
-    def __init__(self, address: "tuple[str, int]", timeout: float = TIMEOUT) -> None:
-        self.sock = socket.create_connection(address, timeout=timeout)
+    def __init__(
+        self, address: "tuple[str, int]", timeout: float = TIMEOUT, tls: Optional[ssl.SSLContext] = None
+    ) -> None:
+        """With ``tls``, talk TLS: the handshake is done here, and a close without
+        close_notify raises instead of passing for the end of the stream."""
+        sock = socket.create_connection(address, timeout=timeout)
+        if tls is not None:
+            sock = tls.wrap_socket(sock, server_hostname=address[0], suppress_ragged_eofs=False)
+        self.sock = sock
         self.timeout = timeout
         self.nick = ""
         self._buffer = b""
@@ -120,9 +144,15 @@ class LineClient:
 
 
 class ChatServer:
-    """``python -m gchat`` in a subprocess, its stderr collected line by line."""
+    """``python -m gchat`` in a subprocess, its stderr collected line by line.
 
-    def __init__(self, *flags: str, env: Optional["dict[str, str]"] = None) -> None:
+    With ``tls`` (a client context) every client it connects talks TLS.
+    """
+
+    def __init__(
+        self, *flags: str, env: Optional["dict[str, str]"] = None, tls: Optional[ssl.SSLContext] = None
+    ) -> None:
+        self.tls = tls
         environ = {k: v for k, v in os.environ.items() if not k.startswith("GCHAT_")}
         environ["PYTHONPATH"] = str(ROOT)
         environ.update(env or {})
@@ -174,7 +204,7 @@ class ChatServer:
 
     def connect(self, timeout: float = TIMEOUT) -> LineClient:
         """A raw connection; nothing read yet."""
-        client = LineClient(self.address, timeout)
+        client = LineClient(self.address, timeout, self.tls)
         self.clients.append(client)
         return client
 
@@ -221,8 +251,10 @@ def start_server() -> Iterator[Callable[..., ChatServer]]:
     """Start servers with the given flags; all are killed after the test."""
     started: list[ChatServer] = []
 
-    def start(*flags: str, env: Optional["dict[str, str]"] = None) -> ChatServer:
-        server = ChatServer(*flags, env=env)
+    def start(
+        *flags: str, env: Optional["dict[str, str]"] = None, tls: Optional[ssl.SSLContext] = None
+    ) -> ChatServer:
+        server = ChatServer(*flags, env=env, tls=tls)
         started.append(server)
         return server
 
@@ -235,21 +267,6 @@ def start_server() -> Iterator[Callable[..., ChatServer]]:
 def server(start_server: Callable[..., ChatServer]) -> ChatServer:
     """A server with default settings except no rate limit (tests send fast)."""
     return start_server("--rate", "0")
-
-
-def run_gchat(*flags: str, env: Optional["dict[str, str]"] = None) -> "tuple[int, list[str]]":
-    """Run ``python -m gchat`` that is expected to exit by itself: (status, stderr lines)."""
-    environ = {k: v for k, v in os.environ.items() if not k.startswith("GCHAT_")}
-    environ.update(env or {}, PYTHONPATH=str(ROOT))
-    done = subprocess.run(
-        [sys.executable, "-m", "gchat", *flags],
-        cwd=ROOT,
-        env=environ,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        timeout=TIMEOUT,
-    )
-    return done.returncode, done.stderr.decode("utf-8", "replace").splitlines()
 
 
 # --- Redis and gchat clusters -----------------------------------------------------

@@ -1,6 +1,9 @@
 """PROTOCOL.md "Command line" and the server's terminal output."""
 
+import json
+import logging
 import os
+import re
 import resource
 import signal
 import socket
@@ -9,23 +12,9 @@ import sys
 import time
 
 import pytest
-from conftest import ROOT, TIMEOUT
+from conftest import ROOT, TIMEOUT, run_gchat
 
-
-def run_gchat(*args, env=None, preexec_fn=None, timeout=TIMEOUT):
-    """Run ``python -m gchat`` to completion; (status, stderr lines)."""
-    environ = {k: v for k, v in os.environ.items() if not k.startswith("GCHAT_")}
-    environ.update(env or {}, PYTHONPATH=str(ROOT))
-    done = subprocess.run(
-        [sys.executable, "-m", "gchat", *args],
-        cwd=ROOT,
-        env=environ,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        timeout=timeout,
-        preexec_fn=preexec_fn,
-    )
-    return done.returncode, done.stdout.decode(), done.stderr.decode().splitlines()
+from gchat.logs import JsonFormatter
 
 
 def test_port_in_use_gives_one_line_and_nonzero_status():
@@ -46,7 +35,9 @@ def test_port_in_use_gives_one_line_and_nonzero_status():
         (["--max-line", "0"], "argument --max-line: invalid value '0'"),
         (["--rate", "-1"], "argument --rate: invalid value '-1'"),
         (["--idle-timeout", "nan"], "argument --idle-timeout: invalid value 'nan'"),
+        (["--handshake-timeout", "0"], "argument --handshake-timeout: invalid value '0'"),
         (["--log-level", "loud"], "argument --log-level: invalid value 'loud'"),
+        (["--log-format", "xml"], "argument --log-format: invalid value 'xml'"),
         (["--bogus"], "unrecognized arguments: --bogus"),
         (["--port"], "argument --port: expected one argument"),
     ],
@@ -101,7 +92,11 @@ def test_help_names_every_flag_and_its_environment_variable():
         "--max-per-ip",
         "--idle-timeout",
         "--shutdown-timeout",
+        "--certfile",
+        "--keyfile",
+        "--handshake-timeout",
         "--log-level",
+        "--log-format",
         "-q",
         "--version",
     ):
@@ -180,6 +175,45 @@ def test_quiet_logs_nothing_below_warning():
         proc.kill()
     assert proc.returncode == 0
     assert errors == b""
+
+
+def test_json_log_format_writes_one_json_object_per_line():
+    port = _free_port()
+    environ = dict(os.environ, PYTHONPATH=str(ROOT))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gchat", "--log-format", "json", "--port", str(port)],
+        cwd=ROOT,
+        env=environ,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        with _connect_when_listening(port) as client:
+            client.sendall(b"caf\xc3\xa9 \xe2\x80\xa8 line\n/quit\n")
+            while client.recv(4096):
+                pass
+        proc.send_signal(signal.SIGTERM)
+        _, errors = proc.communicate(timeout=TIMEOUT)
+    finally:
+        proc.kill()
+    entries = [json.loads(line) for line in errors.decode("ascii").splitlines()]
+    assert entries[0]["msg"] == f"gchat listening on 127.0.0.1:{port}"
+    assert entries[-1]["msg"] == "gchat stopped"
+    assert any(entry["msg"].endswith("> caf\u00e9 \u2028 line") for entry in entries)
+    for entry in entries:
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", entry["ts"])
+        assert entry["level"] == "info"
+
+
+def test_json_log_line_carries_the_exception_text():
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        record = logging.LogRecord("gchat", logging.ERROR, __file__, 1, "failed: %s", ("x",), sys.exc_info())
+    entry = json.loads(JsonFormatter().format(record))
+    assert entry["level"] == "error"
+    assert entry["msg"] == "failed: x"
+    assert entry["exc"].startswith("Traceback (most recent call last):")
+    assert entry["exc"].endswith("ValueError: boom")
 
 
 def test_open_files_limit_is_raised_and_max_clients_lowered_to_fit(tmp_path):

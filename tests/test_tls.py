@@ -1,0 +1,213 @@
+"""TLS on the listening port (--certfile, --keyfile, --handshake-timeout), over real sockets.
+
+The certificate is made at test time by the openssl command; clients verify
+the server against it, so every TLS client here really checks the chain.
+"""
+
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import time
+from types import SimpleNamespace
+
+import pytest
+from conftest import TIMEOUT, LineClient, run_gchat
+
+pytestmark = pytest.mark.skipif(
+    shutil.which("openssl") is None, reason="the openssl command is not installed (.ci/run installs it)"
+)
+
+
+def _openssl(*args):
+    subprocess.run(["openssl", *args], check=True, capture_output=True, timeout=TIMEOUT)
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory):
+    """A self-signed certificate for 127.0.0.1, its key, another key, and the key encrypted."""
+    directory = tmp_path_factory.mktemp("tls")
+    files = SimpleNamespace(
+        cert=str(directory / "cert.pem"),
+        key=str(directory / "key.pem"),
+        other_key=str(directory / "other.pem"),
+        encrypted_key=str(directory / "encrypted.pem"),
+    )
+    ec = ("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1")
+    name = ("-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost")
+    _openssl("req", "-x509", *ec, "-nodes", "-days", "2", *name, "-keyout", files.key, "-out", files.cert)
+    _openssl(
+        "genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-out", files.other_key
+    )
+    _openssl("pkey", "-in", files.key, "-aes256", "-passout", "pass:secret", "-out", files.encrypted_key)
+    return files
+
+
+@pytest.fixture
+def start_tls_server(start_server, pki):
+    """Start a TLS server with extra flags; its clients trust its certificate."""
+    client = ssl.create_default_context(cafile=pki.cert)
+
+    def start(*flags):
+        return start_server("--rate", "0", "--certfile", pki.cert, "--keyfile", pki.key, *flags, tls=client)
+
+    return start
+
+
+@pytest.fixture
+def tls_server(start_tls_server):
+    return start_tls_server()
+
+
+def _wait_closed(sock, timeout=TIMEOUT):
+    """Read and drop until the server closes (FIN or reset); fail after ``timeout``."""
+    sock.settimeout(timeout)
+    try:
+        while sock.recv(65536):
+            pass
+    except ConnectionResetError:
+        pass
+    except socket.timeout:
+        raise AssertionError("the server did not close the connection") from None
+
+
+def test_start_up_line_is_unchanged_and_tls_is_logged(tls_server, pki):
+    assert f"gchat listening on 127.0.0.1:{tls_server.port}" in tls_server.log
+    tls_server.wait_for_log(rf"^TLS on, certificate {pki.cert}$")
+
+
+def test_tls_client_gets_the_welcome_and_status_line(tls_server):
+    client = tls_server.connect()
+    client.expect("Welcome to the chatroom!", "*** You are guest1 in #lobby. Type /help for commands.")
+    assert client.sock.version() in ("TLSv1.2", "TLSv1.3")
+
+
+def test_tls_1_2_client_is_served(tls_server, pki):
+    context = ssl.create_default_context(cafile=pki.cert)
+    context.maximum_version = ssl.TLSVersion.TLSv1_2
+    client = LineClient(tls_server.address, tls=context)
+    tls_server.clients.append(client)  # closed with the server
+    client.expect("Welcome to the chatroom!", "*** You are guest1 in #lobby. Type /help for commands.")
+    assert client.sock.version() == "TLSv1.2"
+
+
+def test_tls_clients_chat_with_each_other(tls_server):
+    a, b = tls_server.join(), tls_server.join()
+    a.say("hello over TLS")
+    b.expect(f"<{a.nick}> hello over TLS")
+    b.say(f"/msg {a.nick} and back")
+    a.expect(f"*{b.nick}* and back")
+
+
+def test_plain_tcp_client_on_the_tls_port_is_dropped_and_tls_clients_still_work(tls_server):
+    with socket.create_connection(tls_server.address, timeout=TIMEOUT) as plain:
+        port = plain.getsockname()[1]
+        plain.sendall(b"hello\n")
+        _wait_closed(plain)
+    client = tls_server.join()
+    client.ping()
+    tls_server.wait_for_log(rf"^127\.0\.0\.1:{port} TLS handshake failed \(.+\)$")
+    assert len([line for line in tls_server.log if f":{port} " in line]) == 1
+    assert not any("Traceback" in line for line in tls_server.log)
+
+
+def test_client_that_never_handshakes_is_dropped_after_handshake_timeout(start_tls_server):
+    server = start_tls_server("--handshake-timeout", "1")
+    start = time.monotonic()
+    with socket.create_connection(server.address, timeout=TIMEOUT) as stalled:
+        _wait_closed(stalled)
+    assert time.monotonic() - start >= 0.9
+    server.wait_for_log(r"TLS handshake failed \(not done within 1 s\)$")
+
+
+def test_client_that_never_handshakes_holds_no_place(start_tls_server):
+    server = start_tls_server("--max-clients", "1", "--handshake-timeout", "60")
+    with socket.create_connection(server.address, timeout=TIMEOUT):
+        client = server.join()  # the only place, while the other still has 60 s to handshake
+        client.ping()
+
+
+def test_full_tls_server_refuses_a_newcomer_over_tls(start_tls_server):
+    server = start_tls_server("--max-clients", "1")
+    server.join()
+    newcomer = server.connect()
+    newcomer.expect("!!! server full, try again later")
+    assert newcomer.read_to_eof() == b""
+
+
+def test_quit_over_tls_ends_with_close_notify(tls_server):
+    client = tls_server.join()
+    client.say("/quit")
+    client.expect("*** Bye!")
+    assert client.read_to_eof() == b""  # without close_notify this raises SSLEOFError
+
+
+def test_shutdown_reaches_tls_clients(tls_server):
+    client = tls_server.join()
+    tls_server.signal(signal.SIGTERM)
+    client.expect("*** server shutting down")
+    assert client.read_to_eof() == b""
+    assert tls_server.wait() == 0
+
+
+def test_large_history_arrives_complete_over_tls(start_tls_server):
+    server = start_tls_server("--history", "1000", "--max-backlog", "16777216")
+    a = server.join()
+    lines = [f"{i:04d} " + "h" * 4000 for i in range(1000)]
+    a.say(*lines)
+    a.ping()
+    b = server.join()  # its history, 4 MB, is queued at once: far more than one send takes
+    assert b.read_lines(1000) == [f"<{a.nick}> {line}" for line in lines]
+    b.ping()
+
+
+def test_room_talk_reaches_a_late_reader_complete_and_in_order_over_tls(start_tls_server):
+    server = start_tls_server("--max-backlog", "67108864")
+    a, b = server.join(), server.join()
+    lines = [f"{i:04d} " + "t" * 3000 for i in range(2000)]
+    a.say(*lines)  # 6 MB while b reads nothing: b's output backs up and grows as it is retried
+    a.ping()
+    assert b.read_lines(2000) == [f"<{a.nick}> {line}" for line in lines]
+    b.ping()
+
+
+@pytest.mark.parametrize(
+    ("args", "env"),
+    [
+        (["--certfile", "cert.pem"], {}),
+        ([], {"GCHAT_KEYFILE": "key.pem"}),
+    ],
+)
+def test_certfile_and_keyfile_only_together(args, env):
+    status, _, errors = run_gchat(*args, env=env)
+    assert status == 2
+    assert errors == ["gchat: error: --certfile and --keyfile go together: give both or neither"]
+
+
+_UNREADABLE = "No such file or directory"
+_UNUSABLE = "cannot use the TLS certificate {cert} with its key {key}: "
+
+
+@pytest.mark.parametrize(
+    ("cert", "key", "message"),
+    [
+        pytest.param(
+            "/nonexistent", "key", "cannot read the TLS certificate {cert}: " + _UNREADABLE, id="no cert"
+        ),
+        pytest.param("cert", "/nonexistent", "cannot read the TLS key {key}: " + _UNREADABLE, id="no key"),
+        pytest.param("cert", "other_key", _UNUSABLE + "key values mismatch", id="other key"),
+        pytest.param("key", "key", _UNUSABLE + "not a PEM certificate and its private key", id="not a cert"),
+        pytest.param(
+            "cert",
+            "encrypted_key",
+            "the TLS key {key} is encrypted: give gchat an unencrypted one",
+            id="encrypted",
+        ),
+    ],
+)
+def test_unusable_certificate_or_key_gives_one_line_and_nonzero_status(pki, cert, key, message):
+    cert, key = getattr(pki, cert, cert), getattr(pki, key, key)  # a pki file, or a path as given
+    status, _, errors = run_gchat("--certfile", cert, "--keyfile", key)
+    assert status == 1
+    assert errors == ["gchat: " + message.format(cert=cert, key=key)]
