@@ -3,6 +3,8 @@
 import math
 import pickle
 import random
+import socket
+import time
 
 import pytest
 from hypothesis import given
@@ -26,7 +28,7 @@ from gchat.bench.message import (
     parse_line,
     sender_needle,
 )
-from gchat.bench.options import Options, make_plans
+from gchat.bench.options import Options, make_plans, port_for
 from gchat.bench.report import build, to_text
 from gchat.bench.results import Checks, StreamResult
 from gchat.bench.stats import Histogram, SequenceChecker, bucket_bounds, bucket_of, percentile
@@ -290,11 +292,23 @@ def test_senders_are_checked_separately():
     assert checker.duplicates == 0
 
 
-# Framing for each protocol
+# Handshakes and framing for each protocol
+
+STATUS = b"*** You are guest1 in #lobby. Type /help for commands.\n"
+FIRST = b"<guest2> hello\n"
+
+
+@pytest.mark.parametrize(("await_join", "rest"), [(False, STATUS + FIRST), (True, FIRST)])
+def test_a_line_client_is_ready_at_the_welcome_or_once_its_join_is_confirmed(await_join, rest):
+    ours, theirs = socket.socketpair()
+    with ours, theirs:
+        theirs.sendall(b"Welcome to the chatroom!\n" + STATUS + FIRST)
+        proto = LineProtocol("#lobby", await_join=await_join)
+        assert proto.join(ours, lambda: time.monotonic() + 5) == rest
 
 
 def test_line_protocol_frames_payloads_as_lines():
-    proto = LineProtocol("#lobby", 64)
+    proto = LineProtocol("#lobby")
     assert proto.frame([b"a", b"b"]) == b"a\nb\n"
 
 
@@ -349,6 +363,9 @@ def test_plans_split_clients_and_give_every_worker_a_probe_that_hears_everyone(
         ["throughput", "--duration", "nan"],
         ["capacity", "--procs", "2"],
         ["latency", "--rate", "0"],
+        ["throughput", "--port", "5001,x"],
+        ["throughput", "--port", "5001,"],
+        ["throughput", "--proto", "redis", "--await-join"],
     ],
 )
 def test_bad_arguments_exit_2_with_one_line(argv, capsys):
@@ -358,6 +375,16 @@ def test_bad_arguments_exit_2_with_one_line(argv, capsys):
     err = capsys.readouterr().err
     assert err.startswith("gchat.bench: error: ")
     assert err.count("\n") == 1
+
+
+def test_a_cluster_is_several_ports_and_clients_go_round_robin_over_them():
+    options = cli.parse(
+        ["throughput", "--port", "5001,5002,5003", "--pid", "7,8", "--clients", "7", "--senders", "2"]
+    )
+    assert options.ports == (5001, 5002, 5003)
+    assert options.pids == (7, 8)
+    assert [port_for(options, index) for index in range(7)] == [5001, 5002, 5003] * 2 + [5001]
+    assert cli.parse(["throughput"]).ports == (5000,)
 
 
 def test_mode_defaults_are_filled_in():

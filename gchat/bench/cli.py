@@ -25,6 +25,8 @@ modes:
   capacity    4 senders into a room growing by --step to --max-clients, until
               the p95 time-to-reach-all passes 500 ms
 
+A cluster (gchat --bus): --port 5001,5002,5003 --await-join --pid NODE,NODE,NODE,REDIS
+spreads clients and senders round-robin over the nodes, all in one room.
 A line is '~gb~TOKEN SENDER SEQ SENT_NS ....' padded to --size bytes.
 Exit status: 0 done; 1 an error (no connection, server closed or stalled),
 or with --strict a failed check; 2 bad arguments.
@@ -58,6 +60,12 @@ def _seconds(low: float = 0.0) -> Callable[[str], float]:
     return _number(float, low, "a number")
 
 
+def _wholes(low: int) -> Callable[[str], "tuple[int, ...]"]:
+    """A comma-separated list of whole numbers, each at least ``low``."""
+    convert = _whole(low)
+    return lambda text: tuple(convert(item) for item in text.split(","))
+
+
 def parser() -> argparse.ArgumentParser:
     p = _Parser(
         prog="python -m gchat.bench",
@@ -68,7 +76,12 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("mode", choices=MODES, help="the workload")
     p.add_argument("--host", default="127.0.0.1", help="server address (default 127.0.0.1)")
-    p.add_argument("--port", type=_whole(1), default=5000, help="server port (default 5000)")
+    p.add_argument(
+        "--port",
+        type=_wholes(1),
+        default=(5000,),
+        help="server port (default 5000); PORT,PORT,...: a cluster's nodes, clients spread round-robin",
+    )
     p.add_argument("--proto", choices=PROTOCOLS, default="line", help="line (default) or redis pub/sub")
     p.add_argument("--room", default="#lobby", help="room, or Redis channel (default #lobby)")
     p.add_argument(
@@ -91,10 +104,21 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=_seconds(0.1), default=10.0, help="bound on every wait, seconds (10)")
     p.add_argument("--batch", type=_whole(1), default=500, help="connections opened at once (default 500)")
     p.add_argument("--messages", type=_whole(1), default=20, help="fanout, capacity: lines per sender (20)")
-    p.add_argument("--pid", type=_whole(1), help="the server's pid: its CPU use, and in fanout its memory")
+    p.add_argument(
+        "--pid",
+        type=_wholes(1),
+        default=(),
+        help="the server's pid: its CPU use, and in fanout its memory; PID,PID,...: their sums",
+    )
     p.add_argument("--step", type=_whole(1), default=1000, help="capacity: clients added per step (1000)")
     p.add_argument("--max-clients", type=_whole(1), default=10000, help="capacity: largest room (10000)")
     p.add_argument("--echo", action="store_true", help="the server echoes a sender's lines to itself")
+    p.add_argument(
+        "--await-join",
+        action="store_true",
+        help="line protocol: a client is ready at the first line naming its room, not at the welcome "
+        "(a gchat cluster node confirms a join once it is back from the bus)",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     p.add_argument("--strict", action="store_true", help="exit 1 when any check fails")
     return p
@@ -109,7 +133,7 @@ def parse(argv: Optional[Sequence[str]] = None) -> Options:
     options = Options(
         mode=mode,
         host=args.host,
-        port=args.port,
+        ports=args.port,
         proto=args.proto,
         room=args.room,
         size=args.size,
@@ -124,10 +148,11 @@ def parse(argv: Optional[Sequence[str]] = None) -> Options:
         timeout=args.timeout,
         batch=args.batch,
         messages=args.messages,
-        pid=args.pid,
+        pids=args.pid,
         step=args.step,
         max_clients=args.max_clients,
         echo=args.echo,
+        await_join=args.await_join,
         json=args.json,
         strict=args.strict,
     )
@@ -140,6 +165,8 @@ def parse(argv: Optional[Sequence[str]] = None) -> Options:
 def _problem(options: Options) -> Optional[str]:
     """What makes these options unrunnable, if anything."""
     stream = options.mode in ("throughput", "latency", "slow")
+    if options.await_join and options.proto != "line":
+        return "--await-join is for the line protocol (a SUBSCRIBE is confirmed anyway)"
     if options.mode == "capacity":
         if options.procs > 1:
             return "capacity runs in one process: drop --procs"

@@ -12,6 +12,8 @@ from typing import Callable, Optional, Union
 
 from gevent import socket as gsocket
 
+from gchat.bench.options import Options
+
 RECV_SIZE = 262144
 # A handshake that has not finished within this many bytes never will.
 _HANDSHAKE_LIMIT = 1 << 20
@@ -90,36 +92,44 @@ def _after_first_line(data: bytes) -> int:
 class LineProtocol:
     """A plain line chat (gchat and its peers): every connection is a room member.
 
-    Ready once the first line (the welcome) has arrived; on gchat the client is
-    in the lobby before its welcome is written. Another room is joined with
-    ``/join ROOM`` and is ready at the first line naming the room.
+    Ready once the first line (the welcome) has arrived; on a single gchat the
+    client is in the lobby before its welcome is written. Another room is
+    joined with ``/join ROOM`` and is ready at the first line naming the room.
+    With ``await_join`` the lobby too is ready only at the first line naming
+    it (gchat's ``*** You are NICK in #lobby``): a cluster node writes the
+    welcome at once but admits the client only when its join is back from the
+    bus, and a line sent before that would not reach it.
     """
 
     name = "line"
     # Senders are room members and receive the others' lines.
     senders_receive = True
 
-    def __init__(self, room: str, size: int) -> None:
+    def __init__(self, room: str, *, await_join: bool = False) -> None:
         self.room = room
+        self.await_join = await_join
 
     def join(self, sock: gsocket.socket, deadline: Deadline) -> bytes:
         rest = read_until(sock, b"", _after_first_line, deadline, "the welcome line", _REFUSAL)
-        if self.room.lower() in ("#lobby", "lobby"):
+        lobby = self.room.lower() in ("#lobby", "lobby")
+        if lobby and not self.await_join:
             return rest
-        sock.sendall(b"/join %s\n" % self.room.encode())
+        if not lobby:
+            sock.sendall(b"/join %s\n" % self.room.encode())
         wanted = self.room.lower().lstrip("#").encode()
+        what = f"the reply to /join {self.room}" if not lobby else f"the line confirming {self.room}"
 
         def joined(data: bytes) -> int:
             offset = 0
             for line in data.split(b"\n")[:-1]:
                 offset += len(line) + 1
                 if line.startswith(_REFUSAL):
-                    raise ProtocolError(f"the server said {line.rstrip()!r} to /join {self.room}")
+                    raise ProtocolError(f"the server said {line.rstrip()!r} while we waited for {what}")
                 if wanted in line.lower():
                     return offset
             return -1
 
-        return read_until(sock, rest, joined, deadline, f"the reply to /join {self.room}", _REFUSAL)
+        return read_until(sock, rest, joined, deadline, what, _REFUSAL)
 
     def ready_sender(self, sock: gsocket.socket, deadline: Deadline) -> bytes:
         return self.join(sock, deadline)
@@ -178,7 +188,7 @@ class RedisProtocol:
 Protocol = Union[LineProtocol, RedisProtocol]
 
 
-def make_protocol(name: str, room: str, size: int) -> Protocol:
-    if name == "redis":
-        return RedisProtocol(room, size)
-    return LineProtocol(room, size)
+def make_protocol(options: Options) -> Protocol:
+    if options.proto == "redis":
+        return RedisProtocol(options.room, options.size)
+    return LineProtocol(options.room, await_join=options.await_join)

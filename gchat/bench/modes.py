@@ -16,9 +16,9 @@ from gevent.pool import Group, Pool
 from gchat.bench.clients import Protocol as ChatProtocol
 from gchat.bench.clients import ProtocolError, connect, make_protocol
 from gchat.bench.message import needle, new_token, sender_needle
-from gchat.bench.options import Plan
+from gchat.bench.options import Plan, port_for
 from gchat.bench.options import Receiver as ReceiverSpec
-from gchat.bench.procs import Aborted, cpu_times, read_cpu_s, read_rss_kb
+from gchat.bench.procs import Aborted, cpu_times, server_cpu_s, server_status_kb
 from gchat.bench.receivers import (
     Inspector,
     Measure,
@@ -83,9 +83,12 @@ class Connections:
         if message not in self.errors:
             self.errors.append(message)
 
-    def open(self, join: bool, rcvbuf: Optional[int] = None) -> "Optional[tuple[socket.socket, bytes]]":
-        """A ready connection and what was read past its handshake, or None (the error is noted)."""
+    def open(
+        self, join: bool, index: int, rcvbuf: Optional[int] = None
+    ) -> "Optional[tuple[socket.socket, bytes]]":
+        """Connection ``index``, ready, and what was read past its handshake; or None (the error is noted)."""
         options = self.plan.options
+        port = port_for(options, index)
         sock: Optional[socket.socket] = None
         started = time.monotonic()
 
@@ -97,13 +100,13 @@ class Connections:
             return max(started, self.progress) + options.timeout
 
         try:
-            sock = connect(options.host, options.port, started + options.timeout, rcvbuf)
+            sock = connect(options.host, port, started + options.timeout, rcvbuf)
             self.sockets.append(sock)
             leftover = self.proto.join(sock, deadline) if join else self.proto.ready_sender(sock, deadline)
         except (OSError, ProtocolError) as error:
             if sock is not None:
                 sock.close()
-            self.fail(describe(error, options.host, options.port))
+            self.fail(describe(error, options.host, port))
             return None
         self.progress = time.monotonic()
         # Bounds every send; receivers treat a read timeout as nothing to read.
@@ -120,7 +123,7 @@ class Connections:
         ready: list[Optional[Receiver]] = [None] * len(specs)
 
         def one(position: int, spec: ReceiverSpec) -> None:
-            opened = self.open(join=True)
+            opened = self.open(join=True, index=spec.index)
             if opened is None:
                 return
             sock, leftover = opened
@@ -140,9 +143,9 @@ class Connections:
             tally.lingering(0.0)
         return [receiver for receiver in ready if receiver is not None]
 
-    def sender_socket(self) -> Optional[socket.socket]:
-        """A connection of its own for a sender; what it receives is read and dropped."""
-        opened = self.open(join=False)
+    def sender_socket(self, ident: int) -> Optional[socket.socket]:
+        """A connection of its own for sender ``ident``; what it receives is read and dropped."""
+        opened = self.open(join=False, index=ident)
         if opened is None:
             return None
         sock = opened[0]
@@ -173,7 +176,7 @@ def run_worker(plan: Plan, coordinator: Coordinator) -> list[PhaseResult]:
 def stream_phase(plan: Plan, coordinator: Coordinator, token: bytes, slow: bool) -> StreamResult:
     """Senders into one room for warm-up plus duration, then a bounded drain and the checks."""
     options = plan.options
-    proto = make_protocol(options.proto, options.room, options.size)
+    proto = make_protocol(options)
     result = StreamResult()
     conns = Connections(plan, proto)
     tally = Tally([needle(token)])
@@ -203,13 +206,13 @@ def stream_phase(plan: Plan, coordinator: Coordinator, token: bytes, slow: bool)
                 sender(receiver.sock, receiver.own)
         for ident in plan.senders:
             if not conns.errors:
-                sock = conns.sender_socket()
+                sock = conns.sender_socket(ident)
                 if sock is not None:
                     sender(sock, ident)
         slow_sock: Optional[socket.socket] = None
         if slow and plan.slow_client and not conns.errors:
             # Joins, then never reads: the server must not let it hold anyone up.
-            opened = conns.open(join=True, rcvbuf=SLOW_RCVBUF)
+            opened = conns.open(join=True, index=options.clients, rcvbuf=SLOW_RCVBUF)
             slow_sock = opened[0] if opened else None
 
         ready = coordinator.allgather((list(conns.errors), time.monotonic_ns()))
@@ -228,8 +231,8 @@ def stream_phase(plan: Plan, coordinator: Coordinator, token: bytes, slow: bool)
                 first = start + int(made.ident * 1e9 / options.rate)
                 running.spawn(made.paced, first, interval, measure.start_ns, measure.end_ns)
         snapshots: list[Snapshot] = []
-        pid = options.pid if plan.worker == 0 else None
-        timer = gevent.spawn(_snapshots, tally, measure, pid, snapshots)
+        pids = options.pids if plan.worker == 0 else ()
+        timer = gevent.spawn(_snapshots, tally, measure, pids, snapshots)
         running.join(timeout=(measure.end_ns - time.monotonic_ns()) / 1e9 + options.timeout + 1)
         running.kill(block=True, timeout=1)
         timer.join(timeout=1)
@@ -293,13 +296,13 @@ def stream_phase(plan: Plan, coordinator: Coordinator, token: bytes, slow: bool)
 Snapshot = tuple[int, tuple[float, float, float], Optional[float]]
 
 
-def _snapshots(tally: Tally, measure: Measure, pid: Optional[int], into: list[Snapshot]) -> None:
+def _snapshots(tally: Tally, measure: Measure, pids: Sequence[int], into: list[Snapshot]) -> None:
     """Deliveries and CPU time at the start and the end of the measured interval."""
     for when in (measure.start_ns, measure.end_ns):
         delay = when - time.monotonic_ns()
         if delay > 0:
             gevent.sleep(delay / 1e9)
-        into.append((tally.delivered, cpu_times(), read_cpu_s(pid)))
+        into.append((tally.delivered, cpu_times(), server_cpu_s(pids)))
 
 
 def _cpu(worker: int, start: "tuple[float, float, float]", end: "tuple[float, float, float]") -> Cpu:
@@ -358,7 +361,7 @@ def _was_dropped(sock: socket.socket) -> bool:
 def fanout_phase(plan: Plan, coordinator: Coordinator) -> FanoutResult:
     """N idle clients; then lines one at a time, each once the last reached every client."""
     options = plan.options
-    proto = make_protocol(options.proto, options.room, options.size)
+    proto = make_protocol(options)
     token = plan.tokens[0]
     result = FanoutResult(clients=len(plan.receivers))
     conns = Connections(plan, proto)
@@ -377,13 +380,13 @@ def fanout_phase(plan: Plan, coordinator: Coordinator) -> FanoutResult:
     sent = 0
     try:
         if plan.worker == 0:
-            result.rss_before_kb = read_rss_kb(options.pid)
+            result.rss_before_kb = server_status_kb(options.pids, "VmRSS")
         coordinator.allgather(None)
         result.connect_start_ns = time.monotonic_ns()
         receivers = conns.receivers(plan.receivers, tally, inspector)
         sender: Optional[Sender] = None
         if plan.senders and not conns.errors:
-            sock = conns.sender_socket()
+            sock = conns.sender_socket(0)
             if sock is not None:
                 sender = Sender(sock, proto, 0, token, options.size, 1, options.timeout)
         result.connect_end_ns = time.monotonic_ns()
@@ -392,7 +395,7 @@ def fanout_phase(plan: Plan, coordinator: Coordinator) -> FanoutResult:
             result.errors = list(conns.errors) or ["another worker could not connect"]
             return result
         if plan.worker == 0:
-            result.rss_after_kb = read_rss_kb(options.pid)
+            result.rss_after_kb = server_status_kb(options.pids, "VmRSS")
         for seq in range(options.messages):
             sent_at: Optional[int] = None
             error: Optional[str] = None
@@ -434,7 +437,7 @@ def capacity_phase(plan: Plan) -> CapacityResult:
     to newcomers as history are foreign to it.
     """
     options = plan.options
-    proto = make_protocol(options.proto, options.room, options.size)
+    proto = make_protocol(options)
     result = CapacityResult(limit_ms=CAPACITY_LIMIT_MS)
     conns = Connections(plan, proto)
     latency = Histogram()
@@ -445,7 +448,7 @@ def capacity_phase(plan: Plan) -> CapacityResult:
     try:
         senders: list[Sender] = []
         for ident in range(options.senders):
-            sock = conns.sender_socket()
+            sock = conns.sender_socket(ident)
             if sock is None:
                 break
             senders.append(Sender(sock, proto, ident, b"", options.size, 1, options.timeout))

@@ -13,7 +13,8 @@ class Options:
 
     mode: str
     host: str = "127.0.0.1"
-    port: int = 5000
+    # Several ports are the nodes of one cluster: connections go round-robin over them.
+    ports: tuple[int, ...] = (5000,)
     proto: str = "line"
     room: str = "#lobby"
     size: int = 64
@@ -28,10 +29,12 @@ class Options:
     timeout: float = 10.0
     batch: int = 500
     messages: int = 20
-    pid: Optional[int] = None
+    # The server's processes (a cluster: every node and its Redis); CPU and memory are their sums.
+    pids: tuple[int, ...] = ()
     step: int = 1000
     max_clients: int = 10000
     echo: bool = False
+    await_join: bool = False
     json: bool = False
     strict: bool = False
 
@@ -61,6 +64,15 @@ class Plan:
     # In the whole run, over all workers.
     total_senders: int = 0
     slow_client: bool = False
+
+
+def port_for(options: Options, index: int) -> int:
+    """The port of connection ``index`` (a receiver's index, a sender's id): round-robin over the nodes.
+
+    Line senders are the receivers numbered 0 to senders - 1, so they are
+    spread over the nodes like everyone else.
+    """
+    return options.ports[index % len(options.ports)]
 
 
 def sender_count(options: Options) -> int:

@@ -14,6 +14,7 @@ import os
 import resource
 import time
 import traceback
+from collections.abc import Iterable, Sequence
 from multiprocessing.connection import Connection
 from typing import Any, Callable, Optional, TypeVar, cast
 
@@ -21,6 +22,7 @@ from gchat.bench.options import Plan
 from gchat.bench.results import PhaseResult
 
 T = TypeVar("T")
+N = TypeVar("N", int, float)
 
 
 class Aborted(Exception):
@@ -186,3 +188,27 @@ def read_status_kb(pid: Optional[int], field: str) -> Optional[int]:
 def read_rss_kb(pid: Optional[int]) -> Optional[int]:
     """VmRSS of ``pid`` in KiB, or None if there is no such process (or no pid)."""
     return read_status_kb(pid, "VmRSS")
+
+
+def _summed(values: "Iterable[Optional[N]]") -> Optional[N]:
+    """The sum, or None when there is nothing to add or any process could not be read.
+
+    A cluster is measured as one server: its nodes and Redis share the work,
+    and a part left out would flatter the figure.
+    """
+    total: Optional[N] = None
+    for value in values:
+        if value is None:
+            return None
+        total = value if total is None else total + value
+    return total
+
+
+def server_cpu_s(pids: Sequence[int]) -> Optional[float]:
+    """CPU seconds all of the server's processes have used so far (see read_cpu_s)."""
+    return _summed(read_cpu_s(pid) for pid in pids)
+
+
+def server_status_kb(pids: Sequence[int], field: str) -> Optional[int]:
+    """A ``/proc/PID/status`` size field (see read_status_kb) of all of the server's processes together."""
+    return _summed(read_status_kb(pid, field) for pid in pids)

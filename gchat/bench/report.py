@@ -8,7 +8,9 @@ expected/delivered, losses, duplicates, reorders, malformed, foreign),
 ``generator`` (CPU per worker, ``saturated_workers``) and ``results``, whose
 keys depend on the mode (see _stream, _fanout, _capacity; slow has
 ``baseline``, ``with_slow_client``, ``p99_ratio``, ``slow_client_dropped``).
-Times are in ms unless a key says otherwise.
+Times are in ms unless a key says otherwise. ``params.ports`` and
+``params.pids`` are lists: a cluster is several nodes (and a Redis), and
+``server_cpu`` and ``server_rss_kb`` are sums over ``pids``.
 """
 
 import json
@@ -93,7 +95,7 @@ def _fanout(result: FanoutResult, options: Options) -> Json:
     if result.rss_before_kb is not None and result.rss_after_kb is not None:
         growth = result.rss_after_kb - result.rss_before_kb
         figures["server_rss_kb"] = {
-            "pid": options.pid,
+            "pids": list(options.pids),
             "before": result.rss_before_kb,
             "after": result.rss_after_kb,
             "per_connection": round(growth / result.clients, 2) if result.clients else None,
@@ -268,8 +270,9 @@ def to_text(report: Json) -> str:
     mode = report["mode"]
     results = report["results"]
     lines = [
-        f"gchat.bench {mode}: {params['proto']} protocol at {params['host']}:{params['port']} "
-        f"room {params['room']}, {params['size']}-byte lines, {params['procs']} process(es)"
+        f"gchat.bench {mode}: {params['proto']} protocol at {params['host']}:"
+        + ",".join(str(port) for port in params["ports"])
+        + f" room {params['room']}, {params['size']}-byte lines, {params['procs']} process(es)"
     ]
     rows: list[tuple[str, str]] = []
     if not _measured(mode, results):
