@@ -1,4 +1,4 @@
-"""``python -m gchat.bench`` end to end against a real server, including one that dies."""
+"""``python -m gchat.bench`` end to end against real servers: one that dies, a cluster on Redis, the perf runner."""
 
 import json
 import os
@@ -153,3 +153,44 @@ def test_throughput_against_redis_pubsub_is_clean():
     report = json.loads(run.stdout)
     assert report["ok"]
     assert report["checks"]["delivered"] == report["checks"]["expected"] > 0
+
+
+def test_throughput_over_a_cluster_spreads_clients_over_the_nodes(cluster):
+    nodes = cluster.start(2)
+    ports = ",".join(str(node.port) for node in nodes)
+    pids = ",".join(str(node.pid) for node in nodes)
+    args = ("--clients", "6", "--senders", "2", "--duration", "0.5", "--warmup", "0.2")
+    run = bench("throughput", *args, "--port", ports, "--pid", pids, "--await-join", "--json", "--strict")
+    assert run.returncode == 0, run.stderr
+    report = json.loads(run.stdout)
+    assert report["ok"]
+    assert report["params"]["ports"] == [node.port for node in nodes]
+    assert report["checks"]["delivered"] == report["checks"]["expected"] > 0
+    assert report["results"]["server_cpu"] is not None
+    # Round-robin: each node admitted three of the six clients.
+    for node in nodes:
+        assert sum(" connected as " in line for line in node.log) == 3
+
+
+def test_the_perf_runner_measures_a_cluster(tmp_path):
+    """``tests/perf/run.py --cluster``: its own redis-server and nodes, the bench over all of them."""
+    if shutil.which("redis-server") is None:
+        pytest.fail("redis-server is not on PATH (Debian: apt-get install redis-server)", pytrace=False)
+    scenario = "throughput-20x5"
+    args = ("--cluster", "--quick", "--only", "cluster-2", "--modes", scenario, "--out", str(tmp_path))
+    done = subprocess.run(
+        [sys.executable, "tests/perf/run.py", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
+    assert done.returncode == 0, done.stderr
+    results = json.loads((tmp_path / "latest.json").read_text())
+    summary = results["summary"][scenario]["cluster-2"]
+    assert summary["status"] == "ok", summary
+    assert summary["metrics"]["deliveries_per_s"] > 0
+    (run,) = results["runs"]
+    assert len(run["raw"]["params"]["ports"]) == 2
+    # Both nodes and their redis-server were measured.
+    assert len(run["raw"]["params"]["pids"]) == 3

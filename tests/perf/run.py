@@ -21,6 +21,12 @@ wrong answers are not speed. A run that crashes or times out is FAILED.
 Output: a ratio table (gchat/peer) on stdout, and ``tests/perf/results/latest.json``,
 ``latest.md`` and ``latest.png`` (deliveries/s and p99 latency against room size).
 
+``--cluster`` runs another comparison in the same way: gchat clusters of 1, 2
+and 3 nodes (``--bus``) on a fresh redis-server each run, nodes and Redis all
+on the server core, clients round-robin over the nodes; and gchat without a
+bus. Ratios are against the one-node cluster of the same run, and the results
+go to ``tests/perf/results/cluster/``.
+
 Every wait is bounded and every process started here runs in its own session
 (process group) that is killed in a ``finally``, so an interrupted or failed
 run leaves nothing behind.
@@ -51,7 +57,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 # The runner reuses the package's own pieces: it needs ROOT on the path first.
-from gchat.bench.procs import read_status_kb  # noqa: E402
+from gchat.bench.procs import server_status_kb  # noqa: E402
 from gchat.bench.stats import percentile  # noqa: E402
 from gchat.rlimit import raise_open_files  # noqa: E402
 
@@ -272,12 +278,17 @@ MODE_METRICS: dict[str, tuple[str, ...]] = {
 
 @dataclasses.dataclass(frozen=True)
 class Server:
-    """A server under test: how to start it on a given port and how to talk to it."""
+    """A server under test: how to start it on a given port and how to talk to it.
+
+    With ``nodes``, it is a cluster: that many processes from ``command``, each
+    on a port of its own and on one fresh redis-server (see running_server).
+    """
 
     name: str
     proto: str  # the bench's --proto: "line" or "redis"
     command: Callable[[int, Scenario], list[str]]
     about: str
+    nodes: int = 0
 
 
 def _gchat_command(port: int, scenario: Scenario) -> list[str]:
@@ -349,8 +360,77 @@ SERVERS: dict[str, Server] = {
         Server("thread", "line", _peer_command("thread_server.py"), "the seed, thread per client"),
         Server("asyncio", "line", _peer_command("asyncio_server.py"), "idiomatic asyncio streams"),
         Server("redis", "redis", _redis_command, "redis-server PUBLISH/SUBSCRIBE"),
+        *(
+            Server(
+                f"cluster-{count}",
+                "line",
+                _gchat_command,
+                f"{count} gchat node{'s' if count > 1 else ''} with --bus on one redis-server, clients"
+                " round-robin over them",
+                nodes=count,
+            )
+            for count in (1, 2, 3)
+        ),
     )
 }
+
+
+@dataclasses.dataclass(frozen=True)
+class Comparison:
+    """Which servers run side by side, and the ratio that follows each one's column.
+
+    Every server other than ``reference`` gets a ratio column against it:
+    ``reference/server`` when ``reference_first`` (gchat/peer: how gchat
+    compares with each peer), else ``server/reference`` (cluster-2/cluster-1:
+    what each node added to a one-node cluster changes).
+    """
+
+    title: str
+    servers: tuple[str, ...]
+    reference: str
+    reference_first: bool
+    # Bench modes or scenario keys run by default; empty: every scenario.
+    modes: tuple[str, ...]
+    out: Path
+    how_to_read: str
+
+    def pairs(self, servers: Sequence[str]) -> dict[str, tuple[str, str]]:
+        """Server -> (numerator, denominator) of the ratio column after it, among ``servers``."""
+        if self.reference not in servers:
+            return {}
+        return {
+            name: (self.reference, name) if self.reference_first else (name, self.reference)
+            for name in servers
+            if name != self.reference
+        }
+
+
+# A 1-minute load average above this before the first run: someone else is using the cores.
+BUSY_LOAD = 0.5
+
+PEERS = Comparison(
+    title="gchat against its peers",
+    servers=("gchat", "thread", "asyncio", "redis"),
+    reference="gchat",
+    reference_first=True,
+    modes=(),
+    out=RESULTS_DIR,
+    how_to_read="`gchat/PEER` is gchat's figure divided by the peer's: above 1 is better for gchat where"
+    " `better` is `higher`, below 1 where it is `lower`.",
+)
+CLUSTER = Comparison(
+    title="gchat as a cluster on one Redis: 1, 2 and 3 nodes, and without a bus",
+    servers=("gchat", "cluster-1", "cluster-2", "cluster-3"),
+    reference="cluster-1",
+    reference_first=False,
+    modes=("throughput", "latency"),
+    out=RESULTS_DIR / "cluster",
+    how_to_read="`X/cluster-1` is X's figure divided by the one-node cluster's, measured in the same"
+    " run: what each added node changes (cluster-2, cluster-3), and what the Redis hop costs against"
+    " gchat's in-process bus (gchat, no `--bus`). Above 1 is better for X where `better` is `higher`,"
+    " below 1 where it is `lower`. The nodes and their redis-server all share the server core, so"
+    " more nodes cannot mean more throughput here; server CPU and peak RSS are sums over all of them.",
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -534,17 +614,17 @@ def _tail(path: Path, limit: int = 2000) -> str:
 
 
 @contextlib.contextmanager
-def running_server(
-    server: Server, scenario: Scenario, pin: bool, log_path: Path
+def one_process(
+    name: str, command: Callable[[int], list[str]], proto: str, pin: bool, log_path: Path
 ) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
-    """Start ``server`` fresh on a free port, yield (process, port) once it answers, always stop it."""
+    """Start ``command(port)`` on a free port, yield (process, port) once it answers, always stop it."""
     proc: subprocess.Popen[bytes] | None = None
     try:
         for _attempt in range(3):
             port = free_port()
             with log_path.open("wb") as log:
                 proc = subprocess.Popen(
-                    pinned(SERVER_CPU, server.command(port, scenario), pin),
+                    pinned(SERVER_CPU, command(port), pin),
                     stdin=subprocess.DEVNULL,
                     stdout=log,
                     stderr=subprocess.STDOUT,
@@ -553,27 +633,94 @@ def running_server(
                 )
             deadline = time.monotonic() + STARTUP_TIMEOUT
             while time.monotonic() < deadline:
-                if proc.poll() is not None or _probe(port, server.proto):
+                if proc.poll() is not None or _probe(port, proto):
                     break
                 time.sleep(0.05)
-            if proc.poll() is None and _probe(port, server.proto):
+            if proc.poll() is None and _probe(port, proto):
                 break
             kill_group(proc)
             if "in use" not in _tail(log_path):
-                raise ServerDied(
-                    f"{server.name} did not start: {_tail(log_path, 500).strip() or 'no output'}"
-                )
+                raise ServerDied(f"{name} did not start: {_tail(log_path, 500).strip() or 'no output'}")
         else:
-            raise ServerDied(f"{server.name}: no free port after 3 tries")
+            raise ServerDied(f"{name}: no free port after 3 tries")
         yield proc, port
     finally:
         if proc is not None:
             kill_group(proc)
 
 
-def peak_rss_mib(pid: int) -> float | None:
-    """The server's peak resident set (VmHWM) so far (None where there is none)."""
-    peak_kb = read_status_kb(pid, "VmHWM")
+# What a gchat node logs when it loses its Redis (gchat/redisbus.py), e.g. a
+# subscription redis-server closed for its client-output-buffer-limit.
+LINK_LOST = "cluster link lost"
+
+
+@dataclasses.dataclass
+class Deployment:
+    """A server as started for one run: the ports clients use, and every process with its log."""
+
+    ports: list[int]
+    processes: list[tuple[subprocess.Popen[bytes], Path]]
+    # The logs of a cluster's nodes.
+    node_logs: list[Path] = dataclasses.field(default_factory=list)
+
+    def pids(self) -> list[int]:
+        return [proc.pid for proc, _ in self.processes]
+
+    def died(self) -> str | None:
+        """The log tail of a process that has exited, if one has."""
+        for proc, log in self.processes:
+            if proc.poll() is not None:
+                return f"{log.name}: {_tail(log, 300).strip()}"
+        return None
+
+    def link_lost(self) -> str | None:
+        """A node's own words if it lost Redis during the run: it served its clients alone then."""
+        for log in self.node_logs:
+            for line in _tail(log).splitlines():
+                if LINK_LOST in line:
+                    return f"{log.name}: {line.strip()}"
+        return None
+
+
+@contextlib.contextmanager
+def running_server(
+    server: Server, scenario: Scenario, pin: bool, logdir: Path, tag: str
+) -> Iterator[Deployment]:
+    """Start ``server`` fresh, yield it once every process answers, always stop them all.
+
+    A cluster gets a redis-server of its own (so no run sees another's nicks
+    or history), then its nodes, each with ``--bus`` on it: all on the server
+    core, as one server would be. Nodes stop before their Redis.
+    """
+    deployment = Deployment([], [])
+    with contextlib.ExitStack() as stack:
+
+        def start(role: str, command: Callable[[int], list[str]], proto: str) -> tuple[int, Path]:
+            log = logdir / f"{tag}.{role}.log"
+            proc, port = stack.enter_context(one_process(f"{server.name} {role}", command, proto, pin, log))
+            deployment.processes.append((proc, log))
+            return port, log
+
+        if not server.nodes:
+            deployment.ports.append(
+                start("server", lambda port: server.command(port, scenario), server.proto)[0]
+            )
+            yield deployment
+            return
+        redis_port, _ = start("redis", lambda port: _redis_command(port, scenario), "redis")
+        bus = ["--bus", f"redis://{HOST}:{redis_port}/0"]
+        for index in range(1, server.nodes + 1):
+            port, log = start(
+                f"node{index}", lambda port: [*server.command(port, scenario), *bus], server.proto
+            )
+            deployment.ports.append(port)
+            deployment.node_logs.append(log)
+        yield deployment
+
+
+def peak_rss_mib(pids: Sequence[int]) -> float | None:
+    """The server's peak resident set (VmHWM) so far; a cluster's, summed over its processes."""
+    peak_kb = server_status_kb(pids, "VmHWM")
     return None if peak_kb is None else peak_kb / 1024
 
 
@@ -612,7 +759,7 @@ def parse_json(stdout: str) -> dict[str, Any] | None:
 
 
 def bench_command(
-    scenario: Scenario, server: Server, port: int, pid: int, options: argparse.Namespace
+    scenario: Scenario, server: Server, deployment: Deployment, options: argparse.Namespace
 ) -> list[str]:
     command = [
         sys.executable,
@@ -622,13 +769,17 @@ def bench_command(
         "--host",
         HOST,
         "--port",
-        str(port),
+        ",".join(str(port) for port in deployment.ports),
         "--proto",
         server.proto,
         "--pid",
-        str(pid),
+        ",".join(str(pid) for pid in deployment.pids()),
         "--json",
     ]
+    if server.nodes:
+        # A node admits a client once its join is back from Redis: a client
+        # counted ready at its welcome could miss the first lines.
+        command.append("--await-join")
     if options.procs is not None:
         command += ["--procs", str(options.procs)]
     return command
@@ -644,7 +795,6 @@ def run_once(
 ) -> Run:
     """One fresh server, one bench invocation, judged: ok, INVALID (wrong answers) or FAILED."""
     tag = f"{scenario.key}.{server.name}.{repetition}"
-    server_log = logdir / f"{tag}.server.log"
     started = time.monotonic()
 
     def verdict(status: str, note: str = "", **extra: Any) -> Run:
@@ -656,9 +806,9 @@ def run_once(
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
     try:
-        with running_server(server, scenario, pin, server_log) as (proc, port):
+        with running_server(server, scenario, pin, logdir, tag) as deployment:
             bench = subprocess.Popen(
-                pinned(BENCH_CPU, bench_command(scenario, server, port, proc.pid, options), pin),
+                pinned(BENCH_CPU, bench_command(scenario, server, deployment, options), pin),
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
@@ -673,8 +823,9 @@ def run_once(
                 return verdict("failed", f"load generator still running after {limit:.0f} s: killed")
             finally:
                 kill_group(bench)
-            peak = peak_rss_mib(proc.pid)
-            server_alive = proc.poll() is None
+            peak = peak_rss_mib(deployment.pids())
+            died = deployment.died()
+            link_lost = deployment.link_lost()
     except ServerDied as err:
         return verdict("failed", str(err))
 
@@ -686,10 +837,14 @@ def run_once(
     if peak is not None:
         found.metrics["peak_rss_mib"] = peak
     extra = {"metrics": found.metrics, "counts": found.counts, "saturated": found.saturated, "raw": raw}
+    if link_lost:
+        # Cut off from the others, a node serves its own clients alone: the
+        # lines it could not pass on are the bus's failure, not wrong answers.
+        return verdict("failed", f"a node lost its Redis during the run: {link_lost}", **extra)
     if found.failures:
         return verdict("invalid", "; ".join(found.failures), **extra)
-    if not server_alive:
-        return verdict("failed", f"server died during the run: {_tail(server_log, 300).strip()}", **extra)
+    if died:
+        return verdict("failed", f"server died during the run: {died}", **extra)
     if found.errors:
         return verdict("failed", "; ".join(found.errors), **extra)
     if bench.returncode != 0:
@@ -739,9 +894,9 @@ def cell(summary: Summary | None, metric: str) -> str:
     return "-" if value is None else METRICS[metric].fmt(value)
 
 
-def ratio(table_row: dict[str, Summary], peer: str, metric: str) -> str:
-    """gchat's figure over the peer's; only when both are valid numbers."""
-    mine, theirs = table_row.get("gchat"), table_row.get(peer)
+def ratio(table_row: dict[str, Summary], pair: tuple[str, str], metric: str) -> str:
+    """The first server's figure over the second's; only when both are valid numbers."""
+    mine, theirs = table_row.get(pair[0]), table_row.get(pair[1])
     if mine is None or theirs is None:
         return "-"
     if METRICS[metric].higher_is_better is None:
@@ -756,14 +911,16 @@ def ratio(table_row: dict[str, Summary], peer: str, metric: str) -> str:
     return f"{a / b:.2f}"
 
 
-def table_rows(plan: list[Scenario], table: Table, servers: list[str]) -> tuple[list[str], list[list[str]]]:
-    """Header and rows of the one comparison table: values and gchat/peer ratios."""
-    peers = [name for name in servers if name != "gchat"]
+def table_rows(
+    plan: list[Scenario], table: Table, servers: list[str], comparison: Comparison
+) -> tuple[list[str], list[list[str]]]:
+    """Header and rows of the one comparison table: values, each followed by its ratio to the reference."""
+    pairs = comparison.pairs(servers)
     header = ["scenario", "metric", "better"]
     for name in servers:
         header.append(name)
-        if name != "gchat" and "gchat" in servers:
-            header.append(f"gchat/{name}")
+        if name in pairs:
+            header.append("/".join(pairs[name]))
     rows: list[list[str]] = []
     for scenario in plan:
         row_data = table.get(scenario.key, {})
@@ -778,8 +935,8 @@ def table_rows(plan: list[Scenario], table: Table, servers: list[str]) -> tuple[
             row = [scenario.key, spec.label, better]
             for name in servers:
                 row.append(cell(row_data.get(name), metric))
-                if name in peers and "gchat" in servers:
-                    row.append(ratio(row_data, name, metric))
+                if name in pairs:
+                    row.append(ratio(row_data, pairs[name], metric))
             rows.append(row)
     return header, rows
 
@@ -927,21 +1084,30 @@ def tool_version(command: list[str]) -> str:
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        description="Compare gchat with a thread-per-client server, an asyncio server and Redis.",
+        description="Compare gchat with a thread-per-client server, an asyncio server and Redis;"
+        " with --cluster, gchat clusters of 1, 2 and 3 nodes on one Redis.",
     )
     parser.add_argument("--quick", action="store_true", help="smoke run: short, 1 repetition, small rooms")
+    parser.add_argument(
+        "--cluster",
+        action="store_true",
+        help=f"the cluster comparison: {', '.join(CLUSTER.servers)} in the throughput and latency"
+        f" scenarios, ratios against {CLUSTER.reference}, results in tests/perf/results/cluster",
+    )
     parser.add_argument(
         "--repeat", type=int, default=None, help="repetitions per server and scenario (default 3)"
     )
     parser.add_argument(
         "--only",
-        default=",".join(SERVERS),
-        help=f"comma-separated servers to run (default: {','.join(SERVERS)})",
+        default="",
+        help=f"comma-separated servers to run, from {','.join(SERVERS)}"
+        f" (default: {','.join(PEERS.servers)}; with --cluster {','.join(CLUSTER.servers)})",
     )
     parser.add_argument(
         "--modes",
         default="",
-        help="comma-separated bench modes (throughput,latency,fanout,slow) or scenario keys; default all",
+        help="comma-separated bench modes (throughput,latency,fanout,slow,capacity) or scenario keys;"
+        " default all (with --cluster: throughput,latency)",
     )
     parser.add_argument(
         "--fanout-sizes",
@@ -965,27 +1131,32 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--out",
         type=Path,
-        default=RESULTS_DIR,
-        help="where latest.json, latest.md and latest.png go (default tests/perf/results)",
+        default=None,
+        help="where latest.json, latest.md and latest.png go"
+        " (default tests/perf/results; with --cluster tests/perf/results/cluster)",
     )
     options = parser.parse_args(argv)
+    options.comparison = CLUSTER if options.cluster else PEERS
+    if options.out is None:
+        options.out = options.comparison.out
     if options.repeat is None:
         options.repeat = 1 if options.quick else 3
     if options.repeat < 1:
         parser.error("--repeat must be at least 1")
-    options.servers = [name.strip() for name in options.only.split(",") if name.strip()]
+    only = [name.strip() for name in options.only.split(",") if name.strip()]
+    options.servers = only or list(options.comparison.servers)
     unknown = [name for name in options.servers if name not in SERVERS]
-    if unknown or not options.servers:
-        parser.error(
-            f"--only: unknown server(s) {', '.join(unknown) or '(none)'}; choose from {', '.join(SERVERS)}"
-        )
+    if unknown:
+        parser.error(f"--only: unknown server(s) {', '.join(unknown)}; choose from {', '.join(SERVERS)}")
     try:
         sizes = [int(x) for x in options.fanout_sizes.split(",") if x.strip()]
     except ValueError:
         parser.error("--fanout-sizes: whole numbers, comma-separated")
     options.sizes = sizes or ([10, 100, 1000] if options.quick else [10, 100, 1000, 10000])
     plan = scenarios(options.quick, options.sizes, options.size)
-    wanted = {item.strip() for item in options.modes.split(",") if item.strip()}
+    wanted = {item.strip() for item in options.modes.split(",") if item.strip()} or set(
+        options.comparison.modes
+    )
     if wanted:
         known = {s.mode for s in plan} | {s.key for s in plan}
         if wanted - known:
@@ -1001,10 +1172,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def preflight(options: argparse.Namespace) -> list[str]:
     """What is missing, as messages that say how to fix it; empty when all is there."""
     problems = []
-    if "redis" in options.servers and shutil.which("redis-server") is None:
+    needs_redis = [name for name in options.servers if name == "redis" or SERVERS[name].nodes]
+    if needs_redis and shutil.which("redis-server") is None:
         problems.append(
-            "redis-server is not installed: `apt-get install redis-server` (Debian), "
-            "or leave it out with --only gchat,thread,asyncio"
+            f"redis-server is not installed, and {', '.join(needs_redis)} need it: "
+            "`apt-get install redis-server` (Debian), or leave them out with --only"
         )
     probe = subprocess.run(
         [sys.executable, "-m", "gchat.bench", "--help"],
@@ -1045,6 +1217,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     total = len(plan) * options.repeat * len(servers)
     runs: list[Run] = []
     started = datetime.datetime.now(datetime.timezone.utc)
+    # Nothing of ours runs yet: a load well above 0 is someone else, who will
+    # share the cores with the servers and the load generator.
+    load_before = os.getloadavg()
+    if load_before[0] > BUSY_LOAD:
+        print(
+            f"perf: warning: load average {load_before[0]:.2f} before starting: the machine is busy,"
+            " figures will be noisy",
+            file=sys.stderr,
+        )
     with tempfile.TemporaryDirectory(prefix="gchat-perf-") as tmp:
         logdir = Path(tmp)
         done = 0
@@ -1063,7 +1244,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             if mine:
                 table.setdefault(scenario.key, {})[name] = summarise(mine)
 
-    header, rows = table_rows(plan, table, servers)
+    header, rows = table_rows(plan, table, servers, options.comparison)
     notes = verdict_notes(plan, table)
     saturated = saturation_notes(plan, runs)
     print()
@@ -1078,8 +1259,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "git": git_revision(),
         "python": platform.python_version(),
-        "redis": tool_version(["redis-server", "--version"]) if "redis" in servers else None,
+        "redis": tool_version(["redis-server", "--version"])
+        if any(name == "redis" or SERVERS[name].nodes for name in servers)
+        else None,
         "cpus": os.cpu_count(),
+        "load_average_before": [round(load, 2) for load in load_before],
         "pinning": pin_note,
         "open_files": open_files,
         "quick": options.quick,
@@ -1099,7 +1283,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     (out / "latest.json").write_text(json.dumps(document, indent=2) + "\n")
     plot_problem = plot(plan, table, servers, out / "latest.png")
     (out / "latest.md").write_text(
-        markdown_report(meta, header, rows, notes, saturated, servers, plot_problem)
+        markdown_report(options.comparison, meta, header, rows, notes, saturated, servers, plot_problem)
     )
     print(
         f"\nperf: wrote {out / 'latest.json'}, {out / 'latest.md'}"
@@ -1123,6 +1307,7 @@ def progress(run: Run) -> str:
 
 
 def markdown_report(
+    comparison: Comparison,
     meta: dict[str, Any],
     header: list[str],
     rows: list[list[str]],
@@ -1132,19 +1317,19 @@ def markdown_report(
     plot_problem: str | None,
 ) -> str:
     parts = [
-        "# gchat against its peers",
+        f"# {comparison.title}",
         "",
         f"{meta['finished']}, git {meta['git']}, Python {meta['python']}, {meta['cpus']} CPUs, "
         f"{meta['pinning']}; median of {meta['repeat']} run(s) per cell"
         + (" (--quick)" if meta["quick"] else "")
+        + f"; load average {meta['load_average_before'][0]:.2f} before the first run"
+        + (" (busy: figures are noisy)" if meta["load_average_before"][0] > BUSY_LOAD else "")
         + ".",
         "",
         "Servers: " + "; ".join(f"**{name}**: {SERVERS[name].about}" for name in servers) + ".",
         "",
-        "`gchat/PEER` is gchat's figure divided by the peer's: above 1 is better for gchat where"
-        " `better` is `higher`, below 1 where it is `lower`. INVALID: the server delivered wrong"
-        " answers (loss, duplicates, reordering, malformed lines), so it has no speed; FAILED: it"
-        " crashed or timed out.",
+        comparison.how_to_read + " INVALID: the server delivered wrong answers (loss, duplicates,"
+        " reordering, malformed lines), so it has no speed; FAILED: it crashed or timed out.",
         "",
         render_markdown(header, rows),
         "",
