@@ -534,7 +534,7 @@ def test_reuse_port_lets_nodes_share_one_port(cluster):
 def test_node_without_reuse_port_cannot_take_a_shared_port(cluster):
     port = free_port()
     cluster.start(1, "--reuse-port", "--port", str(port))
-    status, errors = run_gchat("--bus", cluster.url, "--port", str(port))
+    status, _, errors = run_gchat("--bus", cluster.url, "--port", str(port))
     assert status != 0
     assert errors == [f"gchat: cannot listen on 127.0.0.1:{port}: Address already in use"]
 
