@@ -63,6 +63,40 @@ class Quit:
 
 
 @dataclass(frozen=True)
+class Pass:
+    secret: str
+
+
+@dataclass(frozen=True)
+class Oper:
+    name: str
+    password: str
+
+
+@dataclass(frozen=True)
+class Kick:
+    nick: str
+    reason: str = "no reason given"
+
+
+@dataclass(frozen=True)
+class Ban:
+    nick: str
+
+
+@dataclass(frozen=True)
+class Unban:
+    address: str
+
+
+@dataclass(frozen=True)
+class Topic:
+    """``text`` empty: show the room's topic; else set it (operators only)."""
+
+    text: str
+
+
+@dataclass(frozen=True)
 class Usage:
     """A known command given without its argument; ``syntax`` is its usage line."""
 
@@ -74,13 +108,20 @@ class Unknown:
     word: str
 
 
-Command = Union[Say, Me, Nick, Join, Msg, Rooms, Who, Help, Quit, Usage, Unknown]
+Command = Union[
+    Say, Me, Nick, Join, Msg, Rooms, Who, Help, Quit, Pass, Oper, Kick, Ban, Unban, Topic, Usage, Unknown
+]
 
 USAGE = {
     "nick": "/nick NAME",
     "join": "/join ROOM",
     "msg": "/msg NICK TEXT",
     "me": "/me TEXT",
+    "pass": "/pass SECRET",
+    "oper": "/oper NAME PASSWORD",
+    "kick": "/kick NICK [REASON]",
+    "ban": "/ban NICK",
+    "unban": "/unban ADDRESS",
 }
 
 
@@ -106,6 +147,22 @@ def parse(line: str) -> Optional[Command]:
         target, text = _split_word(arg)
         text = text.strip(_BLANK)
         return Msg(target, text) if text else Usage(USAGE["msg"])
+    if name == "oper":
+        account, password = _split_word(arg)
+        password = password.strip(_BLANK)
+        return Oper(account, password) if password else Usage(USAGE["oper"])
+    if name == "kick":
+        target, reason = _split_word(arg)
+        reason = reason.strip(_BLANK)
+        return Kick(target, reason) if reason else Kick(target)
+    if name == "pass":
+        return Pass(arg)
+    if name == "ban":
+        return Ban(arg)
+    if name == "unban":
+        return Unban(arg)
+    if name == "topic":
+        return Topic(arg)
     if name == "me":
         return Me(arg)
     if name == "quit":

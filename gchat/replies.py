@@ -20,6 +20,9 @@ HELP_TEXT = (
     "***   /me TEXT         act: others see '* NICK TEXT'",
     "***   /quit [REASON]   leave the server",
     "***   /help            this list",
+    "***   /topic [TEXT]    show this room's topic (operators: set it)",
+    "***   /pass SECRET     the server's password, if it asks for one",
+    "*** Operators: /oper NAME PASSWORD, /kick NICK [REASON], /ban NICK, /unban ADDRESS",
     "*** A line starting with // sends a message starting with /.",
 )
 
@@ -35,6 +38,14 @@ SERVER_FULL = line("!!! server full, try again later")
 TOO_MANY_FROM_ADDRESS = line("!!! too many connections from your address")
 IDLE_TIMEOUT = line("*** disconnected: idle timeout")
 SHUTTING_DOWN = line("*** server shutting down")
+NEEDS_PASSWORD = line("*** This server needs a password: /pass SECRET")
+PASSWORD_REQUIRED = line("!!! password required")
+WRONG_PASSWORD = line("!!! wrong password")
+PASSWORD_ACCEPTED_ALREADY = line("!!! password already accepted")
+NOW_OPERATOR = line("*** You are now an operator")
+WRONG_OPERATOR = line("!!! wrong operator name or password")
+PERMISSION_DENIED = line("!!! permission denied")
+BANNED = line("!!! you are banned from this server")
 LINK_LOST = line("*** cluster link lost, local only")
 LINK_RESTORED = line("*** cluster link restored")
 
@@ -118,6 +129,30 @@ def already_in(room: str) -> bytes:
 
 def no_such_user(nick: str) -> bytes:
     return line(f"!!! no such user: {nick}")
+
+
+def kicked(nick: str, by: str, reason: str) -> bytes:
+    return line(f"*** {nick} was kicked by {by} ({reason})")
+
+
+def banned(address: str) -> bytes:
+    return line(f"*** banned {address}")
+
+
+def unbanned(address: str) -> bytes:
+    return line(f"*** unbanned {address}")
+
+
+def not_banned(address: str) -> bytes:
+    return line(f"!!! not banned: {address}")
+
+
+def topic(room: str, text: str) -> bytes:
+    return line(f"*** topic for {room}: {text}")
+
+
+def no_topic(room: str) -> bytes:
+    return line(f"*** no topic for {room}")
 
 
 def _users(count: int) -> str:
