@@ -7,6 +7,7 @@ applies whatever the bus hands back, in the bus's order. With the default
 """
 
 import os
+from dataclasses import dataclass, field
 from typing import Optional, Protocol
 
 from gchat.events import Event
@@ -14,6 +15,16 @@ from gchat.events import Event
 
 class BusError(Exception):
     """The bus cannot be reached at start-up, where that is fatal."""
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """The cluster's shared state at one point of the event sequence."""
+
+    # (node, nick, room, address) of every user in a room
+    users: "list[tuple[str, str, str, str]]" = field(default_factory=list)
+    bans: "list[str]" = field(default_factory=list)
+    topics: "dict[str, str]" = field(default_factory=dict)
 
 
 class Listener(Protocol):
@@ -28,12 +39,12 @@ class Listener(Protocol):
     def local_nicks(self) -> "list[str]":
         """The nicks of this node's clients, to claim again after a lost link."""
 
-    def rejoin(self, renames: "dict[str, str]", users: "Optional[list[tuple[str, str, str]]]") -> None:
+    def rejoin(self, renames: "dict[str, str]", snapshot: Optional[Snapshot]) -> None:
         """Announce this node's clients again, renaming those in ``renames``.
 
-        ``users`` is every (node, nick, room) of the other nodes, from a snapshot
-        taken after subscribing: called before any later event is applied.
-        None when only this node's clients were forgotten.
+        ``snapshot``, after a lost link, is the cluster's state, taken after
+        subscribing: called before any later event is applied. None when only
+        this node's clients were forgotten.
         """
 
 

@@ -5,6 +5,7 @@ line on stderr and a non-zero status, never a traceback.
 """
 
 import argparse
+import getpass
 import logging
 import math
 import os
@@ -22,6 +23,7 @@ from gchat import __version__
 from gchat.bus import BusError
 from gchat.config import Config
 from gchat.logs import LOG_FORMATS, configure_logging
+from gchat.passwords import SecretsError, hash_password, read_operator_file, read_secret_file
 from gchat.rlimit import fit_open_files
 from gchat.server import ChatServer
 from gchat.session import format_peer
@@ -116,6 +118,8 @@ _FLAGS: "list[tuple[str, Callable[[str], object], str]]" = [
     ("--shutdown-timeout", _seconds, "seconds clients get to take their last lines at shutdown"),
     ("--certfile", str, "PEM certificate (chain) to serve TLS with; needs --keyfile"),
     ("--keyfile", str, "PEM private key (unencrypted) of --certfile"),
+    ("--password-file", str, "file whose first line is the server password (/pass); none: open"),
+    ("--oper-file", str, "NAME:HASH lines of operators (/oper); hashes from: python -m gchat hash-password"),
     ("--handshake-timeout", _positive_seconds, "seconds a TLS client gets to complete its handshake"),
     ("--log-level", _one_of(LOG_LEVELS), f"one of {', '.join(LOG_LEVELS)}"),
     ("--log-format", _one_of(LOG_FORMATS), "text: plain lines; json: one JSON object per line"),
@@ -184,8 +188,46 @@ def hide_password(url: str) -> str:
     return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
 
 
+def hash_password_command() -> int:
+    """``python -m gchat hash-password``: a line for --oper-file, the password never in argv."""
+    if sys.stdin.isatty():
+        password = getpass.getpass("password: ")
+        if getpass.getpass("again: ") != password:
+            print("gchat: the passwords differ", file=sys.stderr)
+            return 1
+    else:
+        password = sys.stdin.readline().rstrip("\r\n")
+    if not password:
+        print("gchat: empty password", file=sys.stderr)
+        return 1
+    print(hash_password(password))
+    return 0
+
+
+def load_secrets(config: Config) -> "tuple[Optional[str], Optional[dict[str, str]]]":
+    """The server password and the operators; raises SecretsError naming the flag and file."""
+    password = operators = None
+    try:
+        if config.password_file is not None:
+            password = read_secret_file(config.password_file)
+        if config.oper_file is not None:
+            operators = read_operator_file(config.oper_file)
+    except SecretsError as err:
+        flag = "--password-file" if password is None and config.password_file else "--oper-file"
+        raise SecretsError(f"{flag} {err}") from None
+    return password, operators
+
+
 def main(argv: Optional[list[str]] = None) -> int:
-    config = parse_config(argv, os.environ)
+    args = sys.argv[1:] if argv is None else argv
+    if args[:1] == ["hash-password"]:
+        return hash_password_command()
+    config = parse_config(args, os.environ)
+    try:
+        password, operators = load_secrets(config)
+    except SecretsError as err:
+        print(f"gchat: {err}", file=sys.stderr)
+        return 1
     tls = None
     if config.certfile is not None and config.keyfile is not None:
         try:
@@ -202,7 +244,7 @@ def main(argv: Optional[list[str]] = None) -> int:
             config.max_clients,
         )
         config = replace(config, max_clients=fitted)
-    server = ChatServer(config, tls)
+    server = ChatServer(config, tls, password, operators)
     try:
         server.start()
     except BusError as err:

@@ -20,6 +20,8 @@ class Config:
     certfile: Optional[str] = None
     keyfile: Optional[str] = None
     handshake_timeout: float = 10.0
+    password_file: Optional[str] = None
+    oper_file: Optional[str] = None
     log_level: str = "info"
     bus: str = ""
     node_timeout: float = 5.0

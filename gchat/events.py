@@ -30,6 +30,7 @@ class Joined:
     cid: int
     nick: str
     room: str
+    address: str = ""
     history: Optional[bytes] = None
 
 
@@ -57,10 +58,16 @@ class Quit:
 
 @dataclass(frozen=True)
 class Private:
-    """A /msg line for whoever holds the nick ``target`` when this is applied."""
+    """A /msg line for whoever holds the nick ``target`` when this is applied.
+
+    Looked up in bus order, on every node alike: the sender (client ``cid``
+    of ``node``) is told "no such user" only if no one holds it at that point.
+    """
 
     target: str
     line: bytes
+    node: str
+    cid: int
 
 
 @dataclass(frozen=True)
@@ -73,13 +80,47 @@ class Asked:
 
 
 @dataclass(frozen=True)
+class Kicked:
+    """An operator (client ``cid`` of ``node``, nick ``by``) removed ``nick`` from the chat."""
+
+    nick: str
+    by: str
+    reason: str
+    node: str
+    cid: int
+
+
+@dataclass(frozen=True)
+class Banned:
+    """``address`` may not connect any more; everyone from it is kicked."""
+
+    address: str
+    by: str
+    node: str
+    cid: int
+
+
+@dataclass(frozen=True)
+class Unbanned:
+    address: str
+    node: str
+    cid: int
+
+
+@dataclass(frozen=True)
+class TopicSet:
+    room: str
+    text: str
+
+
+@dataclass(frozen=True)
 class NodeLost:
     """``node`` stopped sending heartbeats: its clients are gone."""
 
     node: str
 
 
-Event = Union[Joined, Said, Renamed, Quit, Private, Asked, NodeLost]
+Event = Union[Joined, Said, Renamed, Quit, Private, Asked, Kicked, Banned, Unbanned, TopicSet, NodeLost]
 
 
 class DecodeError(ValueError):
@@ -90,15 +131,25 @@ def encode(event: Event) -> bytes:
     if isinstance(event, Said):
         return _join(b"S", event.node, str(event.cid), event.room, tail=event.line)
     if isinstance(event, Joined):
-        return _join(b"J", event.node, str(event.cid), event.nick, event.room, tail=event.history or b"")
+        return _join(
+            b"J", event.node, str(event.cid), event.nick, event.room, event.address, tail=event.history or b""
+        )
     if isinstance(event, Renamed):
         return _join(b"R", event.old, event.new)
     if isinstance(event, Quit):
         return _join(b"Q", event.nick, event.reason)
     if isinstance(event, Private):
-        return _join(b"P", event.target, tail=event.line)
+        return _join(b"P", event.target, event.node, str(event.cid), tail=event.line)
     if isinstance(event, Asked):
         return _join(b"A", event.node, str(event.cid), event.what)
+    if isinstance(event, Kicked):
+        return _join(b"K", event.nick, event.by, event.reason, event.node, str(event.cid))
+    if isinstance(event, Banned):
+        return _join(b"B", event.address, event.by, event.node, str(event.cid))
+    if isinstance(event, Unbanned):
+        return _join(b"U", event.address, event.node, str(event.cid))
+    if isinstance(event, TopicSet):
+        return _join(b"T", event.room, event.text)
     return _join(b"L", event.node)
 
 
@@ -109,8 +160,8 @@ def decode(data: bytes) -> Event:
             node, cid, room, line = rest.split(SEP, 3)
             return Said(node.decode(), int(cid), room.decode(), line)
         if tag == b"J":
-            node, cid, nick, room, history = rest.split(SEP, 4)
-            return Joined(node.decode(), int(cid), nick.decode(), room.decode(), history)
+            node, cid, nick, room, address, history = rest.split(SEP, 5)
+            return Joined(node.decode(), int(cid), nick.decode(), room.decode(), address.decode(), history)
         if tag == b"R":
             old, new = rest.split(SEP)
             return Renamed(old.decode(), new.decode())
@@ -118,11 +169,23 @@ def decode(data: bytes) -> Event:
             nick, reason = rest.split(SEP)
             return Quit(nick.decode(), reason.decode())
         if tag == b"P":
-            target, line = rest.split(SEP, 1)
-            return Private(target.decode(), line)
+            target, node, cid, line = rest.split(SEP, 3)
+            return Private(target.decode(), line, node.decode(), int(cid))
         if tag == b"A":
             node, cid, what = rest.split(SEP)
             return Asked(node.decode(), int(cid), what.decode())
+        if tag == b"K":
+            nick, by, reason, node, cid = rest.split(SEP)
+            return Kicked(nick.decode(), by.decode(), reason.decode(), node.decode(), int(cid))
+        if tag == b"B":
+            address, by, node, cid = rest.split(SEP)
+            return Banned(address.decode(), by.decode(), node.decode(), int(cid))
+        if tag == b"U":
+            address, node, cid = rest.split(SEP)
+            return Unbanned(address.decode(), node.decode(), int(cid))
+        if tag == b"T":
+            room, text = rest.split(SEP)
+            return TopicSet(room.decode(), text.decode())
         if tag == b"L" and SEP not in rest:
             return NodeLost(rest.decode())
     except ValueError as err:  # too few or too many fields, a bad number, bad UTF-8

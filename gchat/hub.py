@@ -17,17 +17,23 @@ from collections import deque
 from typing import Any, Callable, Optional, Protocol
 
 from gchat import replies
-from gchat.bus import Bus, LocalBus
+from gchat.bus import Bus, LocalBus, Snapshot
 from gchat.commands import (
+    Ban,
     Command,
     Help,
     Join,
+    Kick,
     Me,
     Msg,
     Nick,
+    Oper,
+    Pass,
     Quit,
     Rooms,
     Say,
+    Topic,
+    Unban,
     Unknown,
     Usage,
     Who,
@@ -35,11 +41,25 @@ from gchat.commands import (
     room_key,
     valid_nick,
 )
-from gchat.events import Asked, Event, Joined, NodeLost, Private, Renamed, Said
+from gchat.events import (
+    Asked,
+    Banned,
+    Event,
+    Joined,
+    Kicked,
+    NodeLost,
+    Private,
+    Renamed,
+    Said,
+    TopicSet,
+    Unbanned,
+)
 from gchat.events import Quit as Left
 
 LOBBY = "#lobby"
 NODE_LOST = "node lost"
+KICKED = "kicked"
+BANNED = "banned"
 
 log = logging.getLogger("gchat")
 
@@ -57,14 +77,16 @@ class Mailbox(Protocol):
 class Client:
     """A client of this node, as its own commands left it."""
 
-    __slots__ = ("cid", "mailbox", "member", "nick", "quit_reason", "room")
+    __slots__ = ("address", "cid", "mailbox", "member", "nick", "oper", "quit_reason", "room")
 
-    def __init__(self, cid: int, nick: str, mailbox: Mailbox) -> None:
+    def __init__(self, cid: int, nick: str, mailbox: Mailbox, address: str) -> None:
         self.cid = cid
         self.nick = nick
         self.mailbox = mailbox
+        self.address = address
         self.room = LOBBY
         self.member: Optional[Member] = None
+        self.oper = False
         self.quit_reason: Optional[str] = None
 
     @property
@@ -78,17 +100,18 @@ class Client:
 class Member:
     """A user on any node, as the applied events left it."""
 
-    __slots__ = ("client", "nick", "node", "room")
+    __slots__ = ("address", "client", "nick", "node", "room")
 
-    def __init__(self, nick: str, node: str, room: "Room", client: Optional[Client]) -> None:
+    def __init__(self, nick: str, node: str, room: "Room", client: Optional[Client], address: str) -> None:
         self.nick = nick
         self.node = node
         self.room = room
         self.client = client
+        self.address = address
 
 
 class Room:
-    __slots__ = ("history", "local", "name", "users")
+    __slots__ = ("history", "local", "name", "topic", "users")
 
     def __init__(self, name: str, history: int) -> None:
         self.name = name
@@ -97,6 +120,7 @@ class Room:
         self.users: dict[str, Member] = {}
         self.local: dict[Client, None] = {}
         self.history: deque[bytes] = deque(maxlen=history)
+        self.topic = ""
 
     def broadcast(self, data: bytes, sender: Optional[Client] = None) -> None:
         for client in self.local:
@@ -105,8 +129,16 @@ class Room:
 
 
 class Hub:
-    def __init__(self, history: int = 20, bus: Optional[Bus] = None, announce_limit: int = 0) -> None:
+    def __init__(
+        self,
+        history: int = 20,
+        bus: Optional[Bus] = None,
+        announce_limit: int = 0,
+        operators: Optional[Callable[[str, str], bool]] = None,
+    ) -> None:
         self._bus: Bus = bus if bus is not None else LocalBus()
+        # Checks an operator's name and password; may wait (a slow hash in a thread).
+        self._operators = operators
         self.node = self._bus.node
         self._history = history
         self._announce_limit = announce_limit
@@ -117,6 +149,7 @@ class Hub:
         self._local: dict[int, Client] = {}
         # Everyone in the chat, by nick key, as applied.
         self._users: dict[str, Member] = {}
+        self._bans: set[str] = set()
         self._guests = 0
         self._cids = 0
         self._log_chat = log.isEnabledFor(logging.INFO)
@@ -131,6 +164,12 @@ class Hub:
             Who: self._ask,
             Help: self._help,
             Quit: self._quit,
+            Pass: self._pass,
+            Oper: self._oper,
+            Kick: self._kick,
+            Ban: self._ban,
+            Unban: self._unban,
+            Topic: self._topic,
             Usage: self._usage,
             Unknown: self._unknown,
         }
@@ -141,6 +180,10 @@ class Hub:
             Left: self._apply_left,
             Private: self._apply_private,
             Asked: self._apply_asked,
+            Kicked: self._apply_kicked,
+            Banned: self._apply_banned,
+            Unbanned: self._apply_unbanned,
+            TopicSet: self._apply_topic,
             NodeLost: self._apply_node_lost,
         }
         self._bus.attach(self)
@@ -149,19 +192,22 @@ class Hub:
     def client_count(self) -> int:
         return len(self._local)
 
-    def connect(self, mailbox: Mailbox) -> Client:
+    def connect(self, mailbox: Mailbox, address: str = "") -> Client:
         """Admit a new connection: a guest nick, then the lobby and its history."""
         nick = self._claim_guest()
         self._cids += 1
-        client = Client(self._cids, nick, mailbox)
+        client = Client(self._cids, nick, mailbox, address)
         self._clients[nick_key(nick)] = client
         self._local[client.cid] = client
-        self._bus.publish(Joined(self.node, client.cid, nick, LOBBY))
+        self._bus.publish(Joined(self.node, client.cid, nick, LOBBY, address))
         if self.closing:
             # Shutdown began while the bus was claiming the nick.
             mailbox.deliver(replies.SHUTTING_DOWN)
             mailbox.close()
         return client
+
+    def banned(self, address: str) -> bool:
+        return address in self._bans
 
     def execute(self, client: Client, command: Command) -> None:
         if client.connected and not self.closing:
@@ -202,12 +248,12 @@ class Hub:
     def local_nicks(self) -> "list[str]":
         return [client.nick for client in self._local.values()]
 
-    def rejoin(self, renames: "dict[str, str]", users: "Optional[list[tuple[str, str, str]]]") -> None:
+    def rejoin(self, renames: "dict[str, str]", snapshot: Optional[Snapshot]) -> None:
         """Announce every local client to a cluster that forgot them.
 
         ``renames`` gives new nicks to clients whose nick another node took
         meanwhile (renamed here only, where the old nick means this client).
-        ``users``, after a lost link, is everyone on the other nodes.
+        ``snapshot``, after a lost link, is the state of the other nodes.
         """
         for client in list(self._local.values()):
             nick = renames.get(client.nick)
@@ -215,16 +261,27 @@ class Hub:
                 old = client.nick
                 self._rename(client, nick)
                 self._apply_renamed(Renamed(old, nick))
-        for node, nick, name in users or ():
-            key = nick_key(nick)
-            if key not in self._users:
-                member = self._users[key] = Member(nick, node, self._room(name), None)
-                member.room.users[key] = member
+        if snapshot is not None:
+            self._install(snapshot)
         for client in list(self._local.values()):
             if client.member is not None:
-                self._bus.publish(Joined(self.node, client.cid, client.nick, client.member.room.name))
-            if users is not None:
+                self._bus.publish(
+                    Joined(self.node, client.cid, client.nick, client.member.room.name, client.address)
+                )
+            if snapshot is not None:
                 client.mailbox.deliver(replies.LINK_RESTORED)
+
+    def _install(self, snapshot: Snapshot) -> None:
+        for node, nick, name, address in snapshot.users:
+            key = nick_key(nick)
+            if key not in self._users:
+                member = self._users[key] = Member(nick, node, self._room(name), None, address)
+                member.room.users[key] = member
+        self._bans.update(snapshot.bans)
+        for name, text in snapshot.topics.items():
+            room = self._rooms.get(name)
+            if room is not None:
+                room.topic = text
 
     def _claim_guest(self) -> str:
         nick = self._bus.claim_guest()
@@ -280,7 +337,7 @@ class Hub:
             return
         if self._history:
             room.history.append(event.line)
-        sender = self._local.get(event.cid) if event.node == self.node else None
+        sender = self._origin(event.node, event.cid)
         room.broadcast(event.line, sender)
         if sender is not None and self._log_chat:
             log.info("%s %s", room.name, event.line[:-1].decode())
@@ -297,12 +354,14 @@ class Hub:
             if client is not None:
                 client.mailbox.deliver(replies.now_in(room.name, len(room.users) + 1))
         else:
-            client = self._local.get(event.cid) if event.node == self.node else None
-            member = self._users[key] = Member(event.nick, event.node, room, client)
+            client = self._origin(event.node, event.cid)
+            member = self._users[key] = Member(event.nick, event.node, room, client, event.address)
             if client is not None:
                 client.member = member
                 client.mailbox.deliver(replies.status(event.nick, room.name))
         if client is not None:
+            if room.topic:
+                client.mailbox.deliver(replies.topic(room.name, room.topic))
             history = event.history if event.history is not None else b"".join(room.history)
             if history:
                 client.mailbox.deliver(history)
@@ -333,20 +392,74 @@ class Hub:
 
     def _apply_private(self, event: Private) -> None:
         member = self._users.get(nick_key(event.target))
-        if member is not None and member.client is not None:
+        if member is None:
+            sender = self._origin(event.node, event.cid)
+            if sender is not None:
+                sender.mailbox.deliver(replies.no_such_user(event.target))
+        elif member.client is not None:
             member.client.mailbox.deliver(event.line)
 
     def _apply_asked(self, event: Asked) -> None:
-        client = self._local.get(event.cid) if event.node == self.node else None
+        client = self._origin(event.node, event.cid)
         if client is None or client.member is None:
             return
+        room = client.member.room
         if event.what == "who":
-            room = client.member.room
             nicks = sorted((member.nick for member in room.users.values()), key=_casefold)
             client.mailbox.deliver(replies.who(room.name, nicks))
+        elif event.what == "topic":
+            reply = replies.topic(room.name, room.topic) if room.topic else replies.no_topic(room.name)
+            client.mailbox.deliver(reply)
         else:
             counts = sorted((name, len(room.users)) for name, room in self._rooms.items())
             client.mailbox.deliver(replies.rooms(counts))
+
+    def _apply_kicked(self, event: Kicked) -> None:
+        member = self._users.get(nick_key(event.nick))
+        if member is not None:
+            self._eject(
+                member,
+                replies.kicked(member.nick, event.by, event.reason),
+                self._origin(event.node, event.cid),
+            )
+
+    def _apply_banned(self, event: Banned) -> None:
+        self._bans.add(event.address)
+        oper = self._origin(event.node, event.cid)
+        for member in [member for member in self._users.values() if member.address == event.address]:
+            self._eject(member, replies.kicked(member.nick, event.by, BANNED), oper)
+        if oper is not None:
+            oper.mailbox.deliver(replies.banned(event.address))
+
+    def _apply_unbanned(self, event: Unbanned) -> None:
+        self._bans.discard(event.address)
+        oper = self._origin(event.node, event.cid)
+        if oper is not None:
+            oper.mailbox.deliver(replies.unbanned(event.address))
+
+    def _apply_topic(self, event: TopicSet) -> None:
+        room = self._rooms.get(event.room)
+        if room is not None:
+            room.topic = event.text
+            room.broadcast(replies.topic(room.name, event.text))
+
+    def _origin(self, node: str, cid: int) -> Optional[Client]:
+        """The client of this node that published an event, if it is still here."""
+        return self._local.get(cid) if node == self.node else None
+
+    def _eject(self, member: Member, notice: bytes, oper: Optional[Client]) -> None:
+        """Tell the member's room (the member too) and the operator, then cut the member off."""
+        room = member.room
+        room.broadcast(notice)
+        if oper is not None and oper.member is not None and oper.member.room is not room:
+            oper.mailbox.deliver(notice)
+        self._remove(member, None)
+        client = member.client
+        if client is not None and client.connected:
+            client.quit_reason = KICKED
+            self._clients.pop(nick_key(client.nick), None)
+            self._local.pop(client.cid, None)
+            client.mailbox.close()
 
     def _apply_node_lost(self, event: NodeLost) -> None:
         if event.node == self.node:
@@ -402,14 +515,58 @@ class Hub:
         self._bus.publish(Joined(self.node, client.cid, client.nick, name))
 
     def _msg(self, client: Client, command: Msg) -> None:
-        key = nick_key(command.nick)
-        if key in self._clients or key in self._users:
-            self._bus.publish(Private(command.nick, replies.private(client.nick, command.text)))
-        else:
-            client.mailbox.deliver(replies.no_such_user(command.nick))
+        line = replies.private(client.nick, command.text)
+        self._bus.publish(Private(command.nick, line, self.node, client.cid))
 
     def _ask(self, client: Client, command: Command) -> None:
         self._bus.publish(Asked(self.node, client.cid, "who" if isinstance(command, Who) else "rooms"))
+
+    def _pass(self, client: Client, command: Pass) -> None:
+        client.mailbox.deliver(replies.PASSWORD_ACCEPTED_ALREADY)
+
+    def _oper(self, client: Client, command: Oper) -> None:
+        check = self._operators
+        if check is not None and check(command.name, command.password) and client.connected:
+            client.oper = True
+            client.mailbox.deliver(replies.NOW_OPERATOR)
+        else:
+            client.mailbox.deliver(replies.WRONG_OPERATOR)
+
+    def _target(self, client: Client, nick: str) -> Optional[Member]:
+        """The member an operator's command names, or None after telling why not."""
+        if not client.oper:
+            client.mailbox.deliver(replies.PERMISSION_DENIED)
+            return None
+        member = self._users.get(nick_key(nick))
+        if member is None:
+            client.mailbox.deliver(replies.no_such_user(nick))
+        return member
+
+    def _kick(self, client: Client, command: Kick) -> None:
+        member = self._target(client, command.nick)
+        if member is not None:
+            self._bus.publish(Kicked(member.nick, client.nick, command.reason, self.node, client.cid))
+
+    def _ban(self, client: Client, command: Ban) -> None:
+        member = self._target(client, command.nick)
+        if member is not None:
+            self._bus.publish(Banned(member.address, client.nick, self.node, client.cid))
+
+    def _unban(self, client: Client, command: Unban) -> None:
+        if not client.oper:
+            client.mailbox.deliver(replies.PERMISSION_DENIED)
+        elif command.address not in self._bans:
+            client.mailbox.deliver(replies.not_banned(command.address))
+        else:
+            self._bus.publish(Unbanned(command.address, self.node, client.cid))
+
+    def _topic(self, client: Client, command: Topic) -> None:
+        if not command.text:
+            self._bus.publish(Asked(self.node, client.cid, "topic"))
+        elif not client.oper:
+            client.mailbox.deliver(replies.PERMISSION_DENIED)
+        else:
+            self._bus.publish(TopicSet(client.room, command.text))
 
     def _help(self, client: Client, command: Command) -> None:
         client.mailbox.deliver(replies.HELP)

@@ -8,12 +8,12 @@ sequence, and a snapshot of the state taken with the sequence number tells
 a (re)connecting node exactly which messages it already reflects.
 
 State in the selected database, all under ``gchat:``: ``users`` (a hash,
-nick key -> ``ROOM NUL NODE NUL NICK``, room empty while a nick is claimed
-but not yet in a room), ``rooms`` (member counts, so a room's history can be
-forgotten with its last member), ``history:ROOM`` (lists), ``seq``,
-``guests`` (the guest counter), ``nodes`` and ``node:ID`` (heartbeats that
-expire). Pub/sub channels are not per database, so the channel is named
-after the database.
+nick key -> ``ROOM NUL NODE NUL NICK NUL ADDRESS``, room empty while a nick
+is claimed but not yet in a room), ``rooms`` (member counts, so a room's
+history and topic can be forgotten with its last member), ``history:ROOM``
+(lists), ``topics``, ``bans``, ``seq``, ``guests`` (the guest counter),
+``nodes`` and ``node:ID`` (heartbeats that expire). Pub/sub channels are
+not per database, so the channel is named after the database.
 
 All network I/O happens in this module's greenlets: one worker sends
 everything queued in one pipeline per round trip, one subscriber applies
@@ -31,10 +31,22 @@ import gevent
 import redis
 from gevent.event import AsyncResult, Event
 
-from gchat.bus import BusError, Listener, new_node_id
+from gchat.bus import BusError, Listener, Snapshot, new_node_id
 from gchat.commands import nick_key
+from gchat.events import (
+    Banned,
+    Joined,
+    Kicked,
+    NodeLost,
+    Quit,
+    Renamed,
+    Said,
+    TopicSet,
+    Unbanned,
+    decode,
+    encode,
+)
 from gchat.events import Event as ChatEvent
-from gchat.events import Joined, NodeLost, Quit, Renamed, Said, decode, encode
 
 log = logging.getLogger("gchat")
 
@@ -47,16 +59,41 @@ CLOSE_TIMEOUT = 2.0
 _LUA_HELPERS = """
 local prefix = ARGV[1]
 local users, rooms = prefix .. 'users', prefix .. 'rooms'
+-- A registry value's fields: room, node, nick, address.
 local function parse(value)
-  local a = string.find(value, '\\0', 1, true)
-  local b = string.find(value, '\\0', a + 1, true)
-  return string.sub(value, 1, a - 1), string.sub(value, a + 1, b - 1)
+  local fields, start = {}, 1
+  while true do
+    local stop = string.find(value, '\\0', start, true)
+    if not stop then
+      fields[#fields + 1] = string.sub(value, start)
+      return fields
+    end
+    fields[#fields + 1] = string.sub(value, start, stop - 1)
+    start = stop + 1
+  end
 end
 local function left(room)
   if room ~= '' and redis.call('HINCRBY', rooms, room, -1) <= 0 then
     redis.call('HDEL', rooms, room)
-    if room ~= '#lobby' then redis.call('DEL', prefix .. 'history:' .. room) end
+    if room ~= '#lobby' then
+      redis.call('DEL', prefix .. 'history:' .. room)
+      redis.call('HDEL', prefix .. 'topics', room)
+    end
   end
+end
+-- Delete every user for whom keep(fields) is false; how many went.
+local function purge(keep)
+  local entries = redis.call('HGETALL', users)
+  local count = 0
+  for i = 1, #entries, 2 do
+    local fields = parse(entries[i + 1])
+    if not keep(fields) then
+      redis.call('HDEL', users, entries[i])
+      left(fields[1])
+      count = count + 1
+    end
+  end
+  return count
 end
 local function publish(channel, payload)
   local seq = redis.call('INCR', prefix .. 'seq')
@@ -76,26 +113,44 @@ if op == 'S' then
     redis.call('RPUSH', history, ARGV[6])
     redis.call('LTRIM', history, -limit, -1)
   end
-elseif op == 'J' then
+elseif op == 'J' then  -- key, node, nick, room, address
   local old = redis.call('HGET', users, ARGV[5])
-  if old then left((parse(old))) end
-  redis.call('HSET', users, ARGV[5], ARGV[8] .. '\\0' .. ARGV[6] .. '\\0' .. ARGV[7])
+  if old then left(parse(old)[1]) end
+  redis.call('HSET', users, ARGV[5], table.concat({ARGV[8], ARGV[6], ARGV[7], ARGV[9]}, '\\0'))
   redis.call('HINCRBY', rooms, ARGV[8], 1)
   payload = payload .. table.concat(redis.call('LRANGE', prefix .. 'history:' .. ARGV[8], 0, -1))
-elseif op == 'R' then
+elseif op == 'R' then  -- old key, new key, node, new nick
   local old = redis.call('HGET', users, ARGV[5])
-  local room = ''
-  if old then room = parse(old) end
+  local fields = {'', ARGV[7], ARGV[8], ''}
+  if old then
+    local was = parse(old)
+    fields[1], fields[4] = was[1], was[4] or ''
+  end
   redis.call('HDEL', users, ARGV[5])
-  redis.call('HSET', users, ARGV[6], room .. '\\0' .. ARGV[7] .. '\\0' .. ARGV[8])
-elseif op == 'Q' then
+  redis.call('HSET', users, ARGV[6], table.concat(fields, '\\0'))
+elseif op == 'Q' then  -- key, node: only this node's user (the nick may be someone else's by now)
   local old = redis.call('HGET', users, ARGV[5])
   if old then
-    local room, node = parse(old)
-    if node == ARGV[6] then
+    local fields = parse(old)
+    if fields[2] == ARGV[6] then
       redis.call('HDEL', users, ARGV[5])
-      left(room)
+      left(fields[1])
     end
+  end
+elseif op == 'K' then  -- key
+  local old = redis.call('HGET', users, ARGV[5])
+  if old then
+    redis.call('HDEL', users, ARGV[5])
+    left(parse(old)[1])
+  end
+elseif op == 'B' then  -- address
+  redis.call('SADD', prefix .. 'bans', ARGV[5])
+  purge(function(fields) return fields[4] ~= ARGV[5] end)
+elseif op == 'U' then  -- address
+  redis.call('SREM', prefix .. 'bans', ARGV[5])
+elseif op == 'T' then  -- room, text: only while the room exists
+  if ARGV[5] == '#lobby' or redis.call('HEXISTS', rooms, ARGV[5]) == 1 then
+    redis.call('HSET', prefix .. 'topics', ARGV[5], ARGV[6])
   end
 end
 publish(ARGV[2], payload)
@@ -108,11 +163,10 @@ _CLAIM = (
     + """
 local old = redis.call('HGET', users, ARGV[2])
 if not old then
-  redis.call('HSET', users, ARGV[2], '\\0' .. ARGV[3] .. '\\0' .. ARGV[4])
+  redis.call('HSET', users, ARGV[2], table.concat({'', ARGV[3], ARGV[4], ''}, '\\0'))
   return 1
 end
-local _, node = parse(old)
-if node == ARGV[3] then return 1 end
+if parse(old)[2] == ARGV[3] then return 1 end
 return 0
 """
 )
@@ -124,7 +178,7 @@ _GUEST = (
 while true do
   local n = redis.call('INCR', prefix .. 'guests')
   local nick = 'guest' .. n
-  if redis.call('HSETNX', users, nick, '\\0' .. ARGV[2] .. '\\0' .. nick) == 1 then return n end
+  if redis.call('HSETNX', users, nick, table.concat({'', ARGV[2], nick, ''}, '\\0')) == 1 then return n end
 end
 """
 )
@@ -141,17 +195,9 @@ redis.call('SADD', nodes, ARGV[3])
 for _, lost in ipairs(redis.call('SMEMBERS', nodes)) do
   if redis.call('EXISTS', prefix .. 'node:' .. lost) == 0 then
     redis.call('SREM', nodes, lost)
-    local entries = redis.call('HGETALL', users)
-    local count = 0
-    for i = 1, #entries, 2 do
-      local room, node = parse(entries[i + 1])
-      if node == lost then
-        redis.call('HDEL', users, entries[i])
-        left(room)
-        count = count + 1
-      end
+    if purge(function(fields) return fields[2] ~= lost end) > 0 then
+      publish(ARGV[2], 'L\\0' .. lost)
     end
-    if count > 0 then publish(ARGV[2], 'L\\0' .. lost) end
   end
 end
 """
@@ -265,11 +311,28 @@ class RedisBus:
         if isinstance(event, Said):
             return (*base, "S", payload, event.room, event.line, self._history)
         if isinstance(event, Joined):
-            return (*base, "J", payload, nick_key(event.nick), event.node, event.nick, event.room)
+            return (
+                *base,
+                "J",
+                payload,
+                nick_key(event.nick),
+                event.node,
+                event.nick,
+                event.room,
+                event.address,
+            )
         if isinstance(event, Renamed):
             return (*base, "R", payload, nick_key(event.old), nick_key(event.new), self.node, event.new)
         if isinstance(event, Quit):
             return (*base, "Q", payload, nick_key(event.nick), self.node)
+        if isinstance(event, Kicked):
+            return (*base, "K", payload, nick_key(event.nick))
+        if isinstance(event, Banned):
+            return (*base, "B", payload, event.address)
+        if isinstance(event, Unbanned):
+            return (*base, "U", payload, event.address)
+        if isinstance(event, TopicSet):
+            return (*base, "T", payload, event.room, event.text)
         return (*base, "-", payload)
 
     def _work(self) -> None:
@@ -314,7 +377,9 @@ class RedisBus:
             pipe = self._redis.pipeline(transaction=True)
             pipe.get(PREFIX + "seq")
             pipe.hgetall(PREFIX + "users")
-            seq, entries = pipe.execute()
+            pipe.smembers(PREFIX + "bans")
+            pipe.hgetall(PREFIX + "topics")
+            seq, entries, bans, topics = pipe.execute()
             self._heartbeat(args=(PREFIX, self._channel, self.node, int(self._timeout * 1000)))
             renames = self._reclaim()
         except BaseException:
@@ -325,11 +390,16 @@ class RedisBus:
         self._up = True
         users = []
         for value in entries.values():
-            room, node, nick = value.decode().split("\0")
+            room, node, nick, address = value.decode().split("\0")
             if room and node != self.node:
-                users.append((node, nick, room))
+                users.append((node, nick, room, address))
+        snapshot = Snapshot(
+            users,
+            [ban.decode() for ban in bans],
+            {room.decode(): text.decode() for room, text in topics.items()},
+        )
         assert self._listener is not None
-        self._listener.rejoin(renames, users)
+        self._listener.rejoin(renames, snapshot)
         self._subscriber = gevent.spawn(self._subscribe, pubsub)
 
     def _reclaim(self) -> "dict[str, str]":

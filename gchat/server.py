@@ -10,8 +10,9 @@ import socket
 import ssl
 import time
 from collections import Counter
-from typing import Optional
+from typing import Callable, Optional
 
+import gevent
 from gevent.event import Event
 from gevent.server import StreamServer
 from gevent.socket import socket as GreenSocket
@@ -20,6 +21,7 @@ from gchat import replies
 from gchat.bus import Bus, LocalBus
 from gchat.config import Config
 from gchat.hub import Hub
+from gchat.passwords import verify
 from gchat.session import SHUTDOWN, Outbox, Session, discard_until_eof, format_peer
 from gchat.tls import accept_tls
 
@@ -39,11 +41,23 @@ class _Listener(StreamServer):  # type: ignore[misc]  # gevent is untyped
 
 
 class ChatServer:
-    def __init__(self, config: Config, tls: Optional[ssl.SSLContext] = None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        tls: Optional[ssl.SSLContext] = None,
+        password: Optional[str] = None,
+        operators: "Optional[dict[str, str]]" = None,
+    ) -> None:
         self.config = config
         self._tls = tls
+        self._password = password
         self._bus = _make_bus(config)
-        self.hub = Hub(history=config.history, bus=self._bus, announce_limit=config.announce_limit)
+        self.hub = Hub(
+            history=config.history,
+            bus=self._bus,
+            announce_limit=config.announce_limit,
+            operators=_operator_check(operators) if operators else None,
+        )
         self._outbox = Outbox()
         self._per_address: Counter[str] = Counter()
         self._connections = 0
@@ -100,6 +114,9 @@ class ChatServer:
         if config.max_per_ip and self._per_address[host] >= config.max_per_ip:
             _reject(sock, replies.TOO_MANY_FROM_ADDRESS)
             return
+        if self.hub.banned(host):
+            _reject(sock, replies.BANNED)
+            return
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._connections += 1
         self._per_address[host] += 1
@@ -112,7 +129,7 @@ class ChatServer:
             if not self._per_address[host]:
                 del self._per_address[host]
 
-        session = Session(sock, peer, self.hub, config, self._outbox, left, self._closed)
+        session = Session(sock, address, self.hub, config, self._outbox, left, self._closed, self._password)
         self._sessions.add(session)
         self._all_closed.clear()
         session.start()
@@ -121,6 +138,21 @@ class ChatServer:
         self._sessions.discard(session)
         if not self._sessions:
             self._all_closed.set()
+
+
+def _operator_check(operators: "dict[str, str]") -> Callable[[str, str], bool]:
+    """Check an operator's password in a worker thread: a slow hash must not stall the chat.
+
+    An unknown name costs a hash too, so timing does not tell names apart.
+    """
+    decoy = next(iter(operators.values()))
+
+    def check(name: str, password: str) -> bool:
+        encoded = operators.get(name)
+        valid: bool = gevent.get_hub().threadpool.apply(verify, (password, encoded or decoy))
+        return valid and encoded is not None
+
+    return check
 
 
 def _make_bus(config: Config) -> Bus:

@@ -29,9 +29,10 @@ from gevent.socket import socket as GreenSocket
 from gevent.socket import wait_write
 
 from gchat import replies
-from gchat.commands import parse
+from gchat.commands import Command, parse
 from gchat.config import Config
 from gchat.framing import Frame, LineFramer, TooLong
+from gchat.gate import PasswordGate, Verdict
 from gchat.hub import Client, Hub
 from gchat.ratelimit import TokenBucket
 from gchat.sanitize import sanitize
@@ -95,6 +96,8 @@ class Session:
         "_deadline",
         "_eof",
         "_framer",
+        "_gate",
+        "_host",
         "_hub",
         "_left",
         "_max_backlog",
@@ -113,15 +116,19 @@ class Session:
     def __init__(
         self,
         sock: GreenSocket,
-        peer: str,
+        address: "tuple[str, int]",
         hub: Hub,
         config: Config,
         outbox: Outbox,
         on_left: Callable[[], None],
         on_closed: Callable[["Session"], None],
+        password: Optional[str] = None,
     ) -> None:
         self._sock = sock
-        self._peer = peer
+        self._host = address[0]
+        self._peer = format_peer(address)
+        # With a server password the client stays outside the hub until it knows it.
+        self._gate = PasswordGate(password) if password is not None else None
         self._hub = hub
         self._config = config
         self._outbox = outbox
@@ -195,10 +202,16 @@ class Session:
         self._reader = gevent.getcurrent()
         self._sock.settimeout(0.0)
         self.deliver(replies.WELCOME)
-        client = self._client = self._hub.connect(self)
+        if self._gate is None:
+            self._admit()
+        else:
+            self.deliver(replies.NEEDS_PASSWORD)
+        self._read()
+
+    def _admit(self) -> None:
+        client = self._client = self._hub.connect(self, self._host)
         if log.isEnabledFor(logging.INFO):
             log.info("%s connected as %s", self._peer, client.nick)
-        self._read()
 
     def terminate(self) -> None:
         """Cut the connection at once (the end of a shutdown's grace period)."""
@@ -299,7 +312,6 @@ class Session:
         hub = self._hub
         client = self._client
         bucket = self._bucket
-        assert client is not None
         for frame in frames:
             if bucket is not None:
                 wait = bucket.take(time.monotonic())
@@ -311,19 +323,37 @@ class Session:
                 self.deliver(replies.line_too_long(self._config.max_line))
                 continue
             command = parse(sanitize(frame))
-            if command is not None:
+            if command is None:
+                continue
+            if client is not None:
                 hub.execute(client, command)
+            else:
+                client = self._knock(command)
+
+    def _knock(self, command: Command) -> Optional[Client]:
+        """A line before the password: the gate answers; the right password admits."""
+        assert self._gate is not None
+        reply, verdict = self._gate.knock(command)
+        if reply is not None:
+            self.deliver(reply)
+        if verdict is Verdict.ADMIT:
+            self._admit()
+        elif verdict is Verdict.CLOSE:
+            self.close()
+        return self._client
 
     def _end(self, reason: str) -> None:
         """Leave the chat, then give the client its last lines (in a reader greenlet)."""
         client = self._client
-        assert client is not None
         if not self._left:
             self._left = True
-            self._hub.leave(client, self._aborted or reason)
+            if client is not None:
+                self._hub.leave(client, self._aborted or reason)
             self._on_left()
             if log.isEnabledFor(logging.INFO):
-                log.info("%s %s disconnected (%s)", self._peer, client.nick, client.quit_reason)
+                who = client.nick if client is not None else "(no password)"
+                why = client.quit_reason if client is not None else self._aborted or reason
+                log.info("%s %s disconnected (%s)", self._peer, who, why)
         try:
             if self._aborted is None:
                 self.close()

@@ -64,11 +64,18 @@ class LineClient:
     """A chat client over a real socket, reading whole lines with a deadline."""
 
     def __init__(
-        self, address: "tuple[str, int]", timeout: float = TIMEOUT, tls: Optional[ssl.SSLContext] = None
+        self,
+        address: "tuple[str, int]",
+        timeout: float = TIMEOUT,
+        tls: Optional[ssl.SSLContext] = None,
+        source: Optional[str] = None,
     ) -> None:
         """With ``tls``, talk TLS: the handshake is done here, and a close without
-        close_notify raises instead of passing for the end of the stream."""
-        sock = socket.create_connection(address, timeout=timeout)
+        close_notify raises instead of passing for the end of the stream. ``source``
+        is the address to connect from (any 127.x.y.z works on loopback)."""
+        sock = socket.create_connection(
+            address, timeout=timeout, source_address=None if source is None else (source, 0)
+        )
         if tls is not None:
             sock = tls.wrap_socket(sock, server_hostname=address[0], suppress_ragged_eofs=False)
         self.sock = sock
@@ -202,19 +209,19 @@ class ChatServer:
     def address(self) -> "tuple[str, int]":
         return (self.host, self.port)
 
-    def connect(self, timeout: float = TIMEOUT) -> LineClient:
+    def connect(self, timeout: float = TIMEOUT, source: Optional[str] = None) -> LineClient:
         """A raw connection; nothing read yet."""
-        client = LineClient(self.address, timeout, self.tls)
+        client = LineClient(self.address, timeout, self.tls, source)
         self.clients.append(client)
         return client
 
-    def join(self) -> LineClient:
+    def join(self, source: Optional[str] = None) -> LineClient:
         """A client past the welcome and status lines, its nick known.
 
         Everyone who joined through this method before it has read its join
         notice, so all clients are at a known point in their streams.
         """
-        client = self.connect()
+        client = self.connect(source=source)
         assert client.readline() == "Welcome to the chatroom!"
         match = re.fullmatch(r"\*\*\* You are (\S+) in #lobby\. Type /help for commands\.", client.readline())
         assert match, "bad status line"

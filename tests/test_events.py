@@ -6,7 +6,22 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gchat.events import Asked, DecodeError, Joined, NodeLost, Private, Quit, Renamed, Said, decode, encode
+from gchat.events import (
+    Asked,
+    Banned,
+    DecodeError,
+    Joined,
+    Kicked,
+    NodeLost,
+    Private,
+    Quit,
+    Renamed,
+    Said,
+    TopicSet,
+    Unbanned,
+    decode,
+    encode,
+)
 
 # What sanitizing and the name rules leave: text without NUL.
 text = st.text(st.characters(blacklist_characters="\0", blacklist_categories=("Cs",)))
@@ -15,14 +30,19 @@ room = name.map(lambda n: "#" + n.lower())
 node = st.binary(min_size=6, max_size=6).map(bytes.hex)
 lines = text.map(lambda t: (t + "\n").encode())
 cid = st.integers(min_value=1, max_value=2**40)
+address = st.one_of(st.ip_addresses().map(str), st.just(""))
 
 events = st.one_of(
     st.builds(Said, node, cid, room, lines),
-    st.builds(Joined, node, cid, name, room, st.lists(lines).map(b"".join)),
+    st.builds(Joined, node, cid, name, room, address, st.lists(lines).map(b"".join)),
     st.builds(Renamed, name, name),
     st.builds(Quit, name, text),
-    st.builds(Private, name, lines),
+    st.builds(Private, name, lines, node, cid),
     st.builds(Asked, node, cid, st.sampled_from(["who", "rooms"])),
+    st.builds(Kicked, name, name, text, node, cid),
+    st.builds(Banned, address, name, node, cid),
+    st.builds(Unbanned, address, node, cid),
+    st.builds(TopicSet, room, text),
     st.builds(NodeLost, node),
 )
 
@@ -39,8 +59,8 @@ def test_a_join_without_history_arrives_with_empty_history():
 
 def test_history_appended_to_an_encoded_join_is_its_history():
     """What the Lua script does: the join's last field is whatever follows it."""
-    data = encode(Joined("n", 1, "bob", "#dev")) + b"<a> x\n<b> y\n"
-    assert decode(data) == Joined("n", 1, "bob", "#dev", b"<a> x\n<b> y\n")
+    data = encode(Joined("n", 1, "bob", "#dev", "::1")) + b"<a> x\n<b> y\n"
+    assert decode(data) == Joined("n", 1, "bob", "#dev", "::1", b"<a> x\n<b> y\n")
 
 
 @pytest.mark.parametrize(

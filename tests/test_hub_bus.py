@@ -11,7 +11,7 @@ from typing import Optional
 import pytest
 from test_hub import RecordingMailbox, User
 
-from gchat.bus import Listener
+from gchat.bus import Listener, Snapshot
 from gchat.events import Event, Joined, NodeLost, Quit, Said
 from gchat.hub import Hub
 
@@ -175,9 +175,9 @@ def test_a_restored_link_brings_back_other_nodes_and_announces_local_clients(hub
     (alice,) = connected(hub, bus, 1)
     hub.link_lost()
     alice.take()
-    hub.rejoin({}, [(OTHER, "remote", "#lobby")])
+    hub.rejoin({}, Snapshot([(OTHER, "remote", "#lobby", "10.0.0.2")]))
     assert alice.take() == ["*** cluster link restored"]
-    assert bus.held == [Joined(bus.node, alice.client.cid, "guest1", "#lobby")]
+    assert bus.held == [Joined(bus.node, alice.client.cid, "guest1", "#lobby", "")]
     bus.release()
     assert alice.take() == []
     alice.send("/who")
@@ -190,7 +190,7 @@ def test_a_nick_taken_while_the_link_was_down_is_renamed_to_a_guest(hub, bus):
     assert alice.ask("/nick alice") == ["*** You are now alice"]
     bus.release()
     bob.take()
-    hub.rejoin({"alice": "guest7"}, [(OTHER, "Alice", "#dev")])
+    hub.rejoin({"alice": "guest7"}, Snapshot([(OTHER, "Alice", "#dev", "10.0.0.2")]))
     assert alice.take() == ["*** You are now guest7", "*** cluster link restored"]
     assert bob.take() == ["*** alice is now known as guest7", "*** cluster link restored"]
 
