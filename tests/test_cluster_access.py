@@ -1,0 +1,79 @@
+"""Operators across nodes (issues 5 and 6): kicks, bans and topics reach every node.
+
+Real ``python -m gchat --bus`` nodes on the session's real redis-server, each
+test on a database of its own (conftest).
+"""
+
+import pytest
+from test_access import OPER_PASSWORD, hash_password
+
+
+@pytest.fixture(scope="module")
+def oper_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("opers") / "opers"
+    path.write_text(f"boss:{hash_password(OPER_PASSWORD)}\n")
+    return str(path)
+
+
+def operator(cluster, node):
+    client = cluster.join(node)
+    client.say(f"/oper boss {OPER_PASSWORD}")
+    client.expect("*** You are now an operator")
+    return client
+
+
+def test_an_operator_kicks_a_user_of_another_node(cluster, oper_file):
+    a_node, b_node = cluster.start(2, "--oper-file", oper_file)
+    boss = operator(cluster, a_node)
+    target = cluster.join(b_node)
+    boss.say(f"/kick {target.nick} enough")
+    notice = f"*** {target.nick} was kicked by {boss.nick} (enough)"
+    assert target.read_to_eof() == (notice + "\n").encode()
+    boss.expect(notice)
+    boss.say("/who")
+    assert boss.readline() == f"*** users in #lobby (1): {boss.nick}"
+
+
+def test_a_kicked_users_nick_is_free_on_every_node(cluster, oper_file):
+    a_node, b_node = cluster.start(2, "--oper-file", oper_file)
+    boss = operator(cluster, a_node)
+    target = cluster.join(b_node)
+    target.say("/nick taken")
+    target.expect("*** You are now taken")
+    boss.expect(f"*** {target.nick} is now known as taken")
+    boss.say("/kick taken")
+    boss.expect("*** taken was kicked by guest1 (no reason given)")
+    boss.say("/nick taken")
+    assert boss.readline() == "*** You are now taken"
+
+
+def test_a_ban_on_one_node_refuses_the_address_on_every_node(cluster, oper_file):
+    a_node, b_node = cluster.start(2, "--oper-file", oper_file)
+    boss = a_node.connect(source="127.0.0.2")
+    boss.expect("Welcome to the chatroom!", "*** You are guest1 in #lobby. Type /help for commands.")
+    boss.say(f"/oper boss {OPER_PASSWORD}")
+    boss.expect("*** You are now an operator")
+    target = b_node.connect(source="127.0.0.5")
+    target.expect("Welcome to the chatroom!", "*** You are guest2 in #lobby. Type /help for commands.")
+    boss.expect("*** guest2 joined #lobby")
+    boss.say("/ban guest2")
+    boss.expect("*** guest2 was kicked by guest1 (banned)", "*** banned 127.0.0.5")
+    assert b"(banned)" in target.read_to_eof()
+    for node in (a_node, b_node):
+        assert node.connect(source="127.0.0.5").read_to_eof() == b"!!! you are banned from this server\n"
+
+
+def test_a_topic_set_on_one_node_is_shown_on_another_and_to_a_later_node(cluster, oper_file):
+    a_node, b_node = cluster.start(2, "--oper-file", oper_file)
+    boss = operator(cluster, a_node)
+    member = cluster.join(b_node)
+    boss.say("/topic one chat, many nodes")
+    line = "*** topic for #lobby: one chat, many nodes"
+    boss.expect(line)
+    member.expect(line)
+    late = cluster.node()
+    newcomer = late.connect()
+    assert newcomer.read_lines(3)[1:] == [
+        "*** You are guest3 in #lobby. Type /help for commands.",
+        line,
+    ]
