@@ -854,7 +854,8 @@ def per_node_counts(cluster: Cluster) -> tuple[dict[str, int], dict[str, str]]:
     while True:
         cursor, entries = cluster.redis_client.hscan("gchat:users", cursor, count=10000)
         for value in entries.values():
-            room, node, nick = value.decode().split("\0")
+            # ROOM NUL NODE NUL NICK, then whatever later versions add (24f637b: NUL ADDRESS).
+            room, node, nick = value.decode().split("\0")[:3]
             if room == "#lobby":
                 counts[node] += 1
                 where[nick] = node
