@@ -51,7 +51,9 @@ from gchat.events import Event as ChatEvent
 log = logging.getLogger("gchat")
 
 PREFIX = "gchat:"
-LINK_ERRORS = (redis.ConnectionError, redis.TimeoutError, OSError)
+# Any Redis failure sends the node local and retrying: a refused connection, a
+# timeout, or a reply such as "DB index is out of range" or "NOAUTH".
+LINK_ERRORS = (redis.RedisError, OSError)
 BACKOFF_MIN = 0.1
 BACKOFF_MAX = 5.0
 CLOSE_TIMEOUT = 2.0

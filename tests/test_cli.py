@@ -242,3 +242,19 @@ def test_open_files_limit_is_raised_and_max_clients_lowered_to_fit(tmp_path):
         "gchat: warning: the open-files limit allows 960 clients: --max-clients lowered from 5000"
         in errors.decode().splitlines()
     )
+
+
+def test_a_bus_that_refuses_the_database_gives_one_line_and_nonzero_status(redis_server):
+    """A Redis error reply at start (not only a refused connection) is one line, no traceback."""
+    url = f"redis://127.0.0.1:{redis_server.port}/99999"
+    status, _, errors = run_gchat("--port", "0", "--bus", url)
+    assert status == 1
+    assert errors == [f"gchat: cannot reach the bus at {url}: DB index is out of range"]
+
+
+def test_a_password_in_the_bus_url_is_not_logged(redis_server, start_server):
+    url = f"redis://:s3cret@127.0.0.1:{redis_server.port}/0"
+    node = start_server("--bus", url)
+    shown = node.wait_for_log(r"on the bus at (\S+)$").group(1)
+    assert shown == f"redis://:***@127.0.0.1:{redis_server.port}/0"
+    assert not [line for line in node.log if "s3cret" in line]
