@@ -150,6 +150,44 @@ class LineClient:
         self.sock.close()
 
 
+# --- Chat steps shared by the tests: each reads the replies it causes --------------
+
+
+def reply(client: LineClient, line: str) -> str:
+    """The single line the server answers ``line`` with."""
+    client.say(line)
+    return client.readline()
+
+
+def rename(client: LineClient, nick: str, *room: LineClient) -> None:
+    """``/nick nick``; the other members of the client's room, on any node, read the notice."""
+    old = client.nick
+    client.say(f"/nick {nick}")
+    client.expect(f"*** You are now {nick}")
+    for other in room:
+        other.expect(f"*** {old} is now known as {nick}")
+    client.nick = nick
+
+
+def move(
+    client: LineClient,
+    room: str,
+    users: int,
+    old: "tuple[LineClient, ...]" = (),
+    new: "tuple[LineClient, ...]" = (),
+    old_room: str = "#lobby",
+) -> None:
+    """``/join room``; members of the old room read the left notice, of the new one the joined notice."""
+    client.say(f"/join {room}")
+    shown = "#" + room.lstrip("#").lower()
+    count = "1 user" if users == 1 else f"{users} users"
+    client.expect(f"*** You are now in {shown} ({count})")
+    for other in old:
+        other.expect(f"*** {client.nick} left {old_room}")
+    for other in new:
+        other.expect(f"*** {client.nick} joined {shown}")
+
+
 class ChatServer:
     """``python -m gchat`` in a subprocess, its stderr collected line by line.
 

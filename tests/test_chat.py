@@ -8,7 +8,7 @@ out), then the bystander pings (nothing may arrive before its pong).
 
 import re
 
-from conftest import PING, PONG, LineClient
+from conftest import PING, PONG, LineClient, move, rename, reply
 
 WELCOME = "Welcome to the chatroom!"
 HISTORY_FLAGS = ("--rate", "0", "--history", "3")
@@ -23,40 +23,6 @@ def quiet(*clients: LineClient) -> None:
     """Assert that nothing is pending for any of ``clients``, checked in order."""
     for client in clients:
         client.ping()
-
-
-def rename(client: LineClient, nick: str, *room: LineClient) -> None:
-    """``/nick nick``; the other members of the client's room read the notice."""
-    old = client.nick
-    client.say(f"/nick {nick}")
-    client.expect(f"*** You are now {nick}")
-    for other in room:
-        other.expect(f"*** {old} is now known as {nick}")
-    client.nick = nick
-
-
-def move(
-    client: LineClient,
-    room: str,
-    users: int,
-    old: tuple[LineClient, ...] = (),
-    new: tuple[LineClient, ...] = (),
-    old_room: str = "#lobby",
-) -> None:
-    """``/join room``; members of the old room read the left notice, of the new one the joined notice."""
-    client.say(f"/join {room}")
-    count = "1 user" if users == 1 else f"{users} users"
-    client.expect(f"*** You are now in #{room} ({count})")
-    for other in old:
-        other.expect(f"*** {client.nick} left {old_room}")
-    for other in new:
-        other.expect(f"*** {client.nick} joined #{room}")
-
-
-def reply(client: LineClient, line: str) -> str:
-    """The single line the server answers ``line`` with."""
-    client.say(line)
-    return client.readline()
 
 
 # --- On connect ---------------------------------------------------------------
