@@ -1,4 +1,4 @@
-"""``python -m gchat.bench`` end to end against real servers: one that dies, a cluster on Redis, the perf runner."""
+"""``python -m gchat.bench`` end to end against real servers (one dies, a cluster), and the perf runner."""
 
 import json
 import os

@@ -41,6 +41,7 @@ import datetime
 import json
 import os
 import platform
+import resource
 import shutil
 import signal
 import socket
@@ -57,7 +58,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 # The runner reuses the package's own pieces: it needs ROOT on the path first.
-from gchat.bench.procs import server_status_kb  # noqa: E402
+from gchat.bench.procs import server_cpu_s, server_status_kb  # noqa: E402
 from gchat.bench.stats import percentile  # noqa: E402
 from gchat.rlimit import raise_open_files  # noqa: E402
 
@@ -248,7 +249,11 @@ METRICS: dict[str, Metric] = {
     "slow_dropped": Metric("non-reader dropped", None, _yes_no),
     "peak_rss_mib": Metric("server peak RSS MiB", False, _one),
     "capacity_clients": Metric("largest room, p95 reach-all < 500 ms", True, _count),
+    "others_server_core": Metric("others' use of server core", None, _percent),
+    "others_bench_core": Metric("others' use of generator core", None, _percent),
 }
+# Other processes using more than this share of a pinned core during a run: its figures are low.
+DISTURBED = 0.1
 
 # Which figures each bench mode's rows show, in order (only those some server has).
 MODE_METRICS: dict[str, tuple[str, ...]] = {
@@ -274,6 +279,8 @@ MODE_METRICS: dict[str, tuple[str, ...]] = {
     "slow": ("base_p99_ms", "slow_p99_ms", "slow_max_ms", "p99_ratio", "slow_dropped", "peak_rss_mib"),
     "capacity": ("capacity_clients", "peak_rss_mib"),
 }
+# Rows of every mode after its own: on a shared machine, how much of each pinned core others took.
+SHARED_METRICS = ("others_server_core", "others_bench_core")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -718,6 +725,59 @@ def running_server(
         yield deployment
 
 
+def core_busy_s(cpu: int) -> float | None:
+    """Seconds core ``cpu`` has run anything (user, nice, system in /proc/stat) since boot."""
+    try:
+        with open("/proc/stat") as stat:
+            for line in stat:
+                if line.startswith(f"cpu{cpu} "):
+                    user, nice, system = (int(field) for field in line.split()[1:4])
+                    return (user + nice + system) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError):
+        return None
+    return None
+
+
+class OthersMeter:
+    """How much of each pinned core other processes took while a bench ran.
+
+    The machine may be shared: a core's busy time less what our own processes
+    used on it (the server's, read from /proc; the load generator's, counted
+    once it has been waited for) is someone else's, and the run's figures are
+    that much low. Core 0 runs nothing of ours but the server, core 1 nothing
+    but the load generator.
+    """
+
+    def __init__(self, pids: Sequence[int]) -> None:
+        self._pids = pids
+        self._start = self._sample()
+
+    def _sample(self) -> tuple[float, float | None, float | None, float | None, float]:
+        children = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return (
+            time.monotonic(),
+            core_busy_s(SERVER_CPU),
+            server_cpu_s(self._pids),
+            core_busy_s(BENCH_CPU),
+            children.ru_utime + children.ru_stime,
+        )
+
+    def shares(self) -> dict[str, float]:
+        """Others' share of each core since the start; call after waiting for the load generator."""
+        end = self._sample()
+        wall = end[0] - self._start[0]
+        _, busy0, server0, busy1, bench0 = self._start
+        _, busy0_end, server_end, busy1_end, bench_end = end
+        found: dict[str, float] = {}
+        if wall <= 0:
+            return found
+        if busy0 is not None and busy0_end is not None and server0 is not None and server_end is not None:
+            found["others_server_core"] = max(busy0_end - busy0 - (server_end - server0), 0.0) / wall
+        if busy1 is not None and busy1_end is not None:
+            found["others_bench_core"] = max(busy1_end - busy1 - (bench_end - bench0), 0.0) / wall
+        return found
+
+
 def peak_rss_mib(pids: Sequence[int]) -> float | None:
     """The server's peak resident set (VmHWM) so far; a cluster's, summed over its processes."""
     peak_kb = server_status_kb(pids, "VmHWM")
@@ -807,6 +867,7 @@ def run_once(
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
     try:
         with running_server(server, scenario, pin, logdir, tag) as deployment:
+            others = OthersMeter(deployment.pids())
             bench = subprocess.Popen(
                 pinned(BENCH_CPU, bench_command(scenario, server, deployment, options), pin),
                 stdin=subprocess.DEVNULL,
@@ -823,6 +884,7 @@ def run_once(
                 return verdict("failed", f"load generator still running after {limit:.0f} s: killed")
             finally:
                 kill_group(bench)
+            disturbed = others.shares() if pin else {}
             peak = peak_rss_mib(deployment.pids())
             died = deployment.died()
             link_lost = deployment.link_lost()
@@ -836,6 +898,7 @@ def run_once(
     found = figures(raw)
     if peak is not None:
         found.metrics["peak_rss_mib"] = peak
+    found.metrics.update(disturbed)
     extra = {"metrics": found.metrics, "counts": found.counts, "saturated": found.saturated, "raw": raw}
     if link_lost:
         # Cut off from the others, a node serves its own clients alone: the
@@ -925,7 +988,7 @@ def table_rows(
     for scenario in plan:
         row_data = table.get(scenario.key, {})
         present = {m for summary in row_data.values() for m in summary.metrics}
-        metrics = [m for m in MODE_METRICS.get(scenario.mode, ()) if m in present]
+        metrics = [m for m in (*MODE_METRICS.get(scenario.mode, ()), *SHARED_METRICS) if m in present]
         if not metrics:
             # Every server INVALID or FAILED: one row still says so.
             metrics = list(MODE_METRICS.get(scenario.mode, ("deliveries_per_s",)))[:1]
@@ -987,6 +1050,26 @@ def saturation_notes(plan: list[Scenario], runs: list[Run]) -> list[str]:
             notes.append(
                 head + "; their rates there are what one generator core could drive (a floor), "
                 "so compare server CPU us/delivery and server CPU instead"
+            )
+    return notes
+
+
+def disturbance_notes(plan: list[Scenario], runs: list[Run]) -> list[str]:
+    """Where other processes took a share of a pinned core: those runs' figures are low."""
+
+    def taken(run: Run) -> float:
+        return max(run.metrics.get(name, 0.0) for name in SHARED_METRICS)
+
+    notes = []
+    for scenario in plan:
+        mine = [run for run in runs if run.scenario == scenario.key]
+        disturbed = [run for run in mine if taken(run) > DISTURBED]
+        if disturbed:
+            worst = max(disturbed, key=taken)
+            notes.append(
+                f"{scenario.key}: other processes took over {DISTURBED:.0%} of a pinned core in"
+                f" {len(disturbed)} of {len(mine)} runs (at most {taken(worst):.0%}, {worst.server}"
+                f" #{worst.repetition}): the machine was busy, those runs' figures are low"
             )
     return notes
 
@@ -1246,7 +1329,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     header, rows = table_rows(plan, table, servers, options.comparison)
     notes = verdict_notes(plan, table)
-    saturated = saturation_notes(plan, runs)
+    saturated = saturation_notes(plan, runs) + disturbance_notes(plan, runs)
     print()
     print(render_text(header, rows))
     for note in notes + saturated:
