@@ -412,9 +412,6 @@ class Comparison:
         }
 
 
-# A 1-minute load average above this before the first run: someone else is using the cores.
-BUSY_LOAD = 0.5
-
 PEERS = Comparison(
     title="gchat against its peers",
     servers=("gchat", "thread", "asyncio", "redis"),
@@ -1300,15 +1297,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     total = len(plan) * options.repeat * len(servers)
     runs: list[Run] = []
     started = datetime.datetime.now(datetime.timezone.utc)
-    # Nothing of ours runs yet: a load well above 0 is someone else, who will
-    # share the cores with the servers and the load generator.
+    # Recorded with the results; each run's own measure of others is OthersMeter.
     load_before = os.getloadavg()
-    if load_before[0] > BUSY_LOAD:
-        print(
-            f"perf: warning: load average {load_before[0]:.2f} before starting: the machine is busy,"
-            " figures will be noisy",
-            file=sys.stderr,
-        )
     with tempfile.TemporaryDirectory(prefix="gchat-perf-") as tmp:
         logdir = Path(tmp)
         done = 0
@@ -1406,7 +1396,6 @@ def markdown_report(
         f"{meta['pinning']}; median of {meta['repeat']} run(s) per cell"
         + (" (--quick)" if meta["quick"] else "")
         + f"; load average {meta['load_average_before'][0]:.2f} before the first run"
-        + (" (busy: figures are noisy)" if meta["load_average_before"][0] > BUSY_LOAD else "")
         + ".",
         "",
         "Servers: " + "; ".join(f"**{name}**: {SERVERS[name].about}" for name in servers) + ".",
