@@ -23,6 +23,7 @@ from gchat import __version__
 from gchat.bus import BusError
 from gchat.config import Config
 from gchat.logs import LOG_FORMATS, configure_logging
+from gchat.meter import MetricsError
 from gchat.passwords import SecretsError, hash_password, read_operator_file, read_secret_file
 from gchat.rlimit import fit_open_files
 from gchat.server import ChatServer
@@ -107,6 +108,7 @@ class _Parser(argparse.ArgumentParser):
 _FLAGS: "list[tuple[str, Callable[[str], object], str]]" = [
     ("--host", str, "address to listen on; '::' for IPv6"),
     ("--port", _integer(0, 65535), "TCP port; 0 picks a free one"),
+    ("--metrics-port", _integer(0, 65535), "HTTP port on --host serving Prometheus metrics; 0: off"),
     ("--history", _integer(0), "chat lines replayed on joining a room; 0: off"),
     ("--max-line", _integer(1), "longest line accepted, in bytes"),
     ("--rate", _seconds, "lines per second read from one client; 0: no limit"),
@@ -249,6 +251,9 @@ def main(argv: Optional[list[str]] = None) -> int:
         server.start()
     except BusError as err:
         print(f"gchat: cannot reach the bus at {hide_password(config.bus)}: {err}", file=sys.stderr)
+        return 1
+    except MetricsError as err:
+        print(f"gchat: {err}", file=sys.stderr)
         return 1
     except OSError as err:
         # gevent appends the address to strerror; the original text is in args.

@@ -77,7 +77,7 @@ class Mailbox(Protocol):
 class Client:
     """A client of this node, as its own commands left it."""
 
-    __slots__ = ("address", "cid", "mailbox", "member", "nick", "oper", "quit_reason", "room")
+    __slots__ = ("address", "cid", "kicked", "mailbox", "member", "nick", "oper", "quit_reason", "room")
 
     def __init__(self, cid: int, nick: str, mailbox: Mailbox, address: str) -> None:
         self.cid = cid
@@ -88,6 +88,8 @@ class Client:
         self.member: Optional[Member] = None
         self.oper = False
         self.quit_reason: Optional[str] = None
+        # Cut off by an operator, not gone by its own /quit (both are quit_reason text).
+        self.kicked = False
 
     @property
     def connected(self) -> bool:
@@ -191,6 +193,11 @@ class Hub:
     @property
     def client_count(self) -> int:
         return len(self._local)
+
+    @property
+    def room_count(self) -> int:
+        """Rooms as this node knows them: the lobby and every room with members, on any node."""
+        return len(self._rooms)
 
     def connect(self, mailbox: Mailbox, address: str = "") -> Client:
         """Admit a new connection: a guest nick, then the lobby and its history."""
@@ -457,6 +464,7 @@ class Hub:
         client = member.client
         if client is not None and client.connected:
             client.quit_reason = KICKED
+            client.kicked = True
             self._clients.pop(nick_key(client.nick), None)
             self._local.pop(client.cid, None)
             client.mailbox.close()

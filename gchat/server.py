@@ -20,7 +20,8 @@ from gevent.socket import socket as GreenSocket
 from gchat import replies
 from gchat.bus import Bus, LocalBus
 from gchat.config import Config
-from gchat.hub import Hub
+from gchat.hub import BANNED, Hub
+from gchat.meter import FULL, TOO_MANY, meter_for
 from gchat.passwords import verify
 from gchat.session import SHUTDOWN, Outbox, Session, discard_until_eof, format_peer
 from gchat.tls import accept_tls
@@ -51,7 +52,8 @@ class ChatServer:
         self.config = config
         self._tls = tls
         self._password = password
-        self._bus = _make_bus(config)
+        self._meter = meter_for(config)
+        self._bus = self._meter.bus(_make_bus(config))
         self.hub = Hub(
             history=config.history,
             bus=self._bus,
@@ -67,12 +69,13 @@ class ChatServer:
         self._server: Optional[_Listener] = None
 
     def start(self) -> None:
-        """Bind, join the bus, serve.
+        """Bind, serve metrics, join the bus, serve.
 
-        Raises OSError (e.g. address in use) or BusError before serving anyone.
+        Raises OSError (e.g. address in use), MetricsError or BusError before serving anyone.
         """
         listener = _listen(self.config.host, self.config.port, self.config.reuse_port)
         try:
+            self._meter.start(self.hub, self._sessions)
             self._bus.start()
         except BaseException:
             listener.close()
@@ -106,30 +109,37 @@ class ChatServer:
                 return
         host = address[0]
         if self.hub.closing:
+            self._meter.refused(SHUTDOWN)
             sock.close()
             return
         if self._connections >= config.max_clients:
+            self._meter.refused(FULL)
             _reject(sock, replies.SERVER_FULL)
             return
         if config.max_per_ip and self._per_address[host] >= config.max_per_ip:
+            self._meter.refused(TOO_MANY)
             _reject(sock, replies.TOO_MANY_FROM_ADDRESS)
             return
         if self.hub.banned(host):
+            self._meter.refused(BANNED)
             _reject(sock, replies.BANNED)
             return
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._connections += 1
         self._per_address[host] += 1
 
-        def left() -> None:
+        def left(cause: str) -> None:
             # The place is free once the user has left, even while the
             # socket lingers (for at most shutdown_timeout) to flush.
+            self._meter.left(cause)
             self._connections -= 1
             self._per_address[host] -= 1
             if not self._per_address[host]:
                 del self._per_address[host]
 
-        session = Session(sock, address, self.hub, config, self._outbox, left, self._closed, self._password)
+        session = self._meter.session_class(
+            sock, address, self.hub, config, self._outbox, left, self._closed, self._password
+        )
         self._sessions.add(session)
         self._all_closed.clear()
         session.start()

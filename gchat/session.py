@@ -29,11 +29,11 @@ from gevent.socket import socket as GreenSocket
 from gevent.socket import wait_write
 
 from gchat import replies
-from gchat.commands import Command, parse
+from gchat.commands import Command, Quit, parse
 from gchat.config import Config
 from gchat.framing import Frame, LineFramer, TooLong
 from gchat.gate import PasswordGate, Verdict
-from gchat.hub import Client, Hub
+from gchat.hub import KICKED, Client, Hub
 from gchat.ratelimit import TokenBucket
 from gchat.sanitize import sanitize
 
@@ -42,6 +42,10 @@ log = logging.getLogger("gchat")
 RECV_SIZE = 65536
 CLOSED = "connection closed"
 SHUTDOWN = "server shutdown"
+# What on_left is told when a client left by /quit (its room was told the client's own
+# words), and when the password gate closed the connection after the last wrong try.
+QUIT = "quit"
+WRONG_PASSWORD = "wrong password"
 
 
 class Outbox:
@@ -109,6 +113,7 @@ class Session:
         "_reader",
         "_sock",
         "_timer",
+        "_turned_away",
         "_watcher",
         "_writer",
     )
@@ -120,7 +125,7 @@ class Session:
         hub: Hub,
         config: Config,
         outbox: Outbox,
-        on_left: Callable[[], None],
+        on_left: Callable[[str], None],
         on_closed: Callable[["Session"], None],
         password: Optional[str] = None,
     ) -> None:
@@ -140,6 +145,8 @@ class Session:
         self._backlog = 0
         self._closed = False
         self._aborted: Optional[str] = None
+        # Why the password gate closed the connection, if it did.
+        self._turned_away: Optional[str] = None
         self._eof = False
         self._left = False
         self._framer = LineFramer(config.max_line)
@@ -163,6 +170,11 @@ class Session:
         if not self._pending and self._writer is None:
             self._outbox.mark(self)
         self._pending.append(data)
+
+    @property
+    def queued(self) -> int:
+        """Bytes delivered for the client that the kernel has not taken yet."""
+        return self._backlog if self._aborted is None else 0
 
     def close(self) -> None:
         """No more output after what is pending; then a FIN."""
@@ -339,6 +351,7 @@ class Session:
         if verdict is Verdict.ADMIT:
             self._admit()
         elif verdict is Verdict.CLOSE:
+            self._turned_away = QUIT if isinstance(command, Quit) else WRONG_PASSWORD
             self.close()
         return self._client
 
@@ -347,12 +360,13 @@ class Session:
         client = self._client
         if not self._left:
             self._left = True
+            cause = self._cause(reason)
             if client is not None:
-                self._hub.leave(client, self._aborted or reason)
-            self._on_left()
+                self._hub.leave(client, cause)
+            self._on_left(cause)
             if log.isEnabledFor(logging.INFO):
                 who = client.nick if client is not None else "(no password)"
-                why = client.quit_reason if client is not None else self._aborted or reason
+                why = client.quit_reason if client is not None else cause
                 log.info("%s %s disconnected (%s)", self._peer, who, why)
         try:
             if self._aborted is None:
@@ -360,6 +374,14 @@ class Session:
                 self._linger()
         finally:
             self._release()
+
+    def _cause(self, reason: str) -> str:
+        """Why the client goes, in the server's words: never a /quit's reason, which is free text."""
+        client = self._client
+        if client is not None and not client.connected:
+            # The hub let it go already: by its /quit, or an operator's /kick or /ban.
+            return KICKED if client.kicked else QUIT
+        return self._aborted or self._turned_away or reason
 
     def _release(self) -> None:
         """Free everything the connection holds; the last step, whatever the path."""

@@ -1,0 +1,306 @@
+"""--metrics-port: Prometheus metrics over real HTTP, after real clients did real things.
+
+Every count is read after a reply proves the server has done what is
+counted: the server counts before it sends, so a line a client has read was
+counted already.
+"""
+
+import os
+import socket
+import urllib.request
+from pathlib import Path
+
+import pytest
+import test_access
+from conftest import PONG, TIMEOUT, free_port, run_gchat
+from prometheus_client.parser import text_string_to_metric_families
+
+LINE = "x" * 4000
+
+
+def start_metered(start_server, *flags, env=None):
+    """A server with metrics on a free port: (server, metrics port)."""
+    port = free_port()
+    return start_server("--rate", "0", "--metrics-port", str(port), *flags, env=env), port
+
+
+def scrape(port, host="127.0.0.1"):
+    """Every sample the metrics port serves now, keyed like ``name{label="value"}``."""
+    with urllib.request.urlopen(f"http://{host}:{port}/metrics", timeout=TIMEOUT) as response:
+        assert response.status == 200
+        text = response.read().decode()
+    samples = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            labels = ",".join(f'{key}="{value}"' for key, value in sorted(sample.labels.items()))
+            samples[f"{sample.name}{{{labels}}}" if labels else sample.name] = sample.value
+    return samples
+
+
+def disconnects(samples, reason):
+    return samples[f'gchat_disconnects_total{{reason="{reason}"}}']
+
+
+def listening_ports(pid):
+    """The TCP ports process ``pid`` listens on, from its descriptors and /proc/net."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        target = os.readlink(fd)
+        if target.startswith("socket:["):
+            inodes.add(target[len("socket:[") : -1])
+    ports = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for row in Path(table).read_text().splitlines()[1:]:
+            fields = row.split()
+            if fields[3] == "0A" and fields[9] in inodes:  # 0A: LISTEN
+                ports.add(int(fields[1].rsplit(":", 1)[1], 16))
+    return ports
+
+
+def stuck_reader(server):
+    """A client with a tiny receive buffer that never reads: its lines back up in the server."""
+    raw = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    raw.connect(server.address)
+    return raw
+
+
+def test_metrics_are_off_by_default(server):
+    assert listening_ports(server.pid) == {server.port}
+    assert not any("metrics" in line for line in server.log)
+
+
+def test_environment_variable_turns_metrics_on(start_server):
+    port = free_port()
+    server = start_server("--rate", "0", env={"GCHAT_METRICS_PORT": str(port)})
+    assert listening_ports(server.pid) == {server.port, port}
+    assert scrape(port)["gchat_connections_open"] == 0
+
+
+def test_metrics_listen_on_the_chat_host(start_server):
+    server, port = start_metered(start_server, "--host", "::1")
+    assert server.host == "::1"
+    assert scrape(port, host="[::1]")["gchat_rooms"] == 1
+
+
+@pytest.mark.parametrize("value", ["-1", "65536", "lots"])
+def test_bad_metrics_port_gives_one_line_and_nonzero_status(value):
+    status, _, errors = run_gchat("--metrics-port", value)
+    assert status == 2
+    assert len(errors) == 1
+    assert errors[0].startswith(f"gchat: error: argument --metrics-port: invalid value '{value}'")
+
+
+def test_metrics_port_in_use_gives_one_line_and_nonzero_status():
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        status, _, errors = run_gchat("--port", "0", "--metrics-port", str(port))
+    assert status != 0
+    assert errors == [f"gchat: cannot serve metrics on 127.0.0.1:{port}: Address already in use"]
+
+
+def test_connections_are_counted_open_and_in_total(start_server):
+    server, port = start_metered(start_server)
+    a, b = server.join(), server.join()
+    samples = scrape(port)
+    assert samples["gchat_connections_open"] == 2
+    assert samples["gchat_connections_total"] == 2
+    b.say("/quit")
+    a.expect(f"*** {b.nick} quit (leaving)")
+    samples = scrape(port)
+    assert samples["gchat_connections_open"] == 1
+    assert samples["gchat_connections_total"] == 2
+
+
+def test_chat_lines_in_and_deliveries_out_are_counted(start_server):
+    server, port = start_metered(start_server)
+    a, b, c = server.join(), server.join(), server.join()
+    a.say("one", "/me two", "/who")
+    a.readline()  # the /who reply
+    for other in (b, c):
+        other.expect(f"<{a.nick}> one", f"* {a.nick} two")
+    samples = scrape(port)
+    assert samples["gchat_messages_in_total"] == 2  # /who is a command, not a chat line
+    # Welcome and status for each of 3 (6), 3 join notices, 2 lines to each of 2, 1 reply.
+    assert samples["gchat_deliveries_total"] == 6 + 3 + 4 + 1
+
+
+def test_bytes_in_and_out_are_counted(start_server):
+    server, port = start_metered(start_server)
+    a = server.connect()
+    welcome = a.readline_bytes() + b"\n" + a.readline_bytes() + b"\n"
+    a.say("/ping")
+    assert a.readline() == PONG
+    samples = scrape(port)
+    assert samples["gchat_received_bytes_total"] == len("/ping\n")
+    assert samples["gchat_sent_bytes_total"] == len(welcome) + len(PONG) + 1
+
+
+def test_quit_is_counted_as_quit_whatever_reason_it_gives(start_server):
+    server, port = start_metered(start_server)
+    a, b = server.join(), server.join()
+    b.say("/quit slow consumer")
+    a.expect(f"*** {b.nick} quit (slow consumer)")
+    samples = scrape(port)
+    assert disconnects(samples, "quit") == 1
+    assert disconnects(samples, "slow consumer") == 0
+
+
+def test_closed_connection_is_counted(start_server):
+    server, port = start_metered(start_server)
+    a, b = server.join(), server.join()
+    b.close()
+    a.expect(f"*** {b.nick} quit (connection closed)")
+    assert disconnects(scrape(port), "connection closed") == 1
+
+
+def test_idle_timeout_is_counted(start_server):
+    server, port = start_metered(start_server, "--idle-timeout", "1")
+    assert server.connect().read_to_eof().endswith(b"*** disconnected: idle timeout\n")
+    assert disconnects(scrape(port), "idle timeout") == 1
+
+
+def test_slow_consumer_is_counted(start_server):
+    server, port = start_metered(start_server, "--max-backlog", "65536")
+    a, b = server.join(), server.join()
+    stuck = stuck_reader(server)
+    for client in (a, b):
+        client.expect("*** guest3 joined #lobby")
+    notice = "*** guest3 quit (slow consumer)"
+    # The kernel's buffers take about 3 MB (tcp_wmem allows 4 MB) before 64 KiB queue up.
+    for _ in range(8000):  # at most 32 MB
+        a.say(LINE)
+        if b.readline() == notice:
+            break
+    else:
+        raise AssertionError("the reader that never reads was not dropped")
+    assert disconnects(scrape(port), "slow consumer") == 1
+    stuck.close()
+
+
+@pytest.mark.parametrize(
+    ("flags", "reason"),
+    [
+        (("--max-clients", "1"), "server full"),
+        (("--max-per-ip", "1"), "too many from address"),
+    ],
+)
+def test_refused_connection_is_counted_by_reason(start_server, flags, reason):
+    server, port = start_metered(start_server, *flags)
+    a = server.join()
+    assert server.connect().read_to_eof().startswith(b"!!! ")
+    samples = scrape(port)
+    assert disconnects(samples, reason) == 1
+    assert samples["gchat_connections_total"] == 2
+    assert samples["gchat_connections_open"] == 1
+    a.ping()
+
+
+@pytest.fixture
+def locked(start_server, tmp_path):
+    """A metered server with a password: (server, metrics port)."""
+    path = tmp_path / "password"
+    path.write_text(test_access.SECRET + "\n")
+    return start_metered(start_server, "--password-file", str(path))
+
+
+@pytest.fixture
+def moderated(start_server, tmp_path):
+    """A metered server with an operator, and the operator: (server, metrics port, operator)."""
+    path = tmp_path / "opers"
+    path.write_text(f"boss:{test_access.hash_password(test_access.OPER_PASSWORD)}\n")
+    server, port = start_metered(start_server, "--oper-file", str(path))
+    return server, port, test_access.operator(server, "127.0.0.2")
+
+
+def test_client_at_the_password_prompt_holds_an_open_connection(locked):
+    server, port = locked
+    test_access.knock(server)
+    samples = scrape(port)
+    assert samples["gchat_connections_open"] == 1
+    assert samples["gchat_connections_total"] == 1
+
+
+def test_third_wrong_password_is_counted(locked):
+    server, port = locked
+    client = test_access.knock(server)
+    client.say("/pass one", "/pass two", "/pass three")
+    client.read_to_eof()
+    samples = scrape(port)
+    assert disconnects(samples, "wrong password") == 1
+    assert samples["gchat_connections_open"] == 0
+
+
+def test_kick_is_counted_as_kicked_not_quit(moderated):
+    server, port, boss = moderated
+    target = server.join()
+    boss.say(f"/kick {target.nick} quit")
+    target.read_to_eof()
+    # The session ends when the kicked client closes (until then it holds its place).
+    target.close()
+    server.wait_for_log(rf"{target.nick} disconnected \(kicked\)")
+    samples = scrape(port)
+    assert disconnects(samples, "kicked") == 1
+    assert disconnects(samples, "quit") == 0
+
+
+def test_connection_from_a_banned_address_is_counted_as_refused(moderated):
+    server, port, boss = moderated
+    target = server.join("127.0.0.3")
+    boss.say(f"/ban {target.nick}")
+    target.read_to_eof()
+    target.close()
+    server.wait_for_log(rf"{target.nick} disconnected \(kicked\)")
+    assert server.connect(source="127.0.0.3").read_to_eof() == b"!!! you are banned from this server\n"
+    samples = scrape(port)
+    assert disconnects(samples, "kicked") == 1
+    assert disconnects(samples, "banned") == 1
+
+
+def test_rooms_gauge_follows_rooms_with_members(start_server):
+    server, port = start_metered(start_server)
+    a, b = server.join(), server.join()
+    a.say("/join dev")
+    a.expect("*** You are now in #dev (1 user)")
+    b.say("/join ops")
+    b.read_until("*** You are now in #ops (1 user)")
+    assert scrape(port)["gchat_rooms"] == 3
+    a.say("/join lobby")
+    a.read_until("*** You are now in #lobby (1 user)")
+    assert scrape(port)["gchat_rooms"] == 2
+
+
+def test_queued_bytes_show_the_backlog_of_a_reader_that_never_reads(start_server):
+    server, port = start_metered(start_server, "--max-backlog", str(64 * 1024 * 1024))
+    a, b = server.join(), server.join()
+    stuck = stuck_reader(server)
+    for client in (a, b):
+        client.expect("*** guest3 joined #lobby")
+    assert scrape(port)["gchat_queued_bytes"] == 0
+    # 8 MB: more than the kernel's buffers (tcp_wmem at most 4 MB here) can hold.
+    for _ in range(20):
+        a.say(*[LINE] * 100)
+        b.read_lines(100)
+    assert scrape(port)["gchat_queued_bytes"] > 1024 * 1024
+    stuck.close()
+
+
+def test_bus_lag_is_not_exported_without_a_bus(start_server):
+    _, port = start_metered(start_server)
+    assert not any(name.startswith("gchat_bus_lag") for name in scrape(port))
+
+
+def test_bus_lag_times_this_nodes_lines_through_redis(cluster):
+    port = free_port()
+    node = cluster.node("--metrics-port", str(port))
+    a, b = cluster.join(node), cluster.join(node)
+    for n in range(5):
+        a.say(f"line {n}")
+        b.expect(f"<{a.nick}> line {n}")
+    samples = scrape(port)
+    # One line is timed at a time, so at least the first; each came back through Redis.
+    assert 1 <= samples["gchat_bus_lag_seconds_count"] <= 5
+    assert 0 < samples["gchat_bus_lag_seconds_sum"] < TIMEOUT
+    assert samples["gchat_messages_in_total"] == 5
