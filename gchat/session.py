@@ -183,6 +183,10 @@ class Session:
         self._closed = True
         if not self._pending and self._writer is None:
             self._shutdown_output()
+        if self._reader is None and self._watcher is not None:
+            # Parked (the hub closed an idle client, e.g. a kick): a reader must
+            # end the session, or it would hold its place until the client spoke.
+            self._wake()
 
     def flush(self) -> None:
         """Try to hand everything pending to the kernel now, without waiting.

@@ -313,3 +313,14 @@ def test_joining_a_room_shows_its_topic_and_an_emptied_room_forgets_it(moderated
     member.say("/join #lobby", "/join #dev", "/topic")
     member.read_until("*** You are now in #dev (1 user)")
     assert member.readline() == "*** no topic for #dev"
+
+
+def test_a_kicked_client_that_keeps_its_socket_open_frees_its_place(start_server, oper_file):
+    server = start_server("--rate", "0", "--oper-file", oper_file, "--max-clients", "2")
+    boss = operator(server)
+    target = server.join()
+    boss.say(f"/kick {target.nick}")
+    boss.readline()
+    target.read_to_eof()  # the server closed it; the test keeps its end open
+    newcomer = server.connect()
+    assert newcomer.readline() == "Welcome to the chatroom!"
