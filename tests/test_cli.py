@@ -156,46 +156,36 @@ def _connect_when_listening(port):
             time.sleep(0.05)
 
 
-def test_quiet_logs_nothing_below_warning():
-    port = _free_port()
+def _chat_once_and_stop(port: int, flags: "list[str]", lines: bytes) -> "tuple[int, bytes]":
+    """Run a server, send ``lines`` from one client to the end, SIGTERM it: (status, stderr)."""
     environ = dict(os.environ, PYTHONPATH=str(ROOT))
     proc = subprocess.Popen(
-        [sys.executable, "-m", "gchat", "-q", "--port", str(port)],
+        [sys.executable, "-m", "gchat", *flags, "--port", str(port)],
         cwd=ROOT,
         env=environ,
         stderr=subprocess.PIPE,
     )
     try:
         with _connect_when_listening(port) as client:
-            client.sendall(b"a chat line\n/quit\n")
+            client.sendall(lines)
             while client.recv(4096):
                 pass
         proc.send_signal(signal.SIGTERM)
         _, errors = proc.communicate(timeout=TIMEOUT)
     finally:
         proc.kill()
-    assert proc.returncode == 0
+    return proc.returncode, errors
+
+
+def test_quiet_logs_nothing_below_warning():
+    status, errors = _chat_once_and_stop(_free_port(), ["-q"], b"a chat line\n/quit\n")
+    assert status == 0
     assert errors == b""
 
 
 def test_json_log_format_writes_one_json_object_per_line():
     port = _free_port()
-    environ = dict(os.environ, PYTHONPATH=str(ROOT))
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "gchat", "--log-format", "json", "--port", str(port)],
-        cwd=ROOT,
-        env=environ,
-        stderr=subprocess.PIPE,
-    )
-    try:
-        with _connect_when_listening(port) as client:
-            client.sendall(b"caf\xc3\xa9 \xe2\x80\xa8 line\n/quit\n")
-            while client.recv(4096):
-                pass
-        proc.send_signal(signal.SIGTERM)
-        _, errors = proc.communicate(timeout=TIMEOUT)
-    finally:
-        proc.kill()
+    _, errors = _chat_once_and_stop(port, ["--log-format", "json"], b"caf\xc3\xa9 \xe2\x80\xa8 line\n/quit\n")
     entries = [json.loads(line) for line in errors.decode("ascii").splitlines()]
     assert entries[0]["msg"] == f"gchat listening on 127.0.0.1:{port}"
     assert entries[-1]["msg"] == "gchat stopped"
