@@ -129,6 +129,10 @@ _FLAGS: "list[tuple[str, Callable[[str], object], str]]" = [
     ("--node-timeout", _positive_seconds, "with --bus: seconds without a heartbeat before a node is lost"),
     ("--reuse-port", _switch, "let other nodes listen on the same port (SO_REUSEPORT)"),
     ("--announce-limit", _integer(0), "no joined/left/quit notices in rooms larger than this; 0: always"),
+    ("--join-rate", _seconds, "/join commands a second from one address after --join-burst; 0: no limit"),
+    ("--join-burst", _integer(1), "/join commands one address may send at once"),
+    ("--msg-rate", _seconds, "/msg lines a second from one address to one nick after --msg-burst; 0: off"),
+    ("--msg-burst", _integer(1), "/msg lines one address may send one nick at once"),
 ]
 
 

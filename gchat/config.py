@@ -28,4 +28,8 @@ class Config:
     node_timeout: float = 5.0
     reuse_port: bool = False
     announce_limit: int = 0
+    join_rate: float = 1.0
+    join_burst: int = 20
+    msg_rate: float = 5.0
+    msg_burst: int = 40
     log_format: str = "text"

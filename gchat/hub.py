@@ -13,10 +13,13 @@ never differ and nothing waits.
 """
 
 import logging
+import time
 from collections import deque
+from collections.abc import Hashable
 from typing import Any, Callable, Optional, Protocol
 
 from gchat import replies
+from gchat.budget import Budget
 from gchat.bus import Bus, LocalBus, Snapshot
 from gchat.commands import (
     Ban,
@@ -137,8 +140,16 @@ class Hub:
         bus: Optional[Bus] = None,
         announce_limit: int = 0,
         operators: Optional[Callable[[str, str], bool]] = None,
+        joins: Optional[Budget] = None,
+        messages: Optional[Budget] = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._bus: Bus = bus if bus is not None else LocalBus()
+        # Per address (joins) and per address and target nick (private messages),
+        # on the sender's node: what one address may make the chat send others.
+        self._joins = joins
+        self._messages = messages
+        self._clock = clock
         # Checks an operator's name and password; may wait (a slow hash in a thread).
         self._operators = operators
         self.node = self._bus.node
@@ -519,12 +530,23 @@ class Hub:
         if name == client.room:
             client.mailbox.deliver(replies.already_in(name))
             return
+        if not self._within(self._joins, client.address):
+            # Each join is a notice to everyone in two rooms: toggling would flood them.
+            client.mailbox.deliver(replies.TOO_MANY_JOINS)
+            return
         client.room = name
         self._bus.publish(Joined(self.node, client.cid, client.nick, name))
 
     def _msg(self, client: Client, command: Msg) -> None:
+        if not self._within(self._messages, (client.address, nick_key(command.nick))):
+            # Many connections of one address could otherwise outpace the target's reading.
+            client.mailbox.deliver(replies.too_many_messages(command.nick))
+            return
         line = replies.private(client.nick, command.text)
         self._bus.publish(Private(command.nick, line, self.node, client.cid))
+
+    def _within(self, budget: Optional[Budget], key: Hashable) -> bool:
+        return budget is None or budget.allow(key, self._clock())
 
     def _ask(self, client: Client, command: Command) -> None:
         self._bus.publish(Asked(self.node, client.cid, "who" if isinstance(command, Who) else "rooms"))

@@ -48,6 +48,7 @@ PERMISSION_DENIED = line("!!! permission denied")
 BANNED = line("!!! you are banned from this server")
 LINK_LOST = line("*** cluster link lost, local only")
 LINK_RESTORED = line("*** cluster link restored")
+TOO_MANY_JOINS = line("!!! too many joins from your address, try again later")
 
 
 def status(nick: str, room: str) -> bytes:
@@ -129,6 +130,10 @@ def already_in(room: str) -> bytes:
 
 def no_such_user(nick: str) -> bytes:
     return line(f"!!! no such user: {nick}")
+
+
+def too_many_messages(nick: str) -> bytes:
+    return line(f"!!! too many messages to {nick} from your address, try again later")
 
 
 def kicked(nick: str, by: str, reason: str) -> bytes:

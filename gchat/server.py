@@ -18,6 +18,7 @@ from gevent.server import StreamServer
 from gevent.socket import socket as GreenSocket
 
 from gchat import replies
+from gchat.budget import budget
 from gchat.bus import Bus, LocalBus
 from gchat.config import Config
 from gchat.hub import BANNED, Hub
@@ -58,6 +59,8 @@ class ChatServer:
             history=config.history,
             bus=self._bus,
             announce_limit=config.announce_limit,
+            joins=budget(config.join_rate, config.join_burst),
+            messages=budget(config.msg_rate, config.msg_burst),
             operators=_operator_check(operators) if operators else None,
         )
         self._outbox = Outbox()

@@ -1,0 +1,89 @@
+"""What one address may make the chat send others: joins and private messages (issue 10, item 7).
+
+Each test sets a small budget and a rate so low that nothing refills while it
+runs, so the limit is hit at the same line on any machine.
+"""
+
+from conftest import PING, PONG, move, reply
+
+TOO_MANY_JOINS = "!!! too many joins from your address, try again later"
+# A refill far slower than any test: no token comes back while one runs.
+NO_REFILL = "0.0001"
+
+
+def too_many_messages(nick: str) -> str:
+    return f"!!! too many messages to {nick} from your address, try again later"
+
+
+def test_joins_beyond_the_join_budget_are_refused_with_one_line_and_change_nothing(start_server):
+    server = start_server("--rate", "0", "--join-burst", "3", "--join-rate", NO_REFILL)
+    a, b = server.join(), server.join()
+    move(a, "#x", 1, old=(b,))
+    move(a, "#lobby", 2, new=(b,), old_room="#x")
+    move(a, "#x", 1, old=(b,))
+    assert reply(a, "/join #lobby") == TOO_MANY_JOINS
+    assert reply(a, "/who") == f"*** users in #x (1): {a.nick}"
+    b.ping()  # no left or joined notice came before the reply
+
+
+def test_the_join_budget_is_shared_by_the_connections_of_one_address_only(start_server):
+    server = start_server("--rate", "0", "--join-burst", "1", "--join-rate", NO_REFILL)
+    a = server.join(source="127.0.0.21")
+    b = server.join(source="127.0.0.21")
+    c = server.join(source="127.0.0.22")
+    move(a, "#x", 1, old=(b, c))
+    assert reply(b, "/join #y") == TOO_MANY_JOINS
+    move(c, "#y", 1, old=(b,))
+
+
+def test_join_rate_zero_turns_the_join_limit_off(start_server):
+    server = start_server("--rate", "0", "--join-burst", "1", "--join-rate", "0")
+    a = server.join()
+    for room in ("#x", "#y", "#z"):
+        a.say(f"/join {room}")
+        assert a.readline().startswith(f"*** You are now in {room} (")
+
+
+def test_a_private_flood_from_one_address_is_throttled_and_the_target_stays(start_server):
+    server = start_server("--rate", "0", "--msg-burst", "5", "--msg-rate", NO_REFILL)
+    victim = server.join(source="127.0.0.31")
+    x = server.join(source="127.0.0.32")
+    y = server.join(source="127.0.0.32")
+    refused = []
+    for attacker in (x, y):
+        attacker.say(*[f"/msg {victim.nick} {attacker.nick} says {n}" for n in range(10)], PING)
+        refused += attacker.read_until(PONG)[:-1]
+    assert refused == [too_many_messages(victim.nick)] * 15
+    victim.say(PING)  # connected still, and owed exactly the first five
+    assert victim.read_until(PONG) == [
+        *(f"*{x.nick}* {x.nick} says {n}" for n in range(5)),
+        PONG,
+    ]
+
+
+def test_the_private_budget_is_per_target_and_per_address(start_server):
+    server = start_server("--rate", "0", "--msg-burst", "1", "--msg-rate", NO_REFILL)
+    v, w = server.join(source="127.0.0.41"), server.join(source="127.0.0.41")
+    a, b = server.join(source="127.0.0.42"), server.join(source="127.0.0.43")
+    a.say(f"/msg {v.nick} one")
+    v.expect(f"*{a.nick}* one")
+    # The same target in other letters: the same budget, refused in the words the sender used.
+    assert reply(a, f"/msg {v.nick.upper()} two") == too_many_messages(v.nick.upper())
+    a.say(f"/msg {w.nick} three")
+    w.expect(f"*{a.nick}* three")
+    b.say(f"/msg {v.nick} four")
+    v.expect(f"*{b.nick}* four")
+    v.ping()
+
+
+def test_a_normal_user_is_never_refused_with_the_default_limits(start_server):
+    server = start_server()  # every default, --rate included
+    me, friend = server.join(), server.join()
+    rooms = [f"#room{n}" for n in range(10)]
+    me.say(*(f"/join {room}" for room in rooms), *(f"/msg {friend.nick} line {n}" for n in range(30)), PING)
+    replies = me.read_until(PONG)
+    assert not [line for line in replies if line.startswith("!!! ") and line != PONG]
+    assert [line for line in replies if line.startswith("*** You are now in ")] == [
+        f"*** You are now in {room} (1 user)" for room in rooms
+    ]
+    friend.expect(f"*** {me.nick} left #lobby", *(f"*{me.nick}* line {n}" for n in range(30)))
