@@ -87,3 +87,11 @@ def test_a_normal_user_is_never_refused_with_the_default_limits(start_server):
         f"*** You are now in {room} (1 user)" for room in rooms
     ]
     friend.expect(f"*** {me.nick} left #lobby", *(f"*{me.nick}* line {n}" for n in range(30)))
+
+
+def test_the_budgets_can_be_set_from_the_environment(start_server):
+    server = start_server("--rate", "0", env={"GCHAT_MSG_BURST": "1", "GCHAT_MSG_RATE": NO_REFILL})
+    a, b = server.join(), server.join()
+    a.say(f"/msg {b.nick} one")
+    b.expect(f"*{a.nick}* one")
+    assert reply(a, f"/msg {b.nick} two") == too_many_messages(b.nick)

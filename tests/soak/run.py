@@ -93,6 +93,9 @@ SERVER_FLAGS = [
     "--max-backlog", str(MAX_BACKLOG),
     "--handshake-timeout", "3",
     "--shutdown-timeout", "2",
+    # Every actor connects from 127.0.0.1: one address plays a crowd, as behind a NAT.
+    "--join-rate", "0",
+    "--msg-rate", "0",
 ]  # fmt: skip
 # room -> (chatters, lines/s each, longest line in characters)
 CHAT_ROOMS = {
