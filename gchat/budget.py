@@ -31,16 +31,20 @@ class Budget:
         # key -> (tokens, when last used), least recently used first.
         self._buckets: OrderedDict[Hashable, tuple[float, float]] = OrderedDict()
 
-    def allow(self, key: Hashable, now: float) -> bool:
-        """Spend one token of ``key``'s bucket if it has one; ``now`` must never go back."""
+    def allow(self, key: Hashable, now: float, cost: float = 1) -> bool:
+        """Spend ``cost`` tokens of ``key``'s bucket if it has them; ``now`` must never go back.
+
+        A cost above the burst costs the whole burst: it waits for a full bucket.
+        """
         self._forget(now)
         bucket = self._buckets.pop(key, None)
         tokens = self._burst
         if bucket is not None:
             saved, stamp = bucket
             tokens = min(tokens, saved + (now - stamp) * self._rate)
-        allowed = tokens >= 1
-        self._buckets[key] = (tokens - 1 if allowed else tokens, now)
+        cost = min(cost, self._burst)
+        allowed = tokens >= cost
+        self._buckets[key] = (tokens - cost if allowed else tokens, now)
         return allowed
 
     def __len__(self) -> int:

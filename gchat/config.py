@@ -32,4 +32,6 @@ class Config:
     join_burst: int = 20
     msg_rate: float = 5.0
     msg_burst: int = 40
+    announce_rate: float = 2000.0
+    announce_burst: int = 200000
     log_format: str = "text"

@@ -142,13 +142,16 @@ class Hub:
         operators: Optional[Callable[[str, str], bool]] = None,
         joins: Optional[Budget] = None,
         messages: Optional[Budget] = None,
+        announcements: Optional[Budget] = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._bus: Bus = bus if bus is not None else LocalBus()
-        # Per address (joins) and per address and target nick (private messages),
-        # on the sender's node: what one address may make the chat send others.
+        # What one address may make the chat send others. Per address (joins) and per
+        # address and target nick (private messages), kept on the sender's node; per
+        # address in recipients (joined/left/quit notices), kept by every node for its own.
         self._joins = joins
         self._messages = messages
+        self._announcements = announcements
         self._clock = clock
         # Checks an operator's name and password; may wait (a slow hash in a thread).
         self._operators = operators
@@ -324,13 +327,18 @@ class Hub:
             room = self._rooms[name] = Room(name, self._history)
         return room
 
-    def _announce(self, room: Room, notice: bytes) -> None:
-        """A join or quit notice, unless the room (with the one coming or going) is over the limit.
+    def _announce(self, room: Room, notice: bytes, address: str) -> None:
+        """A join or quit notice, unless the room (with the one coming or going) is over the limit,
+        or the users of ``address`` already had their share of notices sent by this node.
 
-        In a room of thousands every join would cost a line to everyone.
+        In a room of thousands every join would cost a line to everyone; and one
+        address coming and going on many connections would cost that many times over.
         """
         limit = self._announce_limit
-        if not limit or len(room.users) < limit:
+        if limit and len(room.users) >= limit:
+            return
+        budget = self._announcements
+        if budget is None or not room.local or budget.allow(address, self._clock(), len(room.local)):
             room.broadcast(notice)
 
     def _remove(self, member: Member, notice: Optional[bytes]) -> None:
@@ -345,7 +353,7 @@ class Hub:
         if member.client is not None:
             room.local.pop(member.client, None)
         if notice is not None:
-            self._announce(room, notice)
+            self._announce(room, notice, member.address)
         if not room.users and room is not self._lobby:
             del self._rooms[room.name]
 
@@ -383,7 +391,7 @@ class Hub:
             history = event.history if event.history is not None else b"".join(room.history)
             if history:
                 client.mailbox.deliver(history)
-        self._announce(room, replies.joined(event.nick, room.name))
+        self._announce(room, replies.joined(event.nick, room.name), member.address)
         member.room = room
         room.users[key] = member
         if client is not None:

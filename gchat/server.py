@@ -61,6 +61,7 @@ class ChatServer:
             announce_limit=config.announce_limit,
             joins=budget(config.join_rate, config.join_burst),
             messages=budget(config.msg_rate, config.msg_burst),
+            announcements=budget(config.announce_rate, config.announce_burst),
             operators=_operator_check(operators) if operators else None,
         )
         self._outbox = Outbox()

@@ -1,8 +1,10 @@
-"""What one address may make the chat send others: joins and private messages (issue 10, item 7).
+"""What one address may make the chat send others: joins, private messages, notices (issue 10, item 7).
 
 Each test sets a small budget and a rate so low that nothing refills while it
 runs, so the limit is hit at the same line on any machine.
 """
+
+import re
 
 from conftest import PING, PONG, move, reply
 
@@ -95,3 +97,29 @@ def test_the_budgets_can_be_set_from_the_environment(start_server):
     a.say(f"/msg {b.nick} one")
     b.expect(f"*{a.nick}* one")
     assert reply(a, f"/msg {b.nick} two") == too_many_messages(b.nick)
+
+
+def test_notices_about_one_address_past_its_budget_are_left_out_and_the_users_still_come_and_go(
+    start_server,
+):
+    server = start_server("--rate", "0", "--announce-burst", "3", "--announce-rate", NO_REFILL)
+    watcher = server.join(source="127.0.0.51")
+    x = server.join(source="127.0.0.52")  # a notice to one: 2 left
+    x.say("/quit")
+    x.expect("*** Bye!")
+    watcher.expect(f"*** {x.nick} quit (leaving)")  # 1 left
+    x.close()
+    y = server.join(source="127.0.0.52")  # 0 left
+    quiet = server.connect(source="127.0.0.52")
+    assert quiet.readline() == "Welcome to the chatroom!"
+    match = re.fullmatch(r"\*\*\* You are (\S+) in #lobby\. Type /help for commands\.", quiet.readline())
+    assert match
+    quiet.nick = match.group(1)
+    watcher.ping()
+    y.ping()  # no joined notice came before the reply
+    listed = reply(watcher, "/who").split(": ", 1)[1].split(", ")
+    assert sorted(listed) == sorted([watcher.nick, y.nick, quiet.nick])
+    server.join(source="127.0.0.53")  # another address: announced to all three
+    quiet.say("/quit")
+    quiet.expect("*** Bye!")
+    watcher.ping()

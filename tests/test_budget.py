@@ -36,6 +36,21 @@ def test_refill_is_capped_at_the_burst():
     assert spend(budget, "a", 1000.0, 4) == [True, True, True, False]
 
 
+def test_an_action_may_cost_many_tokens():
+    budget = Budget(rate=10, burst=100)
+    assert budget.allow("a", 0.0, cost=60)
+    assert not budget.allow("a", 0.0, cost=60)
+    assert budget.allow("a", 0.0, cost=40)
+    assert budget.allow("a", 6.0, cost=60)
+
+
+def test_a_cost_above_the_burst_takes_a_full_bucket():
+    budget = Budget(rate=10, burst=100)
+    assert budget.allow("a", 0.0, cost=500)
+    assert not budget.allow("a", 9.0, cost=500)
+    assert budget.allow("a", 10.0, cost=500)
+
+
 def test_keys_have_budgets_of_their_own():
     budget = Budget(rate=1, burst=1)
     assert budget.allow(("10.0.0.1", "bob"), 0.0)
@@ -71,6 +86,9 @@ def test_a_budget_that_could_never_allow_anything_is_an_error(rate, burst):
 rates = st.sampled_from([0.25, 0.5, 1.0, 2.0, 8.0])
 bursts = st.integers(1, 6)
 steps = st.lists(st.tuples(st.sampled_from("abc"), st.integers(0, 16).map(lambda n: n / 8)), max_size=80)
+costly_steps = st.lists(
+    st.tuples(st.sampled_from("abc"), st.integers(0, 16).map(lambda n: n / 8), st.integers(0, 8)), max_size=80
+)
 
 
 class NeverForgets:
@@ -80,21 +98,37 @@ class NeverForgets:
         self.rate, self.burst = rate, float(burst)
         self.buckets: dict[object, tuple[float, float]] = {}
 
-    def allow(self, key: object, now: float) -> bool:
+    def allow(self, key: object, now: float, cost: int) -> bool:
         tokens, stamp = self.buckets.get(key, (self.burst, now))
         tokens = min(self.burst, tokens + (now - stamp) * self.rate)
-        allowed = tokens >= 1
-        self.buckets[key] = (tokens - allowed, now)
+        cost = min(cost, self.burst)
+        allowed = tokens >= cost
+        self.buckets[key] = (tokens - cost * allowed, now)
         return allowed
 
 
-@given(rates, bursts, steps)
+@given(rates, bursts, costly_steps)
 def test_forgetting_changes_no_answer(rate, burst, steps):
     budget, model = Budget(rate, burst), NeverForgets(rate, burst)
     now = 0.0
-    for key, step in steps:
+    for key, step, cost in steps:
         now += step
-        assert budget.allow(key, now) == model.allow(key, now)
+        assert budget.allow(key, now, cost) == model.allow(key, now, cost)
+
+
+@given(rates, st.integers(1, 6), costly_steps)
+def test_no_key_ever_spends_more_than_the_burst_plus_the_rate_over_any_time(rate, burst, steps):
+    budget = Budget(rate, burst * 8)  # every cost fits in the burst: none is capped
+    now, spent = 0.0, []
+    for key, step, cost in steps:
+        now += step
+        if budget.allow(key, now, cost):
+            spent.append((key, now, cost))
+    for key, start, _ in spent:
+        for _, end, _ in spent:
+            if end >= start:
+                total = sum(c for k, t, c in spent if k == key and start <= t <= end)
+                assert total <= burst * 8 + (end - start) * rate
 
 
 @given(rates, bursts, steps)

@@ -107,6 +107,29 @@ class Flooder(threading.Thread):
                         out = memoryview(self.payload)
 
 
+class Churner(threading.Thread):
+    """One attacker's connection after another: connect, read the greeting, close; for ever."""
+
+    def __init__(self, port: int, stop: threading.Event) -> None:
+        super().__init__(daemon=True)
+        self.port = port
+        self.stop = stop
+        self.refusals = 0
+        self.connects = 0
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            with connect(self.port, ATTACKER) as sock:
+                data = b""
+                while b"Type /help" not in data and b"!!!" not in data:
+                    chunk = sock.recv(65536)
+                    if not chunk:
+                        break
+                    data += chunk
+                self.refusals += data.count(b"!!! ")
+                self.connects += 1
+
+
 def drain_count(sock: socket.socket, seconds: float) -> int:
     """Bytes received on ``sock`` in ``seconds``."""
     total = 0
@@ -160,7 +183,10 @@ def joins(args: argparse.Namespace) -> None:
         drain_count(sock, 0.5)  # the members' own join notices
     print(f"bystander /ping without attack: {bystander(args)}", flush=True)
     stop = threading.Event()
-    flooders = [Flooder(args.port, b"/join #x\n/join #lobby\n" * 2000, stop) for _ in range(ATTACKERS)]
+    if args.attack == "joins":
+        flooders = [Flooder(args.port, b"/join #x\n/join #lobby\n" * 2000, stop) for _ in range(ATTACKERS)]
+    else:
+        flooders = [Churner(args.port, stop) for _ in range(ATTACKERS)]
     for flooder in flooders:
         flooder.start()
     time.sleep(1.0)  # past the attackers' burst
@@ -187,6 +213,9 @@ def joins(args: argparse.Namespace) -> None:
     )
     print(f"bystander /ping during the attack: {loud}", flush=True)
     print(f"refusal lines the attackers got: {sum(f.refusals for f in flooders):,}", flush=True)
+    if args.attack == "churn":
+        connects = sum(f.connects for f in flooders if isinstance(f, Churner))
+        print(f"attacker connections made: {connects:,}", flush=True)
 
 
 def bystander(args: argparse.Namespace) -> str:
@@ -253,7 +282,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("attack", choices=("joins", "msgs", "ping"))
+    parser.add_argument("attack", choices=("joins", "churn", "msgs", "ping"))
     parser.add_argument("--port", type=int, default=5000)
     parser.add_argument("--members", type=int, default=1000)
     parser.add_argument("--seconds", type=float, default=10.0)
@@ -263,7 +292,7 @@ def main() -> None:
     )
     parser.add_argument("--size", type=int, default=400, help="msgs: bytes of text in each /msg")
     args = parser.parse_args()
-    {"joins": joins, "msgs": msgs, "ping": ping}[args.attack](args)
+    {"joins": joins, "churn": joins, "msgs": msgs, "ping": ping}[args.attack](args)
 
 
 if __name__ == "__main__":

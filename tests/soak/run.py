@@ -96,6 +96,7 @@ SERVER_FLAGS = [
     # Every actor connects from 127.0.0.1: one address plays a crowd, as behind a NAT.
     "--join-rate", "0",
     "--msg-rate", "0",
+    "--announce-rate", "0",
 ]  # fmt: skip
 # room -> (chatters, lines/s each, longest line in characters)
 CHAT_ROOMS = {
