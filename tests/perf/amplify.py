@@ -1,22 +1,25 @@
 """Amplification by one address (issue 10, item 7), measured against a running gchat.
 
-Two attacks, each from 20 connections of one address (127.0.0.2); the
+Three attacks, each from 20 connections of one address (127.0.0.2); the
 victims connect from other loopback addresses (127.1.x.y), so that only the
 attacker's address is the one limited.
 
 ``joins``: MEMBERS clients sit in ``#lobby`` (reading nothing: for a
 measurement of a few seconds the kernel's buffers and ``--max-backlog`` hold
 what they are sent); the attackers toggle ``/join #x`` and ``/join #lobby`` as
-fast as the server reads them. A few sample members count the bytes they
+fast as the server reads them. A few sample members count the lines they
 receive: times MEMBERS, that is what the server sends. A bystander (one more
 member) measures the round trip of ``/ping`` before and during the attack.
+``churn``: the same, but the attackers only connect, read the greeting and
+close, over and over (each a joined and a quit notice to the lobby).
 
 ``msgs``: a victim reads at most ``--victim-rate`` bytes a second while the
-attackers send ``/msg VICTIM <400 bytes>`` as fast as the server reads them;
+attackers send ``/msg VICTIM <--size bytes>`` as fast as the server reads them;
 does the server cut the victim off as a slow consumer, and when.
 
     python tests/perf/amplify.py joins --port 5000
-    python tests/perf/amplify.py msgs --port 5000
+    python tests/perf/amplify.py churn --port 5000
+    python tests/perf/amplify.py msgs --port 5000 --size 4000
 
 Start the server first, e.g. ``python -m gchat --port 5000 --max-clients 5000``
 (defaults otherwise).
@@ -131,7 +134,7 @@ class Churner(threading.Thread):
 
 
 def drain_count(sock: socket.socket, seconds: float) -> int:
-    """Bytes received on ``sock`` in ``seconds``."""
+    """Lines received on ``sock`` in ``seconds``."""
     total = 0
     deadline = time.monotonic() + seconds
     while (left := deadline - time.monotonic()) > 0:
@@ -142,7 +145,7 @@ def drain_count(sock: socket.socket, seconds: float) -> int:
             break
         if not chunk:
             break
-        total += len(chunk)
+        total += chunk.count(b"\n")
     return total
 
 
@@ -204,11 +207,9 @@ def joins(args: argparse.Namespace) -> None:
         thread.join()
     stop.set()
     per_member = statistics.mean(counts) / args.seconds
-    notice = len(b"*** guest1000 joined #lobby\n")
     print(
-        f"sample members received {per_member / 1000:.2f} KB/s each: "
-        f"about {per_member / notice:,.1f} notices/s, "
-        f"times {args.members} members = {per_member / notice * args.members:,.0f} notices/s from the server",
+        f"sample members received {per_member:,.1f} notices/s each, "
+        f"times {args.members} members = {per_member * args.members:,.0f} notices/s from the server",
         flush=True,
     )
     print(f"bystander /ping during the attack: {loud}", flush=True)
