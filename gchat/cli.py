@@ -133,7 +133,7 @@ _FLAGS: "list[tuple[str, Callable[[str], object], str]]" = [
     ("--join-burst", _integer(1), "/join commands one address may send at once"),
     ("--msg-rate", _seconds, "/msg lines a second from one address to one nick after --msg-burst; 0: off"),
     ("--msg-burst", _integer(1), "/msg lines one address may send one nick at once"),
-    ("--announce-rate", _seconds, "joined/left/quit notices a second about one address's users; 0: no limit"),
+    ("--announce-rate", _seconds, "join/leave/rename notices a second about one address's users; 0: off"),
     ("--announce-burst", _integer(1), "such notices at once (each recipient counts one)"),
 ]
 

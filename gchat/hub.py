@@ -335,11 +335,13 @@ class Hub:
         address coming and going on many connections would cost that many times over.
         """
         limit = self._announce_limit
-        if limit and len(room.users) >= limit:
-            return
-        budget = self._announcements
-        if budget is None or not room.local or budget.allow(address, self._clock(), len(room.local)):
+        if (not limit or len(room.users) < limit) and self._affordable(address, len(room.local)):
             room.broadcast(notice)
+
+    def _affordable(self, address: str, recipients: int) -> bool:
+        """Whether this node may send a notice about one of ``address``'s users: a token a recipient."""
+        budget = self._announcements
+        return budget is None or not recipients or budget.allow(address, self._clock(), recipients)
 
     def _remove(self, member: Member, notice: Optional[bytes]) -> None:
         """Take a member out of its room (and the chat), then tell the room."""
@@ -405,11 +407,12 @@ class Hub:
         new_key = nick_key(event.new)
         member.nick = event.new
         self._users[new_key] = member
-        users = member.room.users
-        del users[old_key]
-        users[new_key] = member
-        if event.old != event.new:
-            member.room.broadcast(replies.renamed(event.old, event.new), member.client)
+        room = member.room
+        del room.users[old_key]
+        room.users[new_key] = member
+        others = len(room.local) - (member.client in room.local)
+        if event.old != event.new and self._affordable(member.address, others):
+            room.broadcast(replies.renamed(event.old, event.new), member.client)
 
     def _apply_left(self, event: Left) -> None:
         member = self._users.get(nick_key(event.nick))

@@ -6,7 +6,7 @@ runs, so the limit is hit at the same line on any machine.
 
 import re
 
-from conftest import PING, PONG, move, reply
+from conftest import PING, PONG, move, rename, reply
 
 TOO_MANY_JOINS = "!!! too many joins from your address, try again later"
 # A refill far slower than any test: no token comes back while one runs.
@@ -123,3 +123,16 @@ def test_notices_about_one_address_past_its_budget_are_left_out_and_the_users_st
     quiet.say("/quit")
     quiet.expect("*** Bye!")
     watcher.ping()
+
+
+def test_nick_toggling_past_the_notice_budget_is_left_out_and_the_nick_still_changes(start_server):
+    server = start_server("--rate", "0", "--announce-burst", "2", "--announce-rate", NO_REFILL)
+    watcher = server.join(source="127.0.0.61")
+    toggler = server.join(source="127.0.0.62")  # a notice to one: 1 left
+    old = toggler.nick
+    rename(toggler, "tick", watcher)  # 0 left
+    toggler.say("/nick tock")
+    toggler.expect("*** You are now tock")
+    watcher.ping()  # no notice came before the reply
+    assert reply(watcher, "/who") == f"*** users in #lobby (2): {watcher.nick}, tock"
+    assert old != "tock"

@@ -76,3 +76,13 @@ def test_a_notice_costs_one_token_per_recipient():
     assert [person.take() for person in [room[2], newcomer]] == [
         [f"*** {room[1].nick} quit (connection closed)"]
     ] * 2
+
+
+def test_a_rename_notice_past_the_budget_is_left_out_and_the_nick_still_changes():
+    hub = Hub(announcements=Budget(rate=0.001, burst=1), clock=Clock())
+    watcher = Person(hub, "10.0.0.1")
+    a = Person(hub, "10.0.0.2")  # its joined notice spends the budget
+    watcher.take()
+    assert a.ask("/nick ann") == ["*** You are now ann"]
+    assert watcher.take() == []
+    assert watcher.ask("/who") == [f"*** users in #lobby (2): ann, {watcher.nick}"]

@@ -10,6 +10,7 @@ what they are sent); the attackers toggle ``/join #x`` and ``/join #lobby`` as
 fast as the server reads them. A few sample members count the lines they
 receive: times MEMBERS, that is what the server sends. A bystander (one more
 member) measures the round trip of ``/ping`` before and during the attack.
+``nicks``: the same with ``/nick tickN`` and ``/nick tockN`` toggled.
 ``churn``: the same, but the attackers only connect, read the greeting and
 close, over and over (each a joined and a quit notice to the lobby).
 
@@ -188,6 +189,11 @@ def joins(args: argparse.Namespace) -> None:
     stop = threading.Event()
     if args.attack == "joins":
         flooders = [Flooder(args.port, b"/join #x\n/join #lobby\n" * 2000, stop) for _ in range(ATTACKERS)]
+    elif args.attack == "nicks":
+        flooders = [
+            Flooder(args.port, b"/nick tick%d\n/nick tock%d\n" % (n, n) * 2000, stop)
+            for n in range(ATTACKERS)
+        ]
     else:
         flooders = [Churner(args.port, stop) for _ in range(ATTACKERS)]
     for flooder in flooders:
@@ -283,7 +289,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("attack", choices=("joins", "churn", "msgs", "ping"))
+    parser.add_argument("attack", choices=("joins", "nicks", "churn", "msgs", "ping"))
     parser.add_argument("--port", type=int, default=5000)
     parser.add_argument("--members", type=int, default=1000)
     parser.add_argument("--seconds", type=float, default=10.0)
@@ -293,7 +299,7 @@ def main() -> None:
     )
     parser.add_argument("--size", type=int, default=400, help="msgs: bytes of text in each /msg")
     args = parser.parse_args()
-    {"joins": joins, "churn": joins, "msgs": msgs, "ping": ping}[args.attack](args)
+    {"joins": joins, "nicks": joins, "churn": joins, "msgs": msgs, "ping": ping}[args.attack](args)
 
 
 if __name__ == "__main__":
