@@ -136,3 +136,11 @@ def test_nick_toggling_past_the_notice_budget_is_left_out_and_the_nick_still_cha
     watcher.ping()  # no notice came before the reply
     assert reply(watcher, "/who") == f"*** users in #lobby (2): {watcher.nick}, tock"
     assert old != "tock"
+
+
+def test_with_a_bus_a_refused_join_reaches_no_other_node(cluster):
+    a_node, b_node = cluster.start(2, "--join-burst", "1", "--join-rate", NO_REFILL)
+    a, b = cluster.join(a_node), cluster.join(b_node)
+    move(a, "#x", 1, old=(b,))
+    assert reply(a, "/join #lobby") == TOO_MANY_JOINS
+    assert reply(b, "/rooms") == "*** rooms (2): #lobby (1), #x (1)"
