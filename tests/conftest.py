@@ -274,6 +274,10 @@ class ChatServer:
         assert rss is not None, "the server process is gone"
         return rss
 
+    def open_fds(self) -> int:
+        """How many descriptors the server process has open now."""
+        return len(os.listdir(f"/proc/{self.pid}/fd"))
+
     def signal(self, signum: int) -> None:
         self.proc.send_signal(signum)
 
