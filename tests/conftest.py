@@ -215,7 +215,8 @@ class ChatServer:
         self._reader = threading.Thread(target=self._collect_log, daemon=True)
         self._reader.start()
         self.clients: list[LineClient] = []
-        match = self.wait_for_log(r"gchat listening on (.+):(\d+)$")
+        # The host is [IPv6] or has no colon; the line may be inside a JSON record.
+        match = self.wait_for_log(r"gchat listening on (\[[^\]]*\]|[^\s:]+):(\d+)")
         self.host = match.group(1).strip("[]")
         self.port = int(match.group(2))
         self.pid = self.proc.pid
