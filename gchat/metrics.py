@@ -231,7 +231,7 @@ class _Collector:
         )
         yield CounterMetricFamily(
             "gchat_connections",
-            "Connections accepted, refused ones included (TLS ones once their handshake is done).",
+            "Connections accepted, refused ones included (admitted TLS ones once their handshake is done).",
             value=tally.connections,
         )
         disconnects = CounterMetricFamily(
