@@ -6,8 +6,9 @@ traceback on stderr, whatever ``--log-format`` says, once per failure. When
 the process is out of descriptors that is dozens a second, for as long as
 the shortage lasts. ``Acceptor`` catches the failure where it happens, in
 ``do_read``, and makes it a log record (at most one a second, counting the
-rest); a failure for want of resources also pauses accepting for a moment,
-as gevent and nginx do, since trying again at once would only fail again.
+rest, and one when accepting works again); a failure for want of resources
+also pauses accepting for a moment, as gevent and nginx do, since trying
+again at once would only fail again.
 The connection that could not be accepted waits in the kernel's listen
 backlog meanwhile, and is accepted once a descriptor is free.
 """
@@ -41,7 +42,9 @@ class Acceptor(StreamServer):  # type: ignore[misc]  # gevent is untyped
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._throttle = Throttle(REPORT_INTERVAL)
+        # Failed accepts since the last "again" record, and whether one was reported since.
         self._failures = 0
+        self._reported = False
 
     def do_read(self) -> Optional[tuple[GreenSocket, Any]]:
         try:
@@ -51,9 +54,12 @@ class Acceptor(StreamServer):  # type: ignore[misc]  # gevent is untyped
                 raise  # the listening socket itself is gone: gevent closes the server
             self._failed(err)
             return None  # ends this round of accepts
-        if accepted is not None and self._failures:
+        if accepted is not None and self._reported:
+            # Once per reported failure at most: a port that fails and recovers over and
+            # over logs no more than one pair of records a second.
             log.warning("accepting on %s again after %d failed accepts", self._where, self._failures)
             self._failures = 0
+            self._reported = False
         return accepted
 
     @property
@@ -71,6 +77,7 @@ class Acceptor(StreamServer):  # type: ignore[misc]  # gevent is untyped
         held = self._throttle.admit(time.monotonic())
         if held is None:
             return
+        self._reported = True
         log.warning(
             "accept on %s failed: %s%s%s",
             self._where,

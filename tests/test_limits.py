@@ -303,4 +303,5 @@ def test_accept_out_of_descriptors_is_a_log_record_and_the_server_carries_on(sta
     messages = _messages(server.log, log_format)
     failures = [m for m in messages if m.startswith(f"accept on {where} failed")]
     assert 1 <= len(failures) <= 1 + elapsed  # at most one a second, however often accept failed
+    assert len([m for m in messages if m.startswith(f"accepting on {where} again")]) <= len(failures)
     assert not [line for line in server.log if "Traceback" in line]
