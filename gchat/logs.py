@@ -2,8 +2,10 @@
 
 import json
 import logging
+import math
 import sys
 import time
+from typing import Optional
 
 LOG_FORMATS = ("text", "json")
 
@@ -35,6 +37,30 @@ class JsonFormatter(logging.Formatter):
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
         return json.dumps(entry)
+
+
+class Throttle:
+    """Lets a recurring record out at most once per ``interval`` seconds, and counts the rest.
+
+    A condition that recurs many times a second (accept failing for want of
+    descriptors) must neither flood the log nor vanish from it: the record
+    that goes out says how many were held back since the one before. Time is
+    passed in (monotonic seconds), so this stays a pure function of its calls.
+    """
+
+    def __init__(self, interval: float) -> None:
+        self._interval = interval
+        self._next = -math.inf
+        self._held = 0
+
+    def admit(self, now: float) -> Optional[int]:
+        """None to hold this record back; else let it out, with how many were held back before it."""
+        if now < self._next:
+            self._held += 1
+            return None
+        held, self._held = self._held, 0
+        self._next = now + self._interval
+        return held
 
 
 def configure_logging(level: str, log_format: str) -> None:

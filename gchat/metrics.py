@@ -15,7 +15,9 @@ request is a greenlet in the server's event loop, with no thread and no
 polling, and it needs no monkey-patching. (prometheus_client's
 ``start_http_server`` would work too under ``python -m gchat``, which patches
 threads into greenlets first, but it relies on that patching, and its
-``serve_forever`` wakes up twice a second to poll.)
+``serve_forever`` wakes up twice a second to poll.) Its descriptors come out
+of the chat's budget, so the port serves at most ``SCRAPERS`` connections at
+once, each for at most ``SCRAPE_DEADLINE`` seconds whatever it is doing.
 """
 
 import logging
@@ -24,7 +26,8 @@ from collections import Counter
 from collections.abc import Collection, Iterator
 from typing import Any, Optional
 
-from gevent.pywsgi import WSGIServer
+import gevent
+from gevent.pywsgi import WSGIHandler, WSGIServer
 from gevent.socket import socket as GreenSocket
 from prometheus_client import (
     CollectorRegistry,
@@ -36,6 +39,7 @@ from prometheus_client import (
 )
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
+from gchat.acceptor import Acceptor, refuse
 from gchat.bus import Bus, Listener, Snapshot
 from gchat.config import Config
 from gchat.events import Event, Said
@@ -58,6 +62,17 @@ REASONS = (
     FULL,
     TOO_MANY,
     BANNED,
+)
+
+# Connections the metrics port serves at once (a few Prometheus servers need a few), and
+# the seconds each may take in all, request and response: a scrape takes milliseconds.
+# Both are part of rlimit.RESERVED_FDS.
+SCRAPERS = 16
+SCRAPE_DEADLINE = 5.0
+_BUSY_TEXT = b"too many connections to the metrics port, try again later\n"
+BUSY = (
+    b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\nConnection: close\r\n"
+    b"Content-Length: %d\r\n\r\n%s" % (len(_BUSY_TEXT), _BUSY_TEXT)
 )
 
 # From a Redis next door (a fraction of a millisecond) to one in trouble.
@@ -216,7 +231,7 @@ class _Collector:
         )
         yield CounterMetricFamily(
             "gchat_connections",
-            "Connections accepted, refused ones included (TLS ones once their handshake is done).",
+            "Connections accepted, refused ones included (admitted TLS ones once their handshake is done).",
             value=tally.connections,
         )
         disconnects = CounterMetricFamily(
@@ -261,6 +276,45 @@ class _Collector:
         )
 
 
+class _ScrapeHandler(WSGIHandler):  # type: ignore[misc]  # gevent is untyped
+    """One metrics connection, closed at its deadline, whether it is reading the request or sending."""
+
+    def handle(self) -> None:
+        with gevent.Timeout(SCRAPE_DEADLINE, False):
+            super().handle()
+
+    def handle_error(self, kind: Any, error: Any, trace: Any) -> None:
+        if isinstance(error, gevent.Timeout):
+            raise error  # the deadline, not a bug: no traceback, no 500, just the close
+        super().handle_error(kind, error, trace)
+
+
+class _MetricsServer(Acceptor, WSGIServer):  # type: ignore[misc]  # gevent is untyped
+    """The metrics port: at most SCRAPERS connections; one more gets a 503 and is closed at once.
+
+    Accepting and refusing at once, rather than leaving the surplus in the
+    listen backlog, keeps the backlog empty: a scrape arriving behind a
+    crowd of stalled connections is not queued behind all of them.
+    """
+
+    handler_class = _ScrapeHandler
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._open = 0
+
+    def do_handle(self, sock: GreenSocket, address: Any) -> None:
+        if self._open >= SCRAPERS:
+            refuse(sock, BUSY)
+            return
+        self._open += 1  # undone by do_close, which gevent calls on every way out
+        super().do_handle(sock, address)
+
+    def do_close(self, sock: GreenSocket, *args: Any) -> None:
+        self._open -= 1
+        super().do_close(sock, *args)
+
+
 class Metrics(Meter):
     def __init__(self, config: Config) -> None:
         self._address = (config.host, config.metrics_port)
@@ -298,7 +352,7 @@ class Metrics(Meter):
         self._registry.register(_Collector(self._tally, hub, sessions))
         where = format_peer(self._address)
         # No access log: a scrape every few seconds is not news.
-        server = WSGIServer(self._address, make_wsgi_app(self._registry), log=None, error_log=log)
+        server = _MetricsServer(self._address, make_wsgi_app(self._registry), log=None, error_log=log)
         try:
             server.start()
         except OSError as err:

@@ -2,8 +2,9 @@
 
 import resource
 
-# Descriptors that are not client connections: stdio, the listener, the event
-# loop's own, and connections being refused while the server is full.
+# Descriptors that are not client connections: stdio, the listeners, the event
+# loop's own, Redis, TLS handshakes that deliver a refusal (server.TLS_REFUSALS)
+# and metrics connections (metrics.SCRAPERS).
 RESERVED_FDS = 64
 
 

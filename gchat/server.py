@@ -8,31 +8,34 @@ ones that would not finish in time.
 
 import socket
 import ssl
-import time
 from collections import Counter
 from typing import Callable, Optional
 
 import gevent
 from gevent.event import Event
-from gevent.server import StreamServer
 from gevent.socket import socket as GreenSocket
 
 from gchat import replies
+from gchat.acceptor import Acceptor, refuse
 from gchat.budget import budget
 from gchat.bus import Bus, LocalBus
 from gchat.config import Config
 from gchat.hub import BANNED, Hub
 from gchat.meter import FULL, TOO_MANY, meter_for
 from gchat.passwords import verify
-from gchat.session import SHUTDOWN, Outbox, Session, discard_until_eof, format_peer
+from gchat.session import SHUTDOWN, Outbox, Session, format_peer
 from gchat.tls import accept_tls
 
 LISTEN_BACKLOG = 4096
-REJECT_TIMEOUT = 2.0
+# TLS handshakes at once whose only purpose is to deliver a refusal line, one per address at
+# most; beyond them a refused TLS connection is closed without its line. Part of rlimit.RESERVED_FDS.
+TLS_REFUSALS = 16
+# Seconds a TLS client that is being refused gets for its handshake (less if --handshake-timeout is).
+TLS_REFUSAL_TIMEOUT = 2.0
 
 
-class _Listener(StreamServer):  # type: ignore[misc]  # gevent is untyped
-    """A StreamServer that leaves the socket open when the handler returns.
+class _Listener(Acceptor):
+    """An Acceptor that leaves the socket open when the handler returns.
 
     The handler is only a session's first reader: a session that goes idle
     parks without a greenlet, so the session, not the handler, closes it.
@@ -65,8 +68,11 @@ class ChatServer:
             operators=_operator_check(operators) if operators else None,
         )
         self._outbox = Outbox()
+        # Places taken under --max-clients and --max-per-ip: sessions, and TLS handshakes in progress.
         self._per_address: Counter[str] = Counter()
         self._connections = 0
+        # Addresses with a TLS handshake in progress only to be refused (see TLS_REFUSALS).
+        self._refusing: set[str] = set()
         self._sessions: set[Session] = set()
         self._all_closed = Event()
         self._all_closed.set()
@@ -104,49 +110,91 @@ class ChatServer:
         self.hub.close(SHUTDOWN)
 
     def _handle(self, sock: GreenSocket, address: tuple[str, int]) -> None:
-        config = self.config
-        peer = format_peer(address)
-        if self._tls is not None:
-            # Before any limit: a refusal line must go out over TLS too.
-            sock = accept_tls(self._tls, sock, peer, config.handshake_timeout)
-            if sock is None:
-                return
         host = address[0]
-        if self.hub.closing:
-            self._meter.refused(SHUTDOWN)
-            sock.close()
+        if self._shutting_down(sock):
             return
-        if self._connections >= config.max_clients:
-            self._meter.refused(FULL)
-            _reject(sock, replies.SERVER_FULL)
+        refusal = self._refusal(host)
+        if refusal is not None:
+            reason, line = refusal
+            self._meter.refused(reason)
+            self._refuse(sock, address, line)
             return
-        if config.max_per_ip and self._per_address[host] >= config.max_per_ip:
-            self._meter.refused(TOO_MANY)
-            _reject(sock, replies.TOO_MANY_FROM_ADDRESS)
-            return
-        if self.hub.banned(host):
-            self._meter.refused(BANNED)
-            _reject(sock, replies.BANNED)
-            return
+        # The place is taken before the TLS handshake, so that handshakes in progress count
+        # against the limits: a stalled one holds a place for --handshake-timeout at most.
+        self._take_place(host)
+        if self._tls is not None:
+            tls_sock = accept_tls(self._tls, sock, format_peer(address), self.config.handshake_timeout)
+            if tls_sock is None or self._shutting_down(tls_sock):
+                self._free_place(host)
+                return
+            sock = tls_sock
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self._connections += 1
-        self._per_address[host] += 1
 
         def left(cause: str) -> None:
             # The place is free once the user has left, even while the
             # socket lingers (for at most shutdown_timeout) to flush.
             self._meter.left(cause)
-            self._connections -= 1
-            self._per_address[host] -= 1
-            if not self._per_address[host]:
-                del self._per_address[host]
+            self._free_place(host)
 
         session = self._meter.session_class(
-            sock, address, self.hub, config, self._outbox, left, self._closed, self._password
+            sock, address, self.hub, self.config, self._outbox, left, self._closed, self._password
         )
         self._sessions.add(session)
         self._all_closed.clear()
         session.start()
+
+    def _refusal(self, host: str) -> "Optional[tuple[str, bytes]]":
+        """Why a newcomer from ``host`` is turned away, and the line it gets; None to let it in."""
+        config = self.config
+        if self._connections >= config.max_clients:
+            return FULL, replies.SERVER_FULL
+        if config.max_per_ip and self._per_address[host] >= config.max_per_ip:
+            return TOO_MANY, replies.TOO_MANY_FROM_ADDRESS
+        if self.hub.banned(host):
+            return BANNED, replies.BANNED
+        return None
+
+    def _refuse(self, sock: GreenSocket, address: tuple[str, int], line: bytes) -> None:
+        """Send the refusal ``line`` and close; over TLS only while that stays cheap.
+
+        A TLS client can read the line only after a handshake, which may stall:
+        the handshakes of refused clients are limited apart from the places
+        (TLS_REFUSALS, one per address, each under TLS_REFUSAL_TIMEOUT), and a
+        refused client beyond them is closed at once, without its line.
+        """
+        host = address[0]
+        if self._tls is None:
+            refuse(sock, line)
+            return
+        if host in self._refusing or len(self._refusing) >= TLS_REFUSALS:
+            sock.close()
+            return
+        self._refusing.add(host)
+        try:
+            timeout = min(self.config.handshake_timeout, TLS_REFUSAL_TIMEOUT)
+            tls_sock = accept_tls(self._tls, sock, format_peer(address), timeout)
+            if tls_sock is not None:
+                refuse(tls_sock, line)
+        finally:
+            self._refusing.discard(host)
+
+    def _shutting_down(self, sock: GreenSocket) -> bool:
+        """True, having closed ``sock``, if the server is shutting down: no newcomer then."""
+        if not self.hub.closing:
+            return False
+        self._meter.refused(SHUTDOWN)
+        sock.close()
+        return True
+
+    def _take_place(self, host: str) -> None:
+        self._connections += 1
+        self._per_address[host] += 1
+
+    def _free_place(self, host: str) -> None:
+        self._connections -= 1
+        self._per_address[host] -= 1
+        if not self._per_address[host]:
+            del self._per_address[host]
 
     def _closed(self, session: Session) -> None:
         self._sessions.discard(session)
@@ -199,18 +247,3 @@ def _listen(host: str, port: int, reuse_port: bool) -> GreenSocket:
         sock.close()
         raise
     return sock
-
-
-def _reject(sock: GreenSocket, line: bytes) -> None:
-    """Send the one refusal line and close without a reset that could eat it."""
-    deadline = time.monotonic() + REJECT_TIMEOUT
-    sock.settimeout(REJECT_TIMEOUT)
-    try:
-        sock.sendall(line)
-        sock.shutdown(socket.SHUT_WR)
-    except OSError:
-        pass
-    else:
-        discard_until_eof(sock, deadline)
-    finally:
-        sock.close()

@@ -215,7 +215,8 @@ class ChatServer:
         self._reader = threading.Thread(target=self._collect_log, daemon=True)
         self._reader.start()
         self.clients: list[LineClient] = []
-        match = self.wait_for_log(r"gchat listening on (.+):(\d+)$")
+        # The host is [IPv6] or has no colon; the line may be inside a JSON record.
+        match = self.wait_for_log(r"gchat listening on (\[[^\]]*\]|[^\s:]+):(\d+)")
         self.host = match.group(1).strip("[]")
         self.port = int(match.group(2))
         self.pid = self.proc.pid
@@ -273,6 +274,10 @@ class ChatServer:
         rss = read_rss_kb(self.pid)
         assert rss is not None, "the server process is gone"
         return rss
+
+    def open_fds(self) -> int:
+        """How many descriptors the server process has open now."""
+        return len(os.listdir(f"/proc/{self.pid}/fd"))
 
     def signal(self, signum: int) -> None:
         self.proc.send_signal(signum)

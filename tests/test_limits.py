@@ -1,9 +1,14 @@
 """PROTOCOL.md "Limits and hostile input", row by row, over real sockets."""
 
+import itertools
+import json
+import os
+import resource
 import socket
 import struct
 import time
 
+import pytest
 from conftest import PONG
 
 
@@ -249,3 +254,54 @@ def test_mass_reset_while_the_room_talks_leaves_no_ghosts(server):
     watcher.say("/who")
     assert watcher.readline() == f"*** users in #lobby (2): {watcher.nick}, {talker.nick}"
     assert not [line for line in server.log if "failed with" in line or "Traceback" in line]
+
+
+def test_refusal_keeps_no_descriptor_while_the_refused_client_stays(start_server):
+    server = start_server("--rate", "0", "--max-clients", "1")
+    member = server.join()
+    baseline = server.open_fds()
+    refused = [server.connect() for _ in range(20)]  # they read their line, and never close
+    for client in refused:
+        assert client.read_to_eof() == b"!!! server full, try again later\n"
+    member.ping()  # each refusal is one step of the server's: all of them are done by now
+    assert server.open_fds() == baseline
+
+
+def _lowest_free_fd(pid):
+    """The descriptor number process ``pid`` would get for its next open file."""
+    taken = {int(name) for name in os.listdir(f"/proc/{pid}/fd")}
+    return next(number for number in itertools.count() if number not in taken)
+
+
+def _messages(log, log_format):
+    """The server's log records as their message text, asserting each is one well-formed line."""
+    if log_format == "json":
+        return [json.loads(line)["msg"] for line in log]
+    return [line.removeprefix("gchat: warning: ") for line in log]
+
+
+@pytest.mark.parametrize("log_format", ["text", "json"])
+def test_accept_out_of_descriptors_is_a_log_record_and_the_server_carries_on(start_server, log_format):
+    server = start_server("--rate", "0", "--log-format", log_format)
+    member = server.join()
+    limits = resource.prlimit(server.pid, resource.RLIMIT_NOFILE)
+    started = time.monotonic()
+    full = _lowest_free_fd(server.pid)
+    resource.prlimit(server.pid, resource.RLIMIT_NOFILE, (full, limits[1]))
+    waiting = server.connect()  # stays in the listen backlog: accept fails with EMFILE
+    where = f"{server.host}:{server.port}"
+    server.wait_for_log(rf"accept on {where} failed: Too many open files; pausing accepts for 0\.1 s")
+    resource.prlimit(server.pid, resource.RLIMIT_NOFILE, limits)
+    assert waiting.readline() == "Welcome to the chatroom!"
+    waiting.readline()  # its status line
+    waiting.nick = "guest2"
+    member.expect("*** guest2 joined #lobby")
+    waiting.say("made it")
+    member.expect("<guest2> made it")
+    server.wait_for_log(rf"accepting on {where} again after \d+ failed accepts")
+    elapsed = time.monotonic() - started
+    messages = _messages(server.log, log_format)
+    failures = [m for m in messages if m.startswith(f"accept on {where} failed")]
+    assert 1 <= len(failures) <= 1 + elapsed  # at most one a second, however often accept failed
+    assert len([m for m in messages if m.startswith(f"accepting on {where} again")]) <= len(failures)
+    assert not [line for line in server.log if "Traceback" in line]

@@ -7,6 +7,8 @@ counted already.
 
 import os
 import socket
+import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -15,7 +17,11 @@ import test_access
 from conftest import PONG, TIMEOUT, free_port, run_gchat
 from prometheus_client.parser import text_string_to_metric_families
 
+from gchat.metrics import SCRAPE_DEADLINE, SCRAPERS
+
 LINE = "x" * 4000
+# A request whose headers never end: the blank line after them is not sent.
+HALF_SENT = b"GET /metrics HTTP/1.1\r\nHost: gchat\r\n"
 
 
 def start_metered(start_server, *flags, env=None):
@@ -304,3 +310,51 @@ def test_bus_lag_times_this_nodes_lines_through_redis(cluster):
     assert 1 <= samples["gchat_bus_lag_seconds_count"] <= 5
     assert 0 < samples["gchat_bus_lag_seconds_sum"] < TIMEOUT
     assert samples["gchat_messages_in_total"] == 5
+
+
+def half_sent_requests(port, count):
+    socks = []
+    for _ in range(count):
+        sock = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
+        sock.sendall(HALF_SENT)
+        socks.append(sock)
+    return socks
+
+
+def read_to_close(sock):
+    """Everything the server sends until it closes (FIN or reset)."""
+    received = b""
+    try:
+        while chunk := sock.recv(65536):
+            received += chunk
+    except ConnectionResetError:
+        pass
+    return received
+
+
+def test_metrics_connections_beyond_the_cap_get_a_503_and_descriptors_stay_bounded(start_server):
+    server, port = start_metered(start_server)
+    member = server.join()
+    baseline = server.open_fds()
+    held = half_sent_requests(port, SCRAPERS)
+    surplus = half_sent_requests(port, 10)
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        scrape(port)
+    assert refused.value.code == 503
+    for sock in surplus:
+        assert read_to_close(sock).startswith(b"HTTP/1.1 503 Service Unavailable\r\n")
+    member.ping()  # the server refuses in one step, so each refusal above is over by now
+    assert server.open_fds() <= baseline + SCRAPERS
+    for sock in held + surplus:
+        sock.close()
+
+
+def test_half_sent_request_is_closed_at_its_deadline(start_server):
+    server, port = start_metered(start_server)
+    (sock,) = half_sent_requests(port, 1)
+    started = time.monotonic()
+    assert read_to_close(sock) == b""  # no 400 or 500: the client is simply too slow
+    assert SCRAPE_DEADLINE / 2 < time.monotonic() - started < TIMEOUT
+    sock.close()
+    assert scrape(port)["gchat_connections_open"] == 0
+    assert not [line for line in server.log if "Traceback" in line]

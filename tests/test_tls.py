@@ -4,6 +4,7 @@ The certificate is made at test time by the openssl command; clients verify
 the server against it, so every TLS client here really checks the chain.
 """
 
+import selectors
 import shutil
 import signal
 import socket
@@ -72,6 +73,25 @@ def _wait_closed(sock, timeout=TIMEOUT):
         raise AssertionError("the server did not close the connection") from None
 
 
+def _count_closed(socks, want, timeout=TIMEOUT):
+    """How many of ``socks`` the server closed (FIN or reset), waiting until ``want`` are or ``timeout``."""
+    deadline = time.monotonic() + timeout
+    closed = 0
+    with selectors.DefaultSelector() as selector:
+        for sock in socks:
+            selector.register(sock, selectors.EVENT_READ)
+        while closed < want and (remaining := deadline - time.monotonic()) > 0:
+            for key, _ in selector.select(remaining):
+                try:
+                    data = key.fileobj.recv(65536)
+                except ConnectionResetError:
+                    data = b""
+                if not data:
+                    selector.unregister(key.fileobj)
+                    closed += 1
+    return closed
+
+
 def test_start_up_line_is_unchanged_and_tls_is_logged(tls_server, pki):
     assert f"gchat listening on 127.0.0.1:{tls_server.port}" in tls_server.log
     tls_server.wait_for_log(rf"^TLS on, certificate {pki.cert}$")
@@ -121,11 +141,34 @@ def test_client_that_never_handshakes_is_dropped_after_handshake_timeout(start_t
     server.wait_for_log(r"TLS handshake failed \(not done within 1 s\)$")
 
 
-def test_client_that_never_handshakes_holds_no_place(start_tls_server):
+def test_stalled_handshake_holds_a_place_under_max_clients(start_tls_server):
     server = start_tls_server("--max-clients", "1", "--handshake-timeout", "60")
     with socket.create_connection(server.address, timeout=TIMEOUT):
-        client = server.join()  # the only place, while the other still has 60 s to handshake
-        client.ping()
+        newcomer = server.connect()  # accepted after the stalled one, which has the only place
+        newcomer.expect("!!! server full, try again later")
+
+
+def test_place_of_a_stalled_handshake_is_free_again_after_handshake_timeout(start_tls_server):
+    server = start_tls_server("--max-clients", "1", "--handshake-timeout", "1")
+    with socket.create_connection(server.address, timeout=TIMEOUT) as stalled:
+        _wait_closed(stalled)
+        server.join().ping()
+
+
+def test_stalled_handshakes_from_one_address_take_only_its_share(start_tls_server):
+    server = start_tls_server("--max-per-ip", "3", "--handshake-timeout", "60")
+    baseline = server.open_fds()
+    stalled = [socket.create_connection(server.address, timeout=TIMEOUT) for _ in range(50)]
+    try:
+        other = server.join(source="127.0.0.2")  # accepted after all 50: it got in despite them
+        other.ping()
+        # 3 places, and 1 handshake that is only there to deliver the refusal line (2 s at most):
+        # the other 46 are closed at once, long before their 60 s to handshake.
+        assert _count_closed(stalled, want=46) >= 46
+        assert server.open_fds() <= baseline + 3 + 1 + 1  # ... + other's connection
+    finally:
+        for sock in stalled:
+            sock.close()
 
 
 def test_full_tls_server_refuses_a_newcomer_over_tls(start_tls_server):
