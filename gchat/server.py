@@ -23,7 +23,7 @@ from gchat.config import Config
 from gchat.hub import BANNED, Hub
 from gchat.meter import FULL, TOO_MANY, meter_for
 from gchat.passwords import verify
-from gchat.session import SHUTDOWN, Outbox, Session, discard_until_eof, format_peer
+from gchat.session import SHUTDOWN, HangupWatch, Outbox, Session, format_peer, linger
 from gchat.tls import accept_tls
 
 LISTEN_BACKLOG = 4096
@@ -61,6 +61,7 @@ class ChatServer:
             operators=_operator_check(operators) if operators else None,
         )
         self._outbox = Outbox()
+        self._hangups = HangupWatch()
         self._per_address: Counter[str] = Counter()
         self._connections = 0
         self._sessions: set[Session] = set()
@@ -138,7 +139,7 @@ class ChatServer:
                 del self._per_address[host]
 
         session = self._meter.session_class(
-            sock, address, self.hub, config, self._outbox, left, self._closed, self._password
+            sock, address, self.hub, config, self._outbox, self._hangups, left, self._closed, self._password
         )
         self._sessions.add(session)
         self._all_closed.clear()
@@ -207,6 +208,6 @@ def _reject(sock: GreenSocket, line: bytes) -> None:
     except OSError:
         pass
     else:
-        discard_until_eof(sock, deadline)
+        linger(sock, deadline)
     finally:
         sock.close()
