@@ -344,15 +344,13 @@ class Session:
         if self._config.idle_timeout:
             self._set_timer(self._deadline - time.monotonic())
 
-    def _hold(self, wait: float, now: float) -> None:
+    def _hold(self, wait: float) -> None:
         """Wait ``wait`` seconds for a token without a greenlet, reading nothing meanwhile.
 
         The client's input stays in the kernel, which stops the client when its
         buffers fill; the hangup watch ends the wait if the client goes away.
         """
         self._reader = None
-        if self._config.idle_timeout:
-            wait = min(wait, self._deadline - now)
         self._set_timer(wait)
         self._hangups.add(self._sock.fileno(), self)
 
@@ -413,9 +411,6 @@ class Session:
         while not self._closed and not self._hangup:
             if timed:
                 now = time.monotonic()
-                if idle and now >= self._deadline:
-                    self.deliver(replies.IDLE_TIMEOUT)
-                    return "idle timeout"
             frame = self._held
             if frame is not None:
                 self._held = None
@@ -424,6 +419,10 @@ class Session:
                 if frame is None:
                     if self._eof:
                         return CLOSED
+                    if idle and now >= self._deadline:
+                        # No whole line came in time (lines still in hand do count).
+                        self.deliver(replies.IDLE_TIMEOUT)
+                        return "idle timeout"
                     if handled:
                         # Let every other ready greenlet run, and then the outbox
                         # flush them all: gevent's recv returns at once while data
@@ -450,7 +449,7 @@ class Session:
                         if self._eof:
                             return CLOSED
                         self._held = frame
-                        self._hold(wait, now)
+                        self._hold(wait)
                         return None
             self._handle(frame)
             handled = True
