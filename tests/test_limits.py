@@ -86,6 +86,30 @@ def test_telnet_negotiation_is_removed_and_never_answered(server):
     a.ping()  # no negotiation reply came before the pong
 
 
+def test_telnet_in_character_mode_enter_ends_lines_and_backspace_erases(server):
+    a, b = server.join(), server.join()
+    # One key at a time, as telnet sends them after "mode character": Enter is CR NUL,
+    # backspace is DEL (or BS), and "ï" is two bytes taken back by one key.
+    for key in [
+        b"h",
+        b"i",
+        b"\r\x00",
+        b"n",
+        b"a",
+        "ï".encode(),
+        b"\x7f",
+        b"i",
+        b"x",
+        b"\x08",
+        b"ve",
+        b"\r",
+        b"\x00",
+    ]:
+        a.send(key)
+    b.expect(f"<{a.nick}> hi", f"<{a.nick}> naive")
+    a.ping()
+
+
 def test_last_line_without_lf_is_delivered_on_half_close(server):
     a, b = server.join(), server.join()
     a.send(b"parting words")

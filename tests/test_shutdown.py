@@ -1,7 +1,9 @@
 """PROTOCOL.md "Shutdown": SIGINT/SIGTERM drain what is queued, then say goodbye."""
 
+import os
 import signal
 import socket
+import time
 
 import pytest
 
@@ -65,6 +67,38 @@ def test_shutdown_waits_no_longer_than_shutdown_timeout_for_a_silent_client(star
     server.signal(signal.SIGTERM)
     assert stays_open.read_to_eof() == NOTICE
     assert server.wait() == 0  # though the client never closed its end
+
+
+def test_shutdown_ends_once_clients_have_everything_though_they_never_close(start_server):
+    server = start_server("--shutdown-timeout", "30")
+    clients = [server.join() for _ in range(5)]
+    for client in clients:
+        client.ping()
+    started = time.monotonic()
+    server.signal(signal.SIGTERM)
+    for client in clients:
+        assert client.read_to_eof() == NOTICE  # read it all, and keep the socket open
+    assert server.wait() == 0
+    assert time.monotonic() - started < 10, "the server waited for clients that had everything"
+
+
+def _descriptors(pid):
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def test_quit_closes_the_connection_once_the_client_has_everything_though_it_never_closes(start_server):
+    server = start_server("--shutdown-timeout", "30")
+    baseline = _descriptors(server.pid)
+    clients = [server.connect() for _ in range(5)]
+    for client in clients:
+        client.read_lines(2)
+        client.say("/quit")
+        assert client.read_to_eof().endswith(b"*** Bye!\n")  # and the socket stays open
+    deadline = time.monotonic() + 10
+    while _descriptors(server.pid) > baseline:
+        # Polling /proc: nothing the server sends tells when it has closed a descriptor.
+        assert time.monotonic() < deadline, "descriptors held for clients that had everything"
+        time.sleep(0.05)
 
 
 def test_second_signal_exits_at_once_with_nonzero_status(start_server):
