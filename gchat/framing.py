@@ -64,21 +64,19 @@ class LineFramer:
     def next(self) -> Optional[Frame]:
         """The next complete line (or TOO_LONG), or None until more is fed."""
         buffer, start = self._buffer, self._start
-        while True:
-            end = buffer.find(b"\n", start)
-            nul = buffer.find(CR_NUL, start, len(buffer) if end < 0 else end)
-            if nul >= 0:
-                end, after = nul + 1, nul + 2
-            elif end >= 0:
-                after = end + 1
-            else:
-                return self._unfinished()
-            line = buffer[start:end]
-            self._start = start = after
-            if self._discarding:
-                self._discarding = False
-                continue
-            return TOO_LONG if self._too_long(line) else line
+        end = buffer.find(b"\n", start)
+        nul = buffer.find(CR_NUL, start) if end < 0 else buffer.find(CR_NUL, start, end)
+        if nul >= 0:
+            end = nul + 1  # the line ends at the NUL, as at a LF
+        elif end < 0:
+            return self._unfinished()
+        self._start = end + 1
+        if self._discarding:
+            # The end of an over-long line, reported already: the next line is whole.
+            self._discarding = False
+            return self.next()
+        line = buffer[start:end]
+        return TOO_LONG if self._too_long(line) else line
 
     def _unfinished(self) -> Optional[Frame]:
         """What the bytes after the last line end give: the last line, TOO_LONG, or nothing yet."""
