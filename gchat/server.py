@@ -95,6 +95,8 @@ class ChatServer:
         assert self._server is not None
         self._server.close()
         self.hub.shutdown()
+        for session in list(self._sessions):
+            session.shut_down()
         self._all_closed.wait(self.config.shutdown_timeout)
         for session in list(self._sessions):
             session.terminate()

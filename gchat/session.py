@@ -299,6 +299,12 @@ class Session:
         if log.isEnabledFor(logging.INFO):
             log.info("%s connected as %s", self._peer, client.nick)
 
+    def shut_down(self) -> None:
+        """Server shutdown, for a client still outside the hub (no password yet): the hub tells the others."""
+        if self._client is None:
+            self.deliver(replies.SHUTTING_DOWN)
+            self.close()
+
     def terminate(self) -> None:
         """Cut the connection at once (the end of a shutdown's grace period)."""
         self._aborted = self._aborted or SHUTDOWN

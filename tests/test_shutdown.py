@@ -82,6 +82,19 @@ def test_shutdown_ends_once_clients_have_everything_though_they_never_close(star
     assert time.monotonic() - started < 10, "the server waited for clients that had everything"
 
 
+def test_a_client_yet_to_give_the_password_is_told_and_does_not_delay_the_exit(start_server, tmp_path):
+    password_file = tmp_path / "password"
+    password_file.write_text("secret\n")
+    server = start_server("--shutdown-timeout", "30", "--password-file", str(password_file))
+    waiting = server.connect()
+    waiting.read_lines(2)  # welcome, and the server wants a password
+    started = time.monotonic()
+    server.signal(signal.SIGTERM)
+    assert waiting.read_to_eof() == NOTICE
+    assert server.wait() == 0
+    assert time.monotonic() - started < 10, "the server waited for a client that had everything"
+
+
 def _descriptors(pid):
     return len(os.listdir(f"/proc/{pid}/fd"))
 
