@@ -13,10 +13,10 @@ greenlet spawned to push it out, and it exits when the backlog is gone. A line
 to a client that keeps up costs no greenlet switch at all.
 
 Input is read only as fast as ``--rate`` lets it be handled: a reader that
-must wait for a token holds at most the few bytes it read last and parks
-without a greenlet on a timer, leaving the rest in the kernel (TCP
-back-pressure on the sender), while a ``HangupWatch`` notices at once if the
-client closes or resets meanwhile.
+must wait for a token holds at most the few bytes it read last and waits
+without reading, leaving the rest in the kernel (TCP back-pressure on the
+sender), while a ``HangupWatch`` notices at once if the client closes or
+resets meanwhile.
 
 A client that reads too slowly is cut off as soon as more than
 ``max_backlog`` bytes wait for it; one that is done (``/quit``, idle timeout,
@@ -35,6 +35,7 @@ import time
 from typing import Any, Callable, Optional
 
 import gevent
+from gevent.hub import Waiter
 from gevent.monkey import get_original
 from gevent.socket import socket as GreenSocket
 from gevent.socket import wait_write
@@ -120,6 +121,9 @@ class HangupWatch:
         self._watcher = gevent.get_hub().loop.io(self._epoll.fileno(), 1)
 
     def add(self, fileno: int, session: "Session") -> None:
+        """Watch ``fileno`` until discarded (kept across a client's holds: no syscall per line)."""
+        if fileno in self._sessions:
+            return
         self._epoll.register(fileno, _HANGUP)
         self._sessions[fileno] = session
         if len(self._sessions) == 1:
@@ -164,7 +168,6 @@ class Session:
         "_gate",
         "_hangup",
         "_hangups",
-        "_held",
         "_host",
         "_hub",
         "_left",
@@ -178,6 +181,7 @@ class Session:
         "_sock",
         "_timer",
         "_turned_away",
+        "_unheld",
         "_watcher",
         "_writer",
     )
@@ -218,8 +222,8 @@ class Session:
         self._hangup = False
         self._left = False
         self._framer = LineFramer(config.max_line)
-        # A line whose token is taken, waiting for the time it stands for.
-        self._held: Optional[Frame] = None
+        # While the reader waits for the rate limit: switching it ends the wait early.
+        self._unheld: Optional[Waiter] = None
         now = time.monotonic()
         self._bucket = TokenBucket(config.rate, config.burst, now) if config.rate else None
         self._deadline = now + config.idle_timeout
@@ -253,10 +257,10 @@ class Session:
         self._closed = True
         if not self._pending and self._writer is None:
             self._shutdown_output()
-        if self._reader is None:
-            # Parked (the hub closed an idle client, e.g. a kick): a reader must
-            # end the session, or it would hold its place until the client spoke.
-            self._wake()
+        # Parked (the hub closed an idle client, e.g. a kick): a reader must end
+        # the session, or it would hold its place until the client spoke; one
+        # waiting for the rate limit must not wait on.
+        self._wake()
 
     def flush(self) -> None:
         """Try to hand everything pending to the kernel now, without waiting.
@@ -323,9 +327,10 @@ class Session:
         """
         if reset:
             self._abort(CLOSED)
-        else:
+        elif self._unheld is not None:
             self._hangup = True
             self._wake()
+        # Else its reader is running within the rate: it reads up to the end of stream itself.
 
     def _read(self) -> None:
         """The body of every reader greenlet: read until parked, or end the session."""
@@ -344,21 +349,33 @@ class Session:
     def _park(self) -> None:
         """No input: wait for some (or the end of stream) without a greenlet."""
         self._reader = None
+        # The input watcher sees a hangup now: the kernel holds no input of the client's.
+        self._hangups.discard(self._sock.fileno())
         if self._watcher is None:
             self._watcher = gevent.get_hub().loop.io(self._sock.fileno(), 1)
         self._watcher.start(self._wake)
         if self._config.idle_timeout:
             self._set_timer(self._deadline - time.monotonic())
 
-    def _hold(self, wait: float) -> None:
-        """Wait ``wait`` seconds for a token without a greenlet, reading nothing meanwhile.
+    def _hold(self, wait: float) -> bool:
+        """Wait ``wait`` seconds for a token, reading nothing: the client's input stays in the kernel.
 
-        The client's input stays in the kernel, which stops the client when its
-        buffers fill; the hangup watch ends the wait if the client goes away.
+        The kernel stops the client when its buffers fill, and the hangup watch
+        ends the wait early if the client goes away (as do a close or an abort).
+        The reader greenlet waits: the client is busy, not idle, and parking it
+        for every line would cost more than the wait.
         """
-        self._reader = None
-        self._set_timer(wait)
+        hub = gevent.get_hub()
+        unheld = self._unheld = Waiter(hub)
+        timer = hub.loop.timer(wait)
+        timer.start(unheld.switch, None)
         self._hangups.add(self._sock.fileno(), self)
+        try:
+            unheld.get()
+        finally:
+            timer.close()
+            self._unheld = None
+        return not (self._closed or self._hangup)
 
     def _set_timer(self, seconds: float) -> None:
         if self._timer is not None:
@@ -367,17 +384,22 @@ class Session:
         self._timer.start(self._wake)
 
     def _wake(self) -> None:
-        """Input, end of stream, a token, the idle deadline, a hangup or an abort: a reader takes over."""
-        if self._reader is not None:
-            return
-        self._unwatch()
-        self._reader = gevent.spawn(self._read)
+        """Input, end of stream, the idle deadline, a hangup or an abort: a reader takes over.
+
+        If the reader is waiting for the rate limit, it stops waiting.
+        """
+        if self._reader is None:
+            self._unwatch()
+            self._reader = gevent.spawn(self._read)
+        elif self._unheld is not None:
+            # From the event loop: this may run in any greenlet. A switch that comes
+            # after the timer's is ignored (the waiter is done then).
+            gevent.get_hub().loop.run_callback(self._unheld.switch, None)
 
     def _unwatch(self) -> None:
         for watcher in (self._watcher, self._timer):
             if watcher is not None:
                 watcher.stop()
-        self._hangups.discard(self._sock.fileno())
 
     def _abort(self, reason: str) -> None:
         """Drop the connection now: nothing more is owed to this client."""
@@ -386,15 +408,14 @@ class Session:
         self._aborted = reason
         self._closed = True
         self._pending.clear()
-        # A running reader sees _closed at its next check (it never blocks: it
-        # parks to wait for input or for the rate limit); a parked session
-        # gets a reader now. No exception is thrown into a reader: one that was
+        # A running reader sees _closed at its next check (it never blocks on
+        # the socket), one waiting for the rate limit stops waiting, a parked
+        # session gets a reader now. No exception is thrown into a reader: one
         # spawned but not yet started would never run, and never leave the hub.
         writer = self._writer
         if writer is not None and writer is not gevent.getcurrent():
             writer.kill(block=False)
-        if self._reader is None:
-            self._wake()
+        self._wake()
 
     def _read_until_blocked(self) -> Optional[str]:
         """Handle input until the session parks (None) or must end (why).
@@ -402,8 +423,8 @@ class Session:
         Input is read only when every line read before has been handled, and
         then, under a rate limit, only about as much as may be handled at once
         (the tokens in the bucket, at least room for one ``--max-line`` line).
-        A line that must wait for its token is held and the session parks; the
-        rest stays in the kernel. The end of stream (or a FIN noticed while
+        The reader waits for the token of a line before handling it, and
+        meanwhile the rest stays in the kernel. The end of stream (or a FIN noticed while
         waiting) is the end of the session: lines still waiting for the rate
         limit then are dropped, so input cannot keep a departed client here.
         """
@@ -417,46 +438,42 @@ class Session:
         while not self._closed and not self._hangup:
             if timed:
                 now = time.monotonic()
-            frame = self._held
-            if frame is not None:
-                self._held = None
-            else:
-                frame = framer.next()
-                if frame is None:
+            frame = framer.next()
+            if frame is None:
+                if self._eof:
+                    return CLOSED
+                if idle and now >= self._deadline:
+                    # No whole line came in time (lines in hand do count).
+                    self.deliver(replies.IDLE_TIMEOUT)
+                    return "idle timeout"
+                if handled:
+                    # Let every other ready greenlet run, and then the outbox
+                    # flush them all: gevent's recv returns at once while data
+                    # is waiting, so a flooding client would starve the others.
+                    handled = False
+                    gevent.sleep(0)
+                    continue
+                try:
+                    data = sock.recv(self._recv_size(now))
+                except BlockingIOError:
+                    self._park()
+                    return None
+                except OSError:
+                    return CLOSED
+                if data:
+                    framer.feed(data)
+                else:
+                    self._eof = True
+                    framer.finish()
+                continue
+            if bucket is not None and not self._hub.closing:
+                wait = bucket.take(now)
+                if wait:
                     if self._eof:
                         return CLOSED
-                    if idle and now >= self._deadline:
-                        # No whole line came in time (lines still in hand do count).
-                        self.deliver(replies.IDLE_TIMEOUT)
-                        return "idle timeout"
-                    if handled:
-                        # Let every other ready greenlet run, and then the outbox
-                        # flush them all: gevent's recv returns at once while data
-                        # is waiting, so a flooding client would starve the others.
-                        handled = False
-                        gevent.sleep(0)
-                        continue
-                    try:
-                        data = sock.recv(self._recv_size(now))
-                    except BlockingIOError:
-                        self._park()
-                        return None
-                    except OSError:
-                        return CLOSED
-                    if data:
-                        framer.feed(data)
-                    else:
-                        self._eof = True
-                        framer.finish()
-                    continue
-                if bucket is not None and not self._hub.closing:
-                    wait = bucket.take(now)
-                    if wait:
-                        if self._eof:
-                            return CLOSED
-                        self._held = frame
-                        self._hold(wait)
-                        return None
+                    if not self._hold(wait):
+                        break
+                    now += wait
             self._handle(frame)
             handled = True
             if idle:
@@ -535,7 +552,6 @@ class Session:
         """Free everything the connection holds; the last step, whatever the path."""
         self._closed = True
         self._pending.clear()
-        self._held = None
         for watcher in (self._watcher, self._timer):
             if watcher is not None:
                 watcher.close()
