@@ -6,6 +6,7 @@ import socket
 import time
 
 import pytest
+from conftest import PONG
 
 NOTICE = b"*** server shutting down\n"
 
@@ -93,6 +94,19 @@ def test_a_client_yet_to_give_the_password_is_told_and_does_not_delay_the_exit(s
     assert waiting.read_to_eof() == NOTICE
     assert server.wait() == 0
     assert time.monotonic() - started < 10, "the server waited for a client that had everything"
+
+
+def test_shutdown_does_not_wait_for_the_rate_limit_of_a_flooding_client(start_server):
+    server = start_server("--rate", "0.1", "--burst", "1", "--shutdown-timeout", "30")
+    flooder = server.connect()
+    flooder.read_lines(2)
+    flooder.say(*["/ping"] * 50)
+    assert flooder.readline() == PONG  # the next one waits 10 s for its token
+    started = time.monotonic()
+    server.signal(signal.SIGTERM)
+    assert flooder.read_to_eof() == NOTICE
+    assert server.wait() == 0
+    assert time.monotonic() - started < 8, "the shutdown waited for the rate limit"
 
 
 def _descriptors(pid):
