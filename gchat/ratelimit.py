@@ -17,9 +17,13 @@ class TokenBucket:
         self._tokens = burst
         self._stamp = now
 
+    def available(self, now: float) -> float:
+        """Tokens that could be taken at ``now`` without waiting (negative: in debt)."""
+        return min(self._burst, self._tokens + (now - self._stamp) * self._rate)
+
     def take(self, now: float) -> float:
         """Take one token; return the seconds to wait before using it (0 if none)."""
-        tokens = min(self._burst, self._tokens + (now - self._stamp) * self._rate) - 1
+        tokens = self.available(now) - 1
         self._tokens = tokens
         self._stamp = now
         return 0.0 if tokens >= 0 else -tokens / self._rate

@@ -2,7 +2,8 @@
 
 Every step is a pure function on bytes or str so it can be fuzzed. The order is
 the contract's: telnet IAC sequences, then UTF-8 decoding with replacement,
-then whole escape sequences, then any control character left over.
+then whole escape sequences and any control character left over but BS and
+DEL, which last erase the character before them.
 """
 
 import re
@@ -21,6 +22,10 @@ _ESCAPES = re.compile(
     re.DOTALL,
 )
 _CONTROLS = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f]")
+# Removed outright: every control character but TAB and the two erasers.
+_SILENT = re.compile(r"[\x00-\x07\x0a-\x1f\x80-\x9f]")
+# BS, and DEL: what a terminal's backspace key sends to a telnet client in character mode.
+_ERASERS = "\x08\x7f"
 
 
 def strip_telnet(data: bytes) -> bytes:
@@ -71,10 +76,32 @@ def _end_of_subnegotiation(data: bytes, pos: int) -> int:
 
 
 def strip_controls(text: str) -> str:
-    """Remove escape sequences whole, then every other C0 (but TAB), DEL and C1."""
+    """Remove escape sequences whole and every other C0 (but TAB) and C1; then apply BS and DEL.
+
+    The erasers act last, on what is left to see: backspacing over a
+    character typed after an invisible control erases that character.
+    """
     if _CONTROLS.search(text) is None:
         return text
-    return _CONTROLS.sub("", _ESCAPES.sub("", text))
+    return erase(_SILENT.sub("", _ESCAPES.sub("", text)))
+
+
+def erase(text: str) -> str:
+    """Let each BS or DEL erase the character before it, if any, as a terminal would.
+
+    A character is a code point, so one backspace takes back a whole UTF-8
+    sequence, however many bytes it had on the wire. The erasers go too.
+    """
+    if _ERASERS[0] not in text and _ERASERS[1] not in text:
+        return text
+    kept: list[str] = []
+    for char in text:
+        if char in _ERASERS:
+            if kept:
+                kept.pop()
+        else:
+            kept.append(char)
+    return "".join(kept)
 
 
 def sanitize(raw: bytes) -> str:

@@ -23,7 +23,7 @@ from gchat.config import Config
 from gchat.hub import BANNED, Hub
 from gchat.meter import FULL, TOO_MANY, meter_for
 from gchat.passwords import verify
-from gchat.session import SHUTDOWN, Outbox, Session, format_peer
+from gchat.session import SHUTDOWN, HangupWatch, Outbox, Session, format_peer
 from gchat.tls import accept_tls
 
 LISTEN_BACKLOG = 4096
@@ -68,6 +68,7 @@ class ChatServer:
             operators=_operator_check(operators) if operators else None,
         )
         self._outbox = Outbox()
+        self._hangups = HangupWatch()
         # Places taken under --max-clients and --max-per-ip: sessions, and TLS handshakes in progress.
         self._per_address: Counter[str] = Counter()
         self._connections = 0
@@ -104,6 +105,8 @@ class ChatServer:
         assert self._server is not None
         self._server.close()
         self.hub.shutdown()
+        for session in list(self._sessions):
+            session.shut_down()
         self._all_closed.wait(self.config.shutdown_timeout)
         for session in list(self._sessions):
             session.terminate()
@@ -137,7 +140,15 @@ class ChatServer:
             self._free_place(host)
 
         session = self._meter.session_class(
-            sock, address, self.hub, self.config, self._outbox, left, self._closed, self._password
+            sock,
+            address,
+            self.hub,
+            self.config,
+            self._outbox,
+            self._hangups,
+            left,
+            self._closed,
+            self._password,
         )
         self._sessions.add(session)
         self._all_closed.clear()

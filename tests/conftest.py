@@ -17,6 +17,7 @@ import shutil
 import signal
 import socket
 import ssl
+import struct
 import subprocess
 import sys
 import threading
@@ -147,6 +148,11 @@ class LineClient:
         assert self.readline() == PONG
 
     def close(self) -> None:
+        self.sock.close()
+
+    def reset(self) -> None:
+        """Close with SO_LINGER 0: the kernel sends a reset and drops what is unsent and unread."""
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         self.sock.close()
 
 

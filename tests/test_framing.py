@@ -8,11 +8,22 @@ from gchat.framing import TOO_LONG, LineFramer
 MAX = 16
 
 
-def feed_all(framer, chunks):
-    frames = []
+def frames(framer, *chunks):
+    """Feed each chunk and take every frame it completes, as the session does."""
+    out = []
     for chunk in chunks:
-        frames.extend(framer.feed(chunk))
-    return frames
+        framer.feed(chunk)
+        frame = framer.next()
+        while frame is not None:
+            out.append(frame)
+            frame = framer.next()
+    return out
+
+
+def rest(framer):
+    """The frames the end of the stream gives."""
+    framer.finish()
+    return frames(framer, b"")
 
 
 def byte_by_byte(data):
@@ -23,181 +34,208 @@ def byte_by_byte(data):
 
 
 def test_lf_ends_a_line():
-    assert LineFramer(MAX).feed(b"hello\n") == [b"hello"]
+    assert frames(LineFramer(MAX), b"hello\n") == [b"hello"]
 
 
 def test_crlf_line_is_cut_at_the_lf():
     # The framer keeps the CR; sanitize() drops it with the other C0 controls.
-    assert LineFramer(MAX).feed(b"hello\r\n") == [b"hello\r"]
+    assert frames(LineFramer(MAX), b"hello\r\n") == [b"hello\r"]
 
 
 def test_several_lines_in_one_chunk_come_out_in_order():
-    assert LineFramer(MAX).feed(b"one\ntwo\r\nthree\n") == [b"one", b"two\r", b"three"]
+    assert frames(LineFramer(MAX), b"one\ntwo\r\nthree\n") == [b"one", b"two\r", b"three"]
 
 
 def test_empty_lines_are_framed_as_empty():
-    assert LineFramer(MAX).feed(b"\n\r\n") == [b"", b"\r"]
+    assert frames(LineFramer(MAX), b"\n\r\n") == [b"", b"\r"]
 
 
 def test_chunk_without_lf_yields_nothing_yet():
     framer = LineFramer(MAX)
-    assert framer.feed(b"partial") == []
+    assert frames(framer, b"partial") == []
     assert framer.buffered == len(b"partial")
 
 
 def test_line_split_across_two_chunks_is_joined():
     framer = LineFramer(MAX)
-    assert framer.feed(b"hel") == []
-    assert framer.feed(b"lo\nwor") == [b"hello"]
-    assert framer.feed(b"ld\n") == [b"world"]
+    assert frames(framer, b"hel") == []
+    assert frames(framer, b"lo\nwor") == [b"hello"]
+    assert frames(framer, b"ld\n") == [b"world"]
 
 
 def test_lines_fed_byte_by_byte_are_joined():
     framer = LineFramer(MAX)
-    assert feed_all(framer, byte_by_byte(b"abc\r\nxyz\n\n")) == [b"abc\r", b"xyz", b""]
+    assert frames(framer, *byte_by_byte(b"abc\r\nxyz\n\n")) == [b"abc\r", b"xyz", b""]
     assert framer.buffered == 0
 
 
 def test_crlf_split_between_cr_and_lf_is_one_line_ending():
     framer = LineFramer(MAX)
-    assert framer.feed(b"hi\r") == []
-    assert framer.feed(b"\n") == [b"hi\r"]
+    assert frames(framer, b"hi\r") == []
+    assert frames(framer, b"\n") == [b"hi\r"]
+
+
+def test_cr_nul_ends_a_line_as_telnet_sends_enter_in_character_mode():
+    assert frames(LineFramer(MAX), b"hello\r\x00") == [b"hello\r"]
+
+
+def test_cr_nul_split_between_cr_and_nul_is_one_line_ending():
+    framer = LineFramer(MAX)
+    assert frames(framer, b"hi\r") == []
+    assert frames(framer, b"\x00there\r", b"\x00") == [b"hi\r", b"there\r"]
+
+
+def test_cr_nul_and_lf_line_ends_mix_in_one_chunk():
+    assert frames(LineFramer(MAX), b"a\r\x00b\nc\r\nd\r\x00") == [b"a\r", b"b", b"c\r", b"d" + b"\r"]
+
+
+def test_nul_without_cr_and_cr_without_nul_do_not_end_a_line():
+    assert frames(LineFramer(MAX), b"a\x00b\rc\n") == [b"a\x00b\rc"]
+
+
+def test_cr_nul_right_after_max_line_bytes_passes():
+    assert frames(LineFramer(MAX), b"x" * MAX + b"\r\x00") == [b"x" * MAX + b"\r"]
+
+
+def test_cr_nul_ends_an_over_long_line_being_discarded_even_split_across_chunks():
+    framer = LineFramer(MAX)
+    assert frames(framer, b"x" * (MAX + 1), b"xx\r") == [TOO_LONG]
+    assert frames(framer, b"\x00ok\n") == [b"ok"]
 
 
 def test_empty_chunk_changes_nothing():
     framer = LineFramer(MAX)
-    framer.feed(b"abc")
-    assert framer.feed(b"") == []
-    assert framer.feed(b"\n") == [b"abc"]
+    frames(framer, b"abc")
+    assert frames(framer, b"") == []
+    assert frames(framer, b"\n") == [b"abc"]
 
 
 # The max_line boundary
 
 
 def test_line_of_exactly_max_line_bytes_passes():
-    assert LineFramer(MAX).feed(b"x" * MAX + b"\n") == [b"x" * MAX]
+    assert frames(LineFramer(MAX), b"x" * MAX + b"\n") == [b"x" * MAX]
 
 
 def test_line_of_max_line_plus_one_bytes_is_too_long():
-    assert LineFramer(MAX).feed(b"x" * (MAX + 1) + b"\n") == [TOO_LONG]
+    assert frames(LineFramer(MAX), b"x" * (MAX + 1) + b"\n") == [TOO_LONG]
 
 
 def test_cr_before_lf_is_not_counted_in_the_length():
-    assert LineFramer(MAX).feed(b"x" * MAX + b"\r\n") == [b"x" * MAX + b"\r"]
+    assert frames(LineFramer(MAX), b"x" * MAX + b"\r\n") == [b"x" * MAX + b"\r"]
 
 
 def test_cr_before_lf_does_not_excuse_a_line_one_byte_too_long():
-    assert LineFramer(MAX).feed(b"x" * (MAX + 1) + b"\r\n") == [TOO_LONG]
+    assert frames(LineFramer(MAX), b"x" * (MAX + 1) + b"\r\n") == [TOO_LONG]
 
 
 def test_only_one_cr_before_lf_is_not_counted():
-    assert LineFramer(MAX).feed(b"x" * MAX + b"\r\r\n") == [TOO_LONG]
+    assert frames(LineFramer(MAX), b"x" * MAX + b"\r\r\n") == [TOO_LONG]
 
 
 def test_cr_inside_the_line_is_counted():
-    assert LineFramer(MAX).feed(b"x" * (MAX - 1) + b"\r" + b"y" + b"\n") == [TOO_LONG]
+    assert frames(LineFramer(MAX), b"x" * (MAX - 1) + b"\r" + b"y" + b"\n") == [TOO_LONG]
 
 
 def test_max_line_bytes_then_cr_then_lf_in_separate_feeds_passes():
     framer = LineFramer(MAX)
-    assert framer.feed(b"x" * MAX) == []
-    assert framer.feed(b"\r") == []
-    assert framer.feed(b"\n") == [b"x" * MAX + b"\r"]
+    assert frames(framer, b"x" * MAX) == []
+    assert frames(framer, b"\r") == []
+    assert frames(framer, b"\n") == [b"x" * MAX + b"\r"]
 
 
 def test_max_line_bytes_and_cr_buffered_then_lf_passes():
     framer = LineFramer(MAX)
-    assert framer.feed(b"x" * MAX + b"\r") == []
+    assert frames(framer, b"x" * MAX + b"\r") == []
     assert framer.buffered == MAX + 1
-    assert framer.feed(b"\n") == [b"x" * MAX + b"\r"]
+    assert frames(framer, b"\n") == [b"x" * MAX + b"\r"]
 
 
 def test_max_line_bytes_and_cr_followed_by_more_data_is_too_long():
     framer = LineFramer(MAX)
-    assert framer.feed(b"x" * MAX + b"\r") == []
-    assert framer.feed(b"y") == [TOO_LONG]
+    assert frames(framer, b"x" * MAX + b"\r") == []
+    assert frames(framer, b"y") == [TOO_LONG]
 
 
 def test_max_line_bytes_fed_byte_by_byte_with_crlf_passes():
     framer = LineFramer(MAX)
-    assert feed_all(framer, byte_by_byte(b"x" * MAX + b"\r\n")) == [b"x" * MAX + b"\r"]
+    assert frames(framer, *byte_by_byte(b"x" * MAX + b"\r\n")) == [b"x" * MAX + b"\r"]
 
 
 def test_max_line_plus_one_bytes_fed_byte_by_byte_is_too_long():
     framer = LineFramer(MAX)
-    assert feed_all(framer, byte_by_byte(b"x" * (MAX + 1) + b"\n")) == [TOO_LONG]
+    assert frames(framer, *byte_by_byte(b"x" * (MAX + 1) + b"\n")) == [TOO_LONG]
 
 
 # Over-long lines
 
 
 def test_over_long_line_is_reported_before_its_lf_arrives():
-    assert LineFramer(MAX).feed(b"x" * (MAX + 1)) == [TOO_LONG]
+    assert frames(LineFramer(MAX), b"x" * (MAX + 1)) == [TOO_LONG]
 
 
 def test_over_long_line_is_reported_as_soon_as_the_buffer_exceeds_the_limit():
     framer = LineFramer(MAX)
-    assert feed_all(framer, byte_by_byte(b"x" * MAX)) == []
-    assert framer.feed(b"x") == [TOO_LONG]
+    assert frames(framer, *byte_by_byte(b"x" * MAX)) == []
+    assert frames(framer, b"x") == [TOO_LONG]
 
 
 def test_over_long_line_is_reported_once():
     framer = LineFramer(MAX)
-    frames = feed_all(framer, [b"x" * (MAX + 1), b"y" * 100, b"z" * 100, b"end\n"])
-    assert frames == [TOO_LONG]
+    assert frames(framer, b"x" * (MAX + 1), b"y" * 100, b"z" * 100, b"end\n") == [TOO_LONG]
 
 
 def test_over_long_line_fed_byte_by_byte_is_reported_once():
     framer = LineFramer(MAX)
-    assert feed_all(framer, byte_by_byte(b"x" * (MAX * 5) + b"\n")) == [TOO_LONG]
+    assert frames(framer, *byte_by_byte(b"x" * (MAX * 5) + b"\n")) == [TOO_LONG]
 
 
 def test_remainder_of_over_long_line_is_discarded_until_its_lf():
     framer = LineFramer(MAX)
-    framer.feed(b"x" * (MAX + 1))
-    assert framer.feed(b"rest of it") == []
+    frames(framer, b"x" * (MAX + 1))
+    assert frames(framer, b"rest of it") == []
     assert framer.buffered == 0
 
 
 def test_line_after_an_over_long_line_is_intact():
     framer = LineFramer(MAX)
-    framer.feed(b"x" * (MAX + 1))
-    assert framer.feed(b"rest\nnext\n") == [b"next"]
+    frames(framer, b"x" * (MAX + 1))
+    assert frames(framer, b"rest\nnext\n") == [b"next"]
 
 
 def test_line_after_an_over_long_line_is_intact_in_the_same_chunk():
-    assert LineFramer(MAX).feed(b"x" * (MAX + 5) + b"\nnext\n") == [TOO_LONG, b"next"]
+    assert frames(LineFramer(MAX), b"x" * (MAX + 5) + b"\nnext\n") == [TOO_LONG, b"next"]
 
 
 def test_line_after_an_over_long_line_is_intact_when_fed_byte_by_byte():
     framer = LineFramer(MAX)
     data = b"x" * (MAX * 3) + b"\r\n" + b"ok\r\n"
-    assert feed_all(framer, byte_by_byte(data)) == [TOO_LONG, b"ok\r"]
+    assert frames(framer, *byte_by_byte(data)) == [TOO_LONG, b"ok\r"]
 
 
 def test_each_over_long_line_is_reported_separately():
     framer = LineFramer(MAX)
     data = b"x" * (MAX + 1) + b"\n" + b"y" * (MAX + 1) + b"\nok\n"
-    assert framer.feed(data) == [TOO_LONG, TOO_LONG, b"ok"]
+    assert frames(framer, data) == [TOO_LONG, TOO_LONG, b"ok"]
 
 
 def test_over_long_line_right_after_a_discarded_one_is_reported_again():
     framer = LineFramer(MAX)
-    assert framer.feed(b"x" * (MAX + 1)) == [TOO_LONG]
-    assert framer.feed(b"x\n" + b"y" * (MAX + 1)) == [TOO_LONG]
-    assert framer.feed(b"y\nok\n") == [b"ok"]
+    assert frames(framer, b"x" * (MAX + 1)) == [TOO_LONG]
+    assert frames(framer, b"x\n" + b"y" * (MAX + 1)) == [TOO_LONG]
+    assert frames(framer, b"y\nok\n") == [b"ok"]
 
 
 def test_buffer_never_exceeds_max_line_plus_one_while_feeding_10_mb():
     limit = 4096
     framer = LineFramer(limit)
     chunk = b"x" * 65536
-    frames = []
+    seen = []
     for _ in range(10 * 1024 * 1024 // len(chunk)):
-        frames.extend(framer.feed(chunk))
+        seen.extend(frames(framer, chunk))
         assert framer.buffered <= limit + 1
-    frames.extend(framer.feed(b"\nafter\n"))
-    assert frames == [TOO_LONG, b"after"]
+    seen.extend(frames(framer, b"\nafter\n"))
+    assert seen == [TOO_LONG, b"after"]
 
 
 def test_buffer_never_exceeds_max_line_plus_one_while_feeding_10_mb_of_lines():
@@ -206,7 +244,7 @@ def test_buffer_never_exceeds_max_line_plus_one_while_feeding_10_mb_of_lines():
     line = b"y" * 1000 + b"\r\n"
     chunk = (line * (65536 // len(line) + 1))[:65536]
     for _ in range(10 * 1024 * 1024 // len(chunk)):
-        assert TOO_LONG not in framer.feed(chunk)
+        assert TOO_LONG not in frames(framer, chunk)
         assert framer.buffered <= limit + 1
 
 
@@ -215,63 +253,68 @@ def test_buffer_never_exceeds_max_line_plus_one_while_feeding_10_mb_of_lines():
 
 def test_finish_returns_a_last_line_without_lf():
     framer = LineFramer(MAX)
-    framer.feed(b"one\nlast")
-    assert framer.finish() == [b"last"]
+    frames(framer, b"one\nlast")
+    assert rest(framer) == [b"last"]
 
 
 def test_finish_returns_nothing_when_the_stream_ended_with_lf():
     framer = LineFramer(MAX)
-    framer.feed(b"one\n")
-    assert framer.finish() == []
+    frames(framer, b"one\n")
+    assert rest(framer) == []
 
 
 def test_finish_returns_nothing_for_an_empty_stream():
-    assert LineFramer(MAX).finish() == []
+    assert rest(LineFramer(MAX)) == []
 
 
 def test_finish_returns_a_last_line_of_exactly_max_line_bytes():
     framer = LineFramer(MAX)
-    framer.feed(b"x" * MAX)
-    assert framer.finish() == [b"x" * MAX]
+    frames(framer, b"x" * MAX)
+    assert rest(framer) == [b"x" * MAX]
 
 
 def test_finish_returns_nothing_while_discarding_an_over_long_line():
     framer = LineFramer(MAX)
-    framer.feed(b"x" * (MAX + 1))
-    framer.feed(b"more")
-    assert framer.finish() == []
+    frames(framer, b"x" * (MAX + 1))
+    frames(framer, b"more")
+    assert rest(framer) == []
 
 
 def test_finish_empties_the_buffer():
     framer = LineFramer(MAX)
-    framer.feed(b"last")
-    framer.finish()
+    frames(framer, b"last")
+    rest(framer)
     assert framer.buffered == 0
 
 
 # Property: framing does not depend on how the stream is cut into chunks
 
-line_bytes = st.binary(max_size=MAX).map(lambda raw: raw.replace(b"\n", b""))
+# No LF, no NUL: nothing that could end a line early (CR NUL ends one too).
+line_bytes = st.binary(max_size=MAX).map(lambda raw: raw.replace(b"\n", b"").replace(b"\x00", b""))
 
 
 @st.composite
 def lines_and_chunks(draw):
     lines = draw(st.lists(line_bytes, max_size=20))
+    ends = draw(
+        st.lists(st.sampled_from([b"\n", b"\r\n", b"\r\x00"]), min_size=len(lines), max_size=len(lines))
+    )
     unterminated = draw(line_bytes.filter(bool) | st.just(b""))
-    data = b"".join(line + b"\n" for line in lines) + unterminated
+    data = b"".join(line + end for line, end in zip(lines, ends)) + unterminated
     cuts = sorted(draw(st.lists(st.integers(min_value=0, max_value=len(data)), max_size=30)))
     bounds = [0, *cuts, len(data)]
     chunks = [data[start:end] for start, end in zip(bounds, bounds[1:])]
-    expected = lines + ([unterminated] if unterminated else [])
+    # The frame keeps a CR before the end, as it keeps the rest of the raw line.
+    expected = [line + end[:-1] for line, end in zip(lines, ends)] + ([unterminated] if unterminated else [])
     return chunks, expected
 
 
 @settings(max_examples=300)
 @given(lines_and_chunks())
-def test_any_chunking_of_lines_within_the_limit_yields_exactly_those_lines(case):
+def test_any_chunking_of_lines_within_the_limit_and_any_line_ends_yields_exactly_those_lines(case):
     chunks, expected = case
     framer = LineFramer(MAX)
-    assert feed_all(framer, chunks) + framer.finish() == expected
+    assert frames(framer, *chunks) + rest(framer) == expected
 
 
 @settings(max_examples=300)
@@ -281,7 +324,7 @@ def test_buffer_stays_within_max_line_plus_one_for_any_input(data, draw):
     bounds = [0, *cuts, len(data)]
     framer = LineFramer(MAX)
     for start, end in zip(bounds, bounds[1:]):
-        framer.feed(data[start:end])
+        frames(framer, data[start:end])
         assert framer.buffered <= MAX + 1
 
 
@@ -289,9 +332,9 @@ def test_buffer_stays_within_max_line_plus_one_for_any_input(data, draw):
 @given(st.binary(max_size=200).map(lambda raw: raw.replace(b"a", b"\n")), st.data())
 def test_frames_do_not_depend_on_chunking_even_for_over_long_lines(data, draw):
     whole = LineFramer(MAX)
-    expected = whole.feed(data) + whole.finish()
+    expected = frames(whole, data) + rest(whole)
     cuts = sorted(draw.draw(st.lists(st.integers(min_value=0, max_value=len(data)), max_size=20)))
     bounds = [0, *cuts, len(data)]
     framer = LineFramer(MAX)
     chunks = [data[start:end] for start, end in zip(bounds, bounds[1:])]
-    assert feed_all(framer, chunks) + framer.finish() == expected
+    assert frames(framer, *chunks) + rest(framer) == expected

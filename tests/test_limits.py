@@ -5,11 +5,11 @@ import json
 import os
 import resource
 import socket
-import struct
 import time
 
 import pytest
 from conftest import PONG
+from test_metrics import scrape, start_metered
 
 
 def test_line_over_max_line_gets_error_and_is_not_delivered(start_server):
@@ -60,7 +60,7 @@ def test_invalid_utf8_is_replaced_and_delivered(server):
 
 def test_control_characters_and_escape_sequences_are_removed(server):
     a, b = server.join(), server.join()
-    a.send(b"\x1b[1;31mred\x1b[0m \x1b]0;pwned\x07title\tTAB\x07\x00\x7f\xc2\x9bC1 \x1b(Bend\x1b[\n")
+    a.send(b"\x1b[1;31mred\x1b[0m \x1b]0;pwned\x07title\tTAB\x07\x00\xc2\x9bC1 \x1b(Bend\x1b[\n")
     b.expect(f"<{a.nick}> red title\tTABC1 Bend")  # ESC ( is a pair: the B stays
 
 
@@ -91,6 +91,30 @@ def test_telnet_negotiation_is_removed_and_never_answered(server):
     a.ping()  # no negotiation reply came before the pong
 
 
+def test_telnet_in_character_mode_enter_ends_lines_and_backspace_erases(server):
+    a, b = server.join(), server.join()
+    # One key at a time, as telnet sends them after "mode character": Enter is CR NUL,
+    # backspace is DEL (or BS), and "ï" is two bytes taken back by one key.
+    for key in [
+        b"h",
+        b"i",
+        b"\r\x00",
+        b"n",
+        b"a",
+        "ï".encode(),
+        b"\x7f",
+        b"i",
+        b"x",
+        b"\x08",
+        b"ve",
+        b"\r",
+        b"\x00",
+    ]:
+        a.send(key)
+    b.expect(f"<{a.nick}> hi", f"<{a.nick}> naive")
+    a.ping()
+
+
 def test_last_line_without_lf_is_delivered_on_half_close(server):
     a, b = server.join(), server.join()
     a.send(b"parting words")
@@ -108,9 +132,8 @@ def test_last_line_without_lf_is_delivered_on_close(server):
 
 def test_client_reset_mid_line_is_a_quit_and_others_carry_on(server):
     a, b = server.join(), server.join()
-    a.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     a.send(b"half a li")
-    a.close()
+    a.reset()
     b.expect(f"*** {a.nick} quit (connection closed)")
     c = server.join()
     c.say("carry on")
@@ -126,6 +149,84 @@ def test_fast_sender_is_slowed_down_and_loses_nothing(start_server):
     assert b.read_lines(60) == [f"<{a.nick}> {line}" for line in lines]
     # 5 lines of burst, then 55 at 50/s: at least 1.1 s however fast the machine.
     assert time.monotonic() - started >= 1.0
+
+
+def _flood(client, line, size):
+    """Send up to ``size`` bytes of ``line`` repeated, as much as the kernels take without blocking.
+
+    What the server does not read stays in the kernels' buffers; a client
+    pasting far more than its rate allows is left exactly there.
+    """
+    data = (line * (size // len(line) + 1))[:size]
+    client.sock.setblocking(False)
+    try:
+        while data:
+            data = data[client.sock.send(data) :]
+    except BlockingIOError:
+        pass
+    client.sock.settimeout(client.timeout)
+
+
+def _lines_before(client, line, at_most):
+    """Read up to ``line``, failing as soon as more than ``at_most`` other lines come first."""
+    count = 0
+    while client.readline() != line:
+        count += 1
+        assert count <= at_most, f"more than {at_most} lines came before {line!r}"
+
+
+def test_rate_limited_sender_has_only_about_one_max_line_read_ahead(start_server):
+    server, port = start_metered(start_server, "--rate", "5", "--burst", "5", "--max-line", "100")
+    a, b = server.join(), server.join()
+    _flood(a, b"hi\n", 1 << 20)
+    assert b.read_lines(7) == [f"<{a.nick}> hi"] * 7  # the burst, then the rate
+    samples = scrape(port)
+    handled = samples["gchat_messages_in_total"] * len(b"hi\n")
+    # Read so far: what was handled, and at most one --max-line line (CR LF included) ahead.
+    assert samples["gchat_received_bytes_total"] - handled <= 100 + 2
+
+
+def test_reset_while_rate_limited_frees_the_place_at_once_and_delivers_nothing_more(start_server):
+    server = start_server("--rate", "5", "--burst", "5", "--max-per-ip", "1")
+    victim = server.join(source="127.0.0.2")
+    sender = server.join()
+    _flood(sender, f"/msg {victim.nick} x\n".encode(), 1 << 16)
+    assert victim.read_lines(6) == [f"*{sender.nick}* x"] * 6  # it is being rate-limited
+    sender.reset()
+    # Noticed at once: the lines it had queued would have come at 5 a second for minutes.
+    _lines_before(victim, f"*** {sender.nick} quit (connection closed)", at_most=5)
+    victim.ping()  # and not one more private line came after the quit
+    server.join().ping()  # its place under --max-per-ip is free
+
+
+def test_close_while_rate_limited_ends_the_session_and_drops_the_unread_lines(start_server):
+    server = start_server("--rate", "5", "--burst", "5")
+    a, b = server.join(), server.join()
+    _flood(a, b"hi\n", 1 << 16)
+    assert b.read_lines(6) == [f"<{a.nick}> hi"] * 6
+    a.sock.shutdown(socket.SHUT_WR)
+    _lines_before(b, f"*** {a.nick} quit (connection closed)", at_most=5)
+    b.ping()  # nothing more from a
+    assert a.read_to_eof() == b""  # and a, still reading, was closed gracefully
+
+
+def test_last_lines_within_the_burst_then_half_close_are_all_delivered(start_server):
+    server = start_server("--rate", "5", "--burst", "5")
+    a, b = server.join(), server.join()
+    a.send(b"one\ntwo\r\nthree\nfour\nlast")
+    a.sock.shutdown(socket.SHUT_WR)
+    b.expect(*(f"<{a.nick}> {text}" for text in ("one", "two", "three", "four", "last")))
+    b.expect(f"*** {a.nick} quit (connection closed)")
+
+
+def test_idle_timeout_still_drops_a_client_that_stopped_after_being_rate_limited(start_server):
+    server = start_server("--rate", "5", "--burst", "2", "--idle-timeout", "1")
+    a = server.connect()
+    a.read_lines(2)
+    a.say(*["/ping"] * 4)
+    assert a.read_lines(4) == [PONG] * 4  # the last two waited for the rate limit
+    a.send(b"no newline")  # an unfinished line is no activity
+    assert a.read_to_eof() == b"*** disconnected: idle timeout\n"
 
 
 def _small_receive_buffer_client(server):
@@ -237,11 +338,9 @@ def test_mass_reset_while_the_room_talks_leaves_no_ghosts(server):
     for client in crowd:
         client.read_lines(2)  # welcome and status
     watcher.read_lines(300)  # their join notices
-    for client in crowd:
-        client.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     talker = server.join()
     for index, client in enumerate(crowd):
-        client.close()
+        client.reset()
         if index % 10 == 0:
             talker.say(f"line {index} " + "x" * 1000)
     server.clients = [watcher, talker]

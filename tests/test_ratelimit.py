@@ -82,3 +82,12 @@ def test_wait_scales_with_the_rate():
     slow = TokenBucket(rate=2, burst=1, now=0.0)
     slow.take(0.0)
     assert slow.take(0.0) == pytest.approx(0.5)
+
+
+def test_available_tokens_refill_at_the_rate_up_to_the_burst():
+    bucket = TokenBucket(rate=10, burst=4, now=0.0)
+    for _ in range(6):
+        bucket.take(0.0)
+    assert bucket.available(0.0) == pytest.approx(-2)  # in debt
+    assert bucket.available(0.5) == pytest.approx(3)
+    assert bucket.available(60.0) == 4

@@ -155,8 +155,8 @@ def test_reset_sequence_before_a_command_leaves_the_command():
 # Control characters
 
 
-@pytest.mark.parametrize("code", [c for c in range(0x20) if c not in (0x09, 0x1B)])
-def test_c0_control_other_than_tab_and_escape_is_removed(code):
+@pytest.mark.parametrize("code", [c for c in range(0x20) if c not in (0x08, 0x09, 0x1B)])
+def test_c0_control_other_than_tab_escape_and_backspace_is_removed(code):
     assert strip_controls(f"a{chr(code)}b") == "ab"
 
 
@@ -164,8 +164,39 @@ def test_tab_is_kept():
     assert sanitize(b"a\tb") == "a\tb"
 
 
-def test_del_is_removed():
-    assert sanitize(b"a\x7fb") == "ab"
+@pytest.mark.parametrize("eraser", [b"\x08", b"\x7f"], ids=["BS", "DEL"])
+def test_backspace_and_del_erase_the_character_before_them(eraser):
+    assert sanitize(b"helo" + eraser + b"lo") == "hello"
+
+
+def test_each_eraser_erases_one_more_character():
+    assert sanitize(b"abcd\x7f\x7f\x08x") == "ax"
+
+
+def test_eraser_erases_a_whole_utf8_character_not_a_byte():
+    assert sanitize("naï".encode() + b"\x7five") == "naive"
+    assert sanitize("go 🚀".encode() + b"\x08\x08!") == "go!"
+
+
+def test_eraser_at_the_start_of_a_line_erases_nothing_and_goes():
+    assert sanitize(b"\x7f\x08hi") == "hi"
+
+
+def test_more_erasers_than_characters_leave_an_empty_line():
+    assert sanitize(b"hi\x7f\x7f\x7f\x7f") == ""
+
+
+def test_eraser_skips_invisible_controls_and_erases_what_was_typed():
+    # The bell and the escape sequence were never seen: the key erases the "b".
+    assert sanitize(b"ab\x07\x1b[31m\x7fc") == "ac"
+
+
+def test_eraser_inside_an_escape_sequence_cannot_revive_it():
+    assert sanitize(b"x\x1b[3\x081m") == "1m"
+
+
+def test_eraser_erases_a_replacement_character_like_any_other():
+    assert sanitize(b"ok\xff\xff\xe9\x7f") == "ok\ufffd"
 
 
 @pytest.mark.parametrize("code", range(0x80, 0xA0))
@@ -181,8 +212,8 @@ def test_trailing_cr_is_removed():
     assert sanitize(b"hello\r") == "hello"
 
 
-def test_bell_and_backspace_are_removed():
-    assert sanitize(b"ding\x07\x08\x08") == "ding"
+def test_bell_is_removed_and_backspace_erases():
+    assert sanitize(b"ding\x07\x08\x08") == "di"
 
 
 # Plain text
@@ -232,6 +263,18 @@ def test_sanitize_of_escape_heavy_input_leaves_no_control_character(parts):
 @given(st.text())
 def test_strip_controls_leaves_no_control_character_in_any_text(text):
     assert FORBIDDEN.search(strip_controls(text)) is None
+
+
+@given(st.text(alphabet=st.characters(blacklist_categories=("Cc", "Cs"))))
+def test_text_typed_and_erased_leaves_what_was_kept(text):
+    # Type every character, then a wrong one and its backspace: what remains is the text.
+    typed = "".join(char + "x\x7f" for char in text)
+    assert sanitize(typed.encode()) == text
+
+
+@given(st.text(alphabet=st.characters(blacklist_categories=("Cc", "Cs"))), st.integers(0, 50))
+def test_n_erasers_take_back_the_last_n_characters(text, count):
+    assert sanitize(text.encode() + b"\x08" * count) == text[: max(len(text) - count, 0)]
 
 
 @given(st.text(alphabet=st.characters(blacklist_categories=("Cc", "Cs"))))

@@ -1,9 +1,12 @@
 """PROTOCOL.md "Shutdown": SIGINT/SIGTERM drain what is queued, then say goodbye."""
 
+import os
 import signal
 import socket
+import time
 
 import pytest
+from conftest import PONG
 
 NOTICE = b"*** server shutting down\n"
 
@@ -65,6 +68,64 @@ def test_shutdown_waits_no_longer_than_shutdown_timeout_for_a_silent_client(star
     server.signal(signal.SIGTERM)
     assert stays_open.read_to_eof() == NOTICE
     assert server.wait() == 0  # though the client never closed its end
+
+
+def test_shutdown_ends_once_clients_have_everything_though_they_never_close(start_server):
+    server = start_server("--shutdown-timeout", "30")
+    clients = [server.join() for _ in range(5)]
+    for client in clients:
+        client.ping()
+    started = time.monotonic()
+    server.signal(signal.SIGTERM)
+    for client in clients:
+        assert client.read_to_eof() == NOTICE  # read it all, and keep the socket open
+    assert server.wait() == 0
+    assert time.monotonic() - started < 10, "the server waited for clients that had everything"
+
+
+def test_a_client_yet_to_give_the_password_is_told_and_does_not_delay_the_exit(start_server, tmp_path):
+    password_file = tmp_path / "password"
+    password_file.write_text("secret\n")
+    server = start_server("--shutdown-timeout", "30", "--password-file", str(password_file))
+    waiting = server.connect()
+    waiting.read_lines(2)  # welcome, and the server wants a password
+    started = time.monotonic()
+    server.signal(signal.SIGTERM)
+    assert waiting.read_to_eof() == NOTICE
+    assert server.wait() == 0
+    assert time.monotonic() - started < 10, "the server waited for a client that had everything"
+
+
+def test_shutdown_does_not_wait_for_the_rate_limit_of_a_flooding_client(start_server):
+    server = start_server("--rate", "0.1", "--burst", "1", "--shutdown-timeout", "30")
+    flooder = server.connect()
+    flooder.read_lines(2)
+    flooder.say(*["/ping"] * 50)
+    assert flooder.readline() == PONG  # the next one waits 10 s for its token
+    started = time.monotonic()
+    server.signal(signal.SIGTERM)
+    assert flooder.read_to_eof() == NOTICE
+    assert server.wait() == 0
+    assert time.monotonic() - started < 8, "the shutdown waited for the rate limit"
+
+
+def _descriptors(pid):
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def test_quit_closes_the_connection_once_the_client_has_everything_though_it_never_closes(start_server):
+    server = start_server("--shutdown-timeout", "30")
+    baseline = _descriptors(server.pid)
+    clients = [server.connect() for _ in range(5)]
+    for client in clients:
+        client.read_lines(2)
+        client.say("/quit")
+        assert client.read_to_eof().endswith(b"*** Bye!\n")  # and the socket stays open
+    deadline = time.monotonic() + 10
+    while _descriptors(server.pid) > baseline:
+        # Polling /proc: nothing the server sends tells when it has closed a descriptor.
+        assert time.monotonic() < deadline, "descriptors held for clients that had everything"
+        time.sleep(0.05)
 
 
 def test_second_signal_exits_at_once_with_nonzero_status(start_server):
