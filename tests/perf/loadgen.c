@@ -44,6 +44,7 @@
 #include <unistd.h>
 
 #define MAX_PIDS 16
+#define MAX_PORTS 16
 #define MAX_SENDERS 1024
 #define RECV_SIZE (256 * 1024)
 #define MARKER "~gb~"
@@ -75,11 +76,11 @@ struct conn {
 
 static struct {
     enum proto proto;
-    const char *host, *mode, *room, *join;
-    int port, clients, senders, size, window, sample, batch;
+    const char *host, *mode, *room;
+    int join, await_room, ports[MAX_PORTS], nports, clients, senders, size, window, sample, batch;
     double duration, warmup, rate, timeout;
     int pids[MAX_PIDS], npids;
-} opt = {LINE, "127.0.0.1", "throughput", "#lobby", NULL, 5000, 100, 10, 64, 64, 8, 500,
+} opt = {LINE, "127.0.0.1", "throughput", "#lobby", 0, 0, {5000}, 1, 100, 10, 64, 64, 8, 500,
          10.0, 2.0, 1000.0, 10.0, {0}, 0};
 
 static struct conn *conns;
@@ -294,18 +295,30 @@ static size_t handshake(struct conn *c, const char *data, size_t n) {
     }
     const char *lf = memchr(data, '\n', n);
     if (!lf) return n;
-    if (opt.join && c->ready == 0) {
-        /* The welcome: now ask for the room, ready once a line names it. */
-        char cmd[256];
-        int len = snprintf(cmd, sizeof cmd, "/join %s\n", opt.join);
-        if (write(c->fd, cmd, (size_t)len) != len) add_error("could not send /join");
-        c->ready = -1;
-        return (size_t)(lf + 1 - data);
+    size_t used = (size_t)(lf + 1 - data);
+    if (c->ready == 0) {
+        /* The welcome. With --join, ask for the room; with --join or --await-room, the client is
+           ready only at a line naming the room (gchat's status line, which a cluster node sends
+           once the join is back from Redis). */
+        if (opt.join) {
+            char cmd[256];
+            int len = snprintf(cmd, sizeof cmd, "/join %s\n", opt.room);
+            if (write(c->fd, cmd, (size_t)len) != len) add_error("could not send /join");
+        }
+        c->ready = opt.join || opt.await_room ? -1 : 1;
+    } else if (memmem(data, (size_t)(lf - data), opt.room, strlen(opt.room))) {
+        c->ready = 1;
     }
-    if (opt.join && !memmem(data, (size_t)(lf - data), opt.join, strlen(opt.join)))
-        return (size_t)(lf + 1 - data);
-    c->ready = 1;
-    return (size_t)(lf + 1 - data);
+    return used;
+}
+
+static int parse_ints(const char *text, int *into, int most) {
+    int n = 0;
+    for (char *p = (char *)text; *p && n < most; p++) {
+        into[n++] = (int)strtol(p, &p, 10);
+        if (!*p) break;
+    }
+    return n;
 }
 
 static void on_readable(struct conn *c, int64_t now) {
@@ -458,7 +471,7 @@ int main(int argc, char **argv) {
         if (OPT("--proto")) opt.proto = strcmp(v, "redis") == 0 ? REDIS : LINE;
         else if (OPT("--mode")) opt.mode = v;
         else if (OPT("--host")) opt.host = v;
-        else if (OPT("--port")) opt.port = atoi(v);
+        else if (OPT("--port")) opt.nports = parse_ints(v, opt.ports, MAX_PORTS);
         else if (OPT("--clients")) opt.clients = atoi(v);
         else if (OPT("--senders")) opt.senders = atoi(v);
         else if (OPT("--size")) opt.size = atoi(v);
@@ -470,17 +483,15 @@ int main(int argc, char **argv) {
         else if (OPT("--rate")) opt.rate = atof(v);
         else if (OPT("--timeout")) opt.timeout = atof(v);
         else if (OPT("--room")) opt.room = v;
-        else if (OPT("--join")) opt.join = v;
-        else if (OPT("--pid")) {
-            for (char *p = (char *)v; *p && opt.npids < MAX_PIDS; p++) {
-                opt.pids[opt.npids++] = (int)strtol(p, &p, 10);
-                if (!*p) break;
-            }
-        } else {
+        else if (strcmp(a, "--join") == 0) opt.join = 1;
+        else if (strcmp(a, "--await-room") == 0) opt.await_room = 1;
+        else if (OPT("--pid")) opt.npids = parse_ints(v, opt.pids, MAX_PIDS);
+        else {
             fprintf(stderr,
                     "usage: loadgen [--mode throughput|latency] [--proto line|redis] [--host H] [--port P]\n"
                     "  [--clients N] [--senders S] [--size B] [--rate LINES_PER_S] [--window W] [--sample K]\n"
-                    "  [--duration S] [--warmup S] [--timeout S] [--batch N] [--room R] [--join ROOM] [--pid P,..]\n");
+                    "  [--duration S] [--warmup S] [--timeout S] [--batch N] [--room R] [--join] [--await-room] [--pid P,..]\n"
+                    "  --port and --pid take comma-separated lists (a cluster: clients round-robin over the ports)\n");
             return 2;
         }
     }
@@ -520,17 +531,23 @@ int main(int argc, char **argv) {
     }
     if (probe < 0) die("no receiver is free to be the probe: more --clients than --senders");
 
-    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons((uint16_t)opt.port)};
-    if (inet_pton(AF_INET, opt.host, &addr.sin_addr) != 1) die("--host: an IPv4 address");
+    struct sockaddr_in addr[MAX_PORTS];
+    if (opt.nports < 1) die("--port: at least one port");
+    if (opt.proto == REDIS && (opt.join || opt.await_room)) die("--join and --await-room are for --proto line");
+    for (int i = 0; i < opt.nports; i++) {
+        addr[i] = (struct sockaddr_in){.sin_family = AF_INET, .sin_port = htons((uint16_t)opt.ports[i])};
+        if (inet_pton(AF_INET, opt.host, &addr[i].sin_addr) != 1) die("--host: an IPv4 address");
+    }
     epfd = epoll_create1(0);
     char msg[256];
     for (int from = 0; from < nconns; from += opt.batch) {
         int to = from + opt.batch < nconns ? from + opt.batch : nconns;
         for (int i = from; i < to; i++) {
             struct conn *c = &conns[i];
-            c->fd = open_conn(&addr);
+            int port = i % opt.nports;
+            c->fd = open_conn(&addr[port]);
             if (c->fd < 0) {
-                snprintf(msg, sizeof msg, "cannot connect to %s:%d: %s", opt.host, opt.port, strerror(errno));
+                snprintf(msg, sizeof msg, "cannot connect to %s:%d: %s", opt.host, opt.ports[port], strerror(errno));
                 add_error(msg);
                 emit(0, 0, -1, 0, 0, 0);
                 return 1;
@@ -728,8 +745,9 @@ static void emit(double interval, double gen_cpu, double srv_cpu, uint64_t expec
            opt.mode, opt.proto == REDIS ? "redis" : "line", opt.clients, opt.senders, opt.size, opt.rate, opt.window,
            opt.sample, opt.duration, opt.warmup);
     for (int i = 0; i < opt.npids; i++) printf("%s%d", i ? ", " : "", opt.pids[i]);
-    printf("], \"ports\": [%d]}, \"ok\": %s, \"errors\": ", opt.port,
-           !errors[0] && !failures[0] ? "true" : "false");
+    printf("], \"ports\": [");
+    for (int i = 0; i < opt.nports; i++) printf("%s%d", i ? ", " : "", opt.ports[i]);
+    printf("]}, \"ok\": %s, \"errors\": ", !errors[0] && !failures[0] ? "true" : "false");
     json_errors();
     printf(", \"failures\": [%s], \"checks\": {\"expected\": %" PRIu64 ", \"delivered\": %" PRIu64
            ", \"losses\": %" PRIu64 ", \"duplicates\": %" PRIu64 ", \"reorders\": %" PRIu64 ", \"malformed\": {\"length\": %" PRIu64
