@@ -1177,19 +1177,17 @@ def ratio_notes(
     """Why a throughput ratio is missing: which servers were not the limit, and how busy they were."""
     pairs = list(comparison.pairs(servers).values())
     notes = []
+    derived = []
     for scenario in plan:
         row = table.get(scenario.key, {})
         shown = [metric for metric in MODE_METRICS.get(scenario.mode, ()) if metric in THROUGHPUT_METRICS]
         missing = [pair for pair in pairs for metric in shown if ratio(row, pair, metric) == UNSATURATED]
         if not missing:
             continue
-        head = f"{scenario.key}: no deliveries/s ratio ({UNSATURATED})"
         if scenario.mode not in LOADGEN_MODES:
-            notes.append(
-                head + ": its rate is derived from lines sent one at a time, so no server is the limit;"
-                " compare the reach-all times"
-            )
+            derived.append(scenario.key)
             continue
+        head = f"{scenario.key}: no deliveries/s ratio ({UNSATURATED})"
         idle = []
         for name in dict.fromkeys(name for pair in missing for name in pair):
             mine = [run for run in runs if run.scenario == scenario.key and run.server == name]
@@ -1206,6 +1204,11 @@ def ratio_notes(
             head + f": a rate ranks servers only from runs in which each used at least {SATURATED_CORE:.0%}"
             f" of its core, measured by {LOADGEN}, and none did for {'; '.join(idle)}. Below that the load"
             " generator or other processes set the rate; compare server CPU us/delivery"
+        )
+    if derived:
+        notes.append(
+            f"{', '.join(derived)}: no deliveries/s ratio ({UNSATURATED}): the rate is derived from lines"
+            " sent one at a time, so no server is the limit; compare the reach-all times"
         )
     return notes
 
