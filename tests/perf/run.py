@@ -1350,7 +1350,8 @@ def tool_version(command: list[str]) -> str:
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        description="Compare gchat with a thread-per-client server, an asyncio server and Redis;"
+        description="Compare gchat with the design card's gevent server, a thread-per-client server,"
+        " an asyncio server and Redis;"
         " with --cluster, gchat clusters of 1, 2 and 3 nodes on one Redis.",
     )
     parser.add_argument("--quick", action="store_true", help="smoke run: short, 1 repetition, small rooms")
