@@ -1188,22 +1188,23 @@ def ratio_notes(
             derived.append(scenario.key)
             continue
         head = f"{scenario.key}: no deliveries/s ratio ({UNSATURATED})"
+        if any(run.instrument != LOADGEN for run in runs if run.scenario == scenario.key):
+            notes.append(
+                head + f": python -m gchat.bench drove it (no {LOADGEN}), and it is slower than"
+                " the fastest servers, so its rates cannot rank them; compare server CPU us/delivery"
+            )
+            continue
         idle = []
         for name in dict.fromkeys(name for pair in missing for name in pair):
             mine = [run for run in runs if run.scenario == scenario.key and run.server == name]
             if any(run.server_saturated() for run in mine):
                 continue
             busy = [run.metrics["server_cpu"] for run in mine if "server_cpu" in run.metrics]
-            instruments = ", ".join(sorted({run.instrument for run in mine}))
-            idle.append(
-                f"{name} ({instruments}, server CPU at most {max(busy):.0%})"
-                if busy
-                else f"{name} ({instruments}, server CPU not measured)"
-            )
+            idle.append(f"{name} (at most {max(busy):.0%})" if busy else f"{name} (not measured)")
         notes.append(
             head + f": a rate ranks servers only from runs in which each used at least {SATURATED_CORE:.0%}"
-            f" of its core, measured by {LOADGEN}, and none did for {'; '.join(idle)}. Below that the load"
-            " generator or other processes set the rate; compare server CPU us/delivery"
+            f" of its core, and no run did for {', '.join(idle)}. Below that the load generator or other"
+            " processes set the rate; compare server CPU us/delivery"
         )
     if derived:
         notes.append(
