@@ -319,3 +319,32 @@ def test_no_throughput_ratio_from_the_python_bench(perf_run):
     gchat = perf_runs(perf_run, "gchat", [(400.0, 0.99)], instrument=perf_run.PYTHON_BENCH)
     redis = perf_runs(perf_run, "redis", [(200.0, 0.99)], instrument=perf_run.PYTHON_BENCH)
     assert ratio_of(perf_run, gchat, redis) == perf_run.UNSATURATED
+
+
+def test_the_perf_runner_puts_the_design_cards_figures_next_to_gchats(tmp_path):
+    """Issue 13: RSS per idle connection and CPU at 1,000 lines/s into 100 clients, from the runner."""
+    args = (
+        "--quick",
+        "--only",
+        "gchat,card",
+        "--modes",
+        "latency-100@1000,fanout-10",
+        "--out",
+        str(tmp_path),
+    )
+    done = subprocess.run(
+        [sys.executable, "tests/perf/run.py", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=100,
+    )
+    assert done.returncode == 0, done.stderr
+    results = json.loads((tmp_path / "latest.json").read_text())
+    for name in ("gchat", "card"):
+        assert results["summary"]["latency-100@1000"][name]["metrics"]["server_cpu"] > 0
+        assert results["summary"]["fanout-10"][name]["metrics"]["rss_per_conn_kib"] is not None
+    (note,) = [line for line in done.stdout.splitlines() if "the design card against gchat" in line]
+    assert "RSS per idle connection (fanout-10): card " in note
+    assert "server CPU at 1,000 lines/s into 100 clients (latency-100@1000): card " in note
+    assert note.strip().removeprefix("* ") in (tmp_path / "latest.md").read_text()
