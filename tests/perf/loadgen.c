@@ -17,9 +17,9 @@
  * probe (a sampled receiver that is no sender) has seen it.
  *
  * Modes: throughput (senders flat out, within the window) and latency (--rate lines/s
- * in all, paced by a timerfd, every line stamped when it is written). After the
- * measured interval the senders stop and every receiver must receive every line
- * (bounded by --timeout) or the run reports loss. Output: one JSON object on stdout,
+ * in all, evenly spaced over the senders, paced by a timerfd, every line stamped when it
+ * is written). After the measured interval the senders stop and every receiver must receive
+ * every line (bounded by --timeout) or the run reports loss. Output: one JSON object on stdout,
  * shaped like gchat.bench's --json for these modes (mode, ok, errors, failures,
  * checks, generator, results), so the runner reads both with one parser.
  *
@@ -427,25 +427,28 @@ static void send_window(int64_t now) {
     }
 }
 
-/* Paced: each sender's lines are due at t0 + k * senders / rate; send every due line. */
+/* Paced: line k of sender s is due at t0 + s / rate + k * senders / rate, so lines come evenly,
+   one every 1 / rate seconds, never S at once (a burst the server would batch into one send). */
+static int64_t due_at(int64_t t0, int s, uint64_t k) {
+    return t0 + (int64_t)(((double)s + (double)k * opt.senders) / opt.rate * 1e9);
+}
+
 static void send_due(int64_t t0, int64_t now) {
-    double per_sender = opt.rate / opt.senders;
     for (int s = 0; s < opt.senders; s++) {
         struct conn *c = &conns[sender_conn[s]];
         if (c->closed) continue;
-        uint64_t due = (uint64_t)((double)(now - t0) / 1e9 * per_sender) + 1;
-        while (sent[s] < due) queue_line(c, s, now);
+        while (due_at(t0, s, sent[s]) <= now) queue_line(c, s, now);
         if (c->out_len && !c->want_out) flush_out(c);
     }
 }
 
 static int64_t next_due(int64_t t0) {
-    double per_sender = opt.rate / opt.senders, best = -1;
+    int64_t best = INT64_MAX;
     for (int s = 0; s < opt.senders; s++) {
-        double at = (double)t0 + (double)sent[s] / per_sender * 1e9;
-        if (best < 0 || at < best) best = at;
+        int64_t at = due_at(t0, s, sent[s]);
+        if (at < best) best = at;
     }
-    return (int64_t)best;
+    return best;
 }
 
 /* ---- connecting ---- */
