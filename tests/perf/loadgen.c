@@ -101,7 +101,7 @@ static uint64_t hist[HIST_SIZE], hist_count, hist_max;
 static uint64_t losses, duplicates, reorders, sampled_lines, foreign;
 static uint64_t bad_length, bad_fields, spliced, unterminated;
 static int64_t measure_start, measure_end; /* send-time window of the measured lines */
-static int measuring;
+static int measuring; /* 0: warming up, 1: in the measured interval, 2: past it (draining) */
 static char errors[4096];
 static char recvbuf[64 + RECV_SIZE];
 
@@ -192,8 +192,6 @@ static double self_cpu_s(void) {
 }
 
 /* ---- receiving ---- */
-static void bad(uint64_t *counter) { (*counter)++; }
-
 static int digits(const char *s, size_t n, uint64_t *out) {
     if (n == 0 || n > 20) return 0;
     uint64_t v = 0;
@@ -212,7 +210,7 @@ static void inspect(struct conn *c, const char *line, size_t len, int64_t now) {
     if (!m) return;
     const char *end = line + len;
     if (memmem(m + 4, (size_t)(end - m - 4), MARKER, 4)) {
-        if (memmem(line, len, needle, (size_t)needle_len)) bad(&spliced);
+        if (memmem(line, len, needle, (size_t)needle_len)) spliced++;
         else foreign++;
         return;
     }
@@ -221,7 +219,7 @@ static void inspect(struct conn *c, const char *line, size_t len, int64_t now) {
         return;
     }
     if ((size_t)(end - m) != (size_t)opt.size - 1) {
-        bad(&bad_length);
+        bad_length++;
         return;
     }
     const char *f = m + needle_len;
@@ -229,24 +227,24 @@ static void inspect(struct conn *c, const char *line, size_t len, int64_t now) {
     for (int i = 0; i < 3; i++) {
         const char *sp = memchr(f, ' ', (size_t)(end - f));
         if (!sp || !digits(f, (size_t)(sp - f), &field[i])) {
-            bad(&bad_fields);
+            bad_fields++;
             return;
         }
         f = sp + 1;
     }
     if (f >= end) {
-        bad(&bad_fields);
+        bad_fields++;
         return;
     }
     for (const char *p = f; p < end; p++)
         if (*p != '.') {
-            bad(&bad_fields);
+            bad_fields++;
             return;
         }
     uint64_t s = field[0], seq = field[1];
     int64_t sent_ns = (int64_t)field[2];
     if (s >= (uint64_t)opt.senders) {
-        bad(&bad_fields);
+        bad_fields++;
         return;
     }
     sampled_lines++;
@@ -405,6 +403,7 @@ static void queue_line(struct conn *c, int s, int64_t now) {
     if (opt.proto == REDIS)
         flen = snprintf(frame, sizeof frame, "*3\r\n$7\r\nPUBLISH\r\n$%zu\r\n%s\r\n$%d\r\n", strlen(opt.room),
                         opt.room, body);
+    if (flen >= (int)sizeof frame) die("--room is too long");
     size_t need = c->out_len + (size_t)flen + (size_t)body + 2;
     c->out = grow(c->out, &c->out_cap, need);
     memcpy(c->out + c->out_len, frame, (size_t)flen);
