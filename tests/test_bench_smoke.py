@@ -173,21 +173,25 @@ def test_throughput_over_a_cluster_spreads_clients_over_the_nodes(cluster):
         assert sum(" connected as " in line for line in node.log) == 3
 
 
+def run_perf(out, *args, timeout=90):
+    """``tests/perf/run.py ARGS --out OUT``: its stdout and its latest.json."""
+    done = subprocess.run(
+        [sys.executable, "tests/perf/run.py", *args, "--out", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout, json.loads((out / "latest.json").read_text())
+
+
 def test_the_perf_runner_measures_a_cluster(tmp_path):
     """``tests/perf/run.py --cluster``: its own redis-server and nodes, the bench over all of them."""
     if shutil.which("redis-server") is None:
         pytest.fail("redis-server is not on PATH (Debian: apt-get install redis-server)", pytrace=False)
     scenario = "throughput-20x5"
-    args = ("--cluster", "--quick", "--only", "cluster-2", "--modes", scenario, "--out", str(tmp_path))
-    done = subprocess.run(
-        [sys.executable, "tests/perf/run.py", *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=90,
-    )
-    assert done.returncode == 0, done.stderr
-    results = json.loads((tmp_path / "latest.json").read_text())
+    _, results = run_perf(tmp_path, "--cluster", "--quick", "--only", "cluster-2", "--modes", scenario)
     summary = results["summary"][scenario]["cluster-2"]
     assert summary["status"] == "ok", summary
     assert summary["metrics"]["deliveries_per_s"] > 0
@@ -323,28 +327,12 @@ def test_no_throughput_ratio_from_the_python_bench(perf_run):
 
 def test_the_perf_runner_puts_the_design_cards_figures_next_to_gchats(tmp_path):
     """Issue 13: RSS per idle connection and CPU at 1,000 lines/s into 100 clients, from the runner."""
-    args = (
-        "--quick",
-        "--only",
-        "gchat,card",
-        "--modes",
-        "latency-100@1000,fanout-10",
-        "--out",
-        str(tmp_path),
-    )
-    done = subprocess.run(
-        [sys.executable, "tests/perf/run.py", *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=100,
-    )
-    assert done.returncode == 0, done.stderr
-    results = json.loads((tmp_path / "latest.json").read_text())
+    modes = "latency-100@1000,fanout-10"
+    stdout, results = run_perf(tmp_path, "--quick", "--only", "gchat,card", "--modes", modes, timeout=100)
     for name in ("gchat", "card"):
         assert results["summary"]["latency-100@1000"][name]["metrics"]["server_cpu"] > 0
         assert results["summary"]["fanout-10"][name]["metrics"]["rss_per_conn_kib"] is not None
-    (note,) = [line for line in done.stdout.splitlines() if "the design card against gchat" in line]
+    (note,) = [line for line in stdout.splitlines() if "the design card against gchat" in line]
     assert "RSS per idle connection (fanout-10): card " in note
     assert "server CPU at 1,000 lines/s into 100 clients (latency-100@1000): card " in note
     assert note.strip().removeprefix("* ") in (tmp_path / "latest.md").read_text()
