@@ -1,5 +1,6 @@
 """``python -m gchat.bench`` end to end against real servers (one dies, a cluster), and the perf runner."""
 
+import importlib.util
 import json
 import os
 import shutil
@@ -172,21 +173,25 @@ def test_throughput_over_a_cluster_spreads_clients_over_the_nodes(cluster):
         assert sum(" connected as " in line for line in node.log) == 3
 
 
+def run_perf(out, *args, timeout=90):
+    """``tests/perf/run.py ARGS --out OUT``: its stdout and its latest.json."""
+    done = subprocess.run(
+        [sys.executable, "tests/perf/run.py", *args, "--out", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout, json.loads((out / "latest.json").read_text())
+
+
 def test_the_perf_runner_measures_a_cluster(tmp_path):
     """``tests/perf/run.py --cluster``: its own redis-server and nodes, the bench over all of them."""
     if shutil.which("redis-server") is None:
         pytest.fail("redis-server is not on PATH (Debian: apt-get install redis-server)", pytrace=False)
     scenario = "throughput-20x5"
-    args = ("--cluster", "--quick", "--only", "cluster-2", "--modes", scenario, "--out", str(tmp_path))
-    done = subprocess.run(
-        [sys.executable, "tests/perf/run.py", *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=90,
-    )
-    assert done.returncode == 0, done.stderr
-    results = json.loads((tmp_path / "latest.json").read_text())
+    _, results = run_perf(tmp_path, "--cluster", "--quick", "--only", "cluster-2", "--modes", scenario)
     summary = results["summary"][scenario]["cluster-2"]
     assert summary["status"] == "ok", summary
     assert summary["metrics"]["deliveries_per_s"] > 0
@@ -194,3 +199,140 @@ def test_the_perf_runner_measures_a_cluster(tmp_path):
     assert len(run["raw"]["params"]["ports"]) == 2
     # Both nodes and their redis-server were measured.
     assert len(run["raw"]["params"]["pids"]) == 3
+
+
+# ---------------------------------------------------------------------------
+# tests/perf's compiled load generator, and the runner's rule for ratios.
+# ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def perf_run():
+    """tests/perf/run.py as a module: its loadgen build and its ratio rule."""
+    spec = importlib.util.spec_from_file_location("perf_run", ROOT / "tests" / "perf" / "run.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["perf_run"] = module  # dataclasses look their module up while the class is built
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def loadgen(perf_run, tmp_path_factory):
+    if shutil.which("cc") is None and shutil.which("gcc") is None:
+        pytest.skip("needs a C compiler (cc or gcc)")
+    binary, note = perf_run.build_loadgen(tmp_path_factory.mktemp("loadgen"))
+    assert binary is not None, note
+    return binary
+
+
+def run_loadgen(binary, *args):
+    done = subprocess.run([str(binary), *args], capture_output=True, text=True, timeout=60)
+    return done.returncode, json.loads(done.stdout), done.stderr
+
+
+SHORT = ("--clients", "10", "--senders", "2", "--duration", "1", "--warmup", "0.3", "--timeout", "10")
+
+
+def assert_counted_and_checked(report):
+    assert report["ok"], report
+    checks = report["checks"]
+    assert (checks["losses"], checks["duplicates"], checks["reorders"], checks["malformed_total"]) == (
+        0,
+        0,
+        0,
+        0,
+    )
+    assert checks["delivered"] == checks["expected"] > 0
+    assert checks["sampled_lines"] > 0
+    assert report["results"]["deliveries_measured"] > 0
+    assert report["results"]["server_cpu"] is not None
+
+
+@pytest.mark.parametrize("mode", ["throughput", "latency"])
+def test_loadgen_counts_and_checks_gchat_deliveries(loadgen, start_server, mode):
+    server = start_server("--rate", "0")
+    rate = ("--rate", "200") if mode == "latency" else ()
+    code, report, stderr = run_loadgen(
+        loadgen, mode, *SHORT, *rate, "--port", str(server.port), "--pid", str(server.pid)
+    )
+    assert code == 0, stderr
+    assert_counted_and_checked(report)
+    if mode == "latency":
+        assert report["results"]["latency_ms"]["samples"] > 0
+
+
+def test_loadgen_counts_and_checks_redis_pubsub_deliveries(loadgen, own_redis):
+    pid = str(own_redis.proc.pid)
+    code, report, stderr = run_loadgen(
+        loadgen, "throughput", *SHORT, "--proto", "redis", "--port", str(own_redis.port), "--pid", pid
+    )
+    assert code == 0, stderr
+    assert_counted_and_checked(report)
+
+
+def test_loadgen_reports_a_server_that_loses_lines(loadgen):
+    chat = LossyChat()
+    threading.Thread(target=chat.serve_forever, daemon=True).start()
+    try:
+        args = ("--clients", "6", "--senders", "2", "--duration", "1", "--warmup", "0.2", "--timeout", "2")
+        code, report, _ = run_loadgen(loadgen, "throughput", *args, "--port", str(chat.server_address[1]))
+    finally:
+        chat.shutdown()
+        chat.server_close()
+    assert code == 1
+    assert not report["ok"]
+    assert report["checks"]["losses"] > 0
+    assert report["checks"]["delivered"] < report["checks"]["expected"]
+
+
+def perf_runs(perf_run, server, busy, instrument="loadgen"):
+    return [
+        perf_run.Run(
+            server,
+            "throughput-100x10",
+            repetition,
+            "ok",
+            "",
+            1.0,
+            metrics={"deliveries_per_s": rate, "server_cpu": cpu},
+            instrument=instrument,
+        )
+        for repetition, (rate, cpu) in enumerate(busy, 1)
+    ]
+
+
+def ratio_of(perf_run, mine, theirs):
+    row = {"gchat": perf_run.summarise(mine), "redis": perf_run.summarise(theirs)}
+    return perf_run.ratio(row, ("gchat", "redis"), "deliveries_per_s")
+
+
+def test_a_throughput_ratio_comes_only_from_runs_that_saturated_both_servers(perf_run):
+    gchat = perf_runs(perf_run, "gchat", [(400.0, 0.99), (100.0, 0.50), (410.0, 0.97)])
+    redis = perf_runs(perf_run, "redis", [(200.0, 0.98), (900.0, 0.40)])
+    # Medians over the saturated runs only: 405 / 200.
+    assert ratio_of(perf_run, gchat, redis) == "2.02"
+
+
+def test_no_throughput_ratio_when_a_server_never_saturated(perf_run):
+    gchat = perf_runs(perf_run, "gchat", [(400.0, 0.99)])
+    redis = perf_runs(perf_run, "redis", [(200.0, 0.60), (210.0, 0.94)])
+    assert ratio_of(perf_run, gchat, redis) == perf_run.UNSATURATED
+
+
+def test_no_throughput_ratio_from_the_python_bench(perf_run):
+    gchat = perf_runs(perf_run, "gchat", [(400.0, 0.99)], instrument=perf_run.PYTHON_BENCH)
+    redis = perf_runs(perf_run, "redis", [(200.0, 0.99)], instrument=perf_run.PYTHON_BENCH)
+    assert ratio_of(perf_run, gchat, redis) == perf_run.UNSATURATED
+
+
+def test_the_perf_runner_puts_the_design_cards_figures_next_to_gchats(tmp_path):
+    """Issue 13: RSS per idle connection and CPU at 1,000 lines/s into 100 clients, from the runner."""
+    modes = "latency-100@1000,fanout-10"
+    stdout, results = run_perf(tmp_path, "--quick", "--only", "gchat,card", "--modes", modes, timeout=100)
+    for name in ("gchat", "card"):
+        assert results["summary"]["latency-100@1000"][name]["metrics"]["server_cpu"] > 0
+        assert results["summary"]["fanout-10"][name]["metrics"]["rss_per_conn_kib"] is not None
+    (note,) = [line for line in stdout.splitlines() if "the design card against gchat" in line]
+    assert "RSS per idle connection (fanout-10): card " in note
+    assert "server CPU at 1,000 lines/s into 100 clients (latency-100@1000): card " in note
+    assert note.strip().removeprefix("* ") in (tmp_path / "latest.md").read_text()

@@ -1,9 +1,14 @@
-"""Compare gchat with three peers under the same load: ``tox -e perf`` runs this.
+"""Compare gchat with four peers under the same load: ``tox -e perf`` runs this.
 
 A speed figure means nothing alone; this runner puts gchat next to what one
 could have instead, each started fresh for every run on the same machine and
-driven by the same load generator (``python -m gchat.bench``):
+driven by the same load generator: ``loadgen`` (``tests/perf/loadgen.c``, built
+here with the system C compiler) in the throughput and latency scenarios, where
+a Python generator would be the bottleneck, and ``python -m gchat.bench`` in the
+others:
 
+* ``card``: the design card's gevent server, a queue and a writer greenlet per
+  client (``tests/perf/card_server.py``), the design gchat departs from;
 * ``thread``: the seed's thread-per-client design with its broadcast called
   (``tests/perf/thread_server.py``), what the project started from;
 * ``asyncio``: the idiomatic asyncio-streams server (``tests/perf/asyncio_server.py``),
@@ -14,7 +19,10 @@ driven by the same load generator (``python -m gchat.bench``):
 The server is pinned to core 0 and the load generator to core 1 (``taskset``),
 so neither steals the other's CPU. Every scenario runs ``--repeat`` times
 (default 3) per server, servers interleaved so drift hits all alike, and the
-median of each figure is reported. A server whose run shows any loss,
+median of each figure is reported. A throughput ratio (deliveries/s) is shown
+only from runs in which both servers used at least 95% of their core, measured
+by the compiled generator: otherwise the generator or the machine, not the
+server, set the rate, and only CPU per delivery compares. A server whose run shows any loss,
 duplicate, reordering or malformed line is INVALID for that scenario: fast
 wrong answers are not speed. A run that crashes or times out is FAILED.
 
@@ -50,7 +58,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Callable
 
@@ -130,6 +138,9 @@ def figures(raw: dict[str, Any]) -> Figures:
             if value is not None:
                 metrics[name] = value
         _latency(metrics, results.get("latency_ms"))
+        generator = [_number(_at(item, "cpu")) for item in _at(raw, "generator", "cpu") or []]
+        if generator and all(value is not None for value in generator):
+            metrics["generator_cpu"] = max(value for value in generator if value is not None)
         cpu = _number(results.get("server_cpu"))
         if cpu is not None:
             metrics["server_cpu"] = cpu
@@ -232,6 +243,7 @@ METRICS: dict[str, Metric] = {
     "lines_per_s": Metric("lines in/s", True, _count),
     "cpu_us_per_delivery": Metric("server CPU us/delivery", False, _two),
     "server_cpu": Metric("server CPU", None, _percent),
+    "generator_cpu": Metric("generator CPU", None, _percent),
     "p50_ms": Metric("p50 ms", False, _ms),
     "p90_ms": Metric("p90 ms", False, _ms),
     "p99_ms": Metric("p99 ms", False, _ms),
@@ -254,6 +266,11 @@ METRICS: dict[str, Metric] = {
 }
 # Other processes using more than this share of a pinned core during a run: its figures are low.
 DISTURBED = 0.1
+# A run measured the server's speed only if the server used at least this share of its core:
+# below it, something else (the load generator, other processes) set the rate.
+SATURATED_CORE = 0.95
+# Rates: a ratio of two of them says which server is faster only from saturated runs.
+THROUGHPUT_METRICS = ("deliveries_per_s", "lines_per_s")
 
 # Which figures each bench mode's rows show, in order (only those some server has).
 MODE_METRICS: dict[str, tuple[str, ...]] = {
@@ -262,11 +279,12 @@ MODE_METRICS: dict[str, tuple[str, ...]] = {
         "lines_per_s",
         "cpu_us_per_delivery",
         "server_cpu",
+        "generator_cpu",
         "p50_ms",
         "p99_ms",
         "peak_rss_mib",
     ),
-    "latency": ("p50_ms", "p90_ms", "p99_ms", "p999_ms", "max_ms", "cpu_us_per_delivery"),
+    "latency": ("p50_ms", "p90_ms", "p99_ms", "p999_ms", "max_ms", "cpu_us_per_delivery", "server_cpu"),
     "fanout": (
         "reach_all_median_ms",
         "reach_all_p99_ms",
@@ -368,6 +386,12 @@ SERVERS: dict[str, Server] = {
     server.name: server
     for server in (
         Server("gchat", "line", _gchat_command, "this project (gevent)"),
+        Server(
+            "card",
+            "line",
+            _peer_command("card_server.py"),
+            "the design card: gevent, a queue and a writer greenlet per client",
+        ),
         Server("thread", "line", _peer_command("thread_server.py"), "the seed, thread per client"),
         Server("asyncio", "line", _peer_command("asyncio_server.py"), "idiomatic asyncio streams"),
         Server("redis", "redis", _redis_command, "redis-server PUBLISH/SUBSCRIBE"),
@@ -420,7 +444,7 @@ class Comparison:
 
 PEERS = Comparison(
     title="gchat against its peers",
-    servers=("gchat", "thread", "asyncio", "redis"),
+    servers=("gchat", "card", "thread", "asyncio", "redis"),
     reference="gchat",
     reference_first=True,
     modes=(),
@@ -502,8 +526,7 @@ def scenarios(
     """The default plan, or a short smoke plan with small rooms for ``--quick``.
 
     ``size`` (bytes per line) overrides the defaults: 64, and 1 KiB in the slow
-    scenario. ``latency_rates``: lines/s of each latency scenario (a fifth of
-    it with ``--quick``).
+    scenario. ``latency_rates``: lines/s of each latency scenario.
     """
     if quick:
         duration, warmup, messages = 2.0, 0.5, 20
@@ -511,9 +534,10 @@ def scenarios(
             Scenario("throughput-20x5", "throughput", 20, senders=5),
             Scenario("throughput-100x10", "throughput", 100, senders=10),
         ]
+        # The full latency scenarios, only shorter: 1,000 lines/s into 100 clients is
+        # where the design card's CPU is compared with gchat's.
         plan += [
-            Scenario(f"latency-20@{rate / 5:g}", "latency", 20, senders=5, rate=rate / 5)
-            for rate in latency_rates
+            Scenario(f"latency-100@{rate:g}", "latency", 100, senders=10, rate=rate) for rate in latency_rates
         ]
         slow = Scenario("slow-20@1000", "slow", 20, senders=5, rate=1000.0)
     else:
@@ -803,6 +827,46 @@ def peak_rss_mib(pids: Sequence[int]) -> float | None:
 
 
 # ---------------------------------------------------------------------------
+# The load generators: loadgen (compiled here) where rates are measured, gchat.bench elsewhere.
+# ---------------------------------------------------------------------------
+
+LOADGEN_SOURCE = PERF_DIR / "loadgen.c"
+# Bench modes loadgen implements; the others (fanout, slow, capacity) use gchat.bench.
+LOADGEN_MODES = ("throughput", "latency")
+PYTHON_BENCH = "gchat.bench"
+LOADGEN = "loadgen"
+
+
+def build_loadgen(into: Path) -> tuple[Path | None, str]:
+    """Compile loadgen.c with the system compiler into ``into``: (binary, what was done) or (None, why not).
+
+    Built at every run from the source, so no binary is ever committed or stale.
+    """
+    compiler = shutil.which("cc") or shutil.which("gcc")
+    fallback = (
+        "the throughput and latency scenarios fall back to python -m gchat.bench, which cannot"
+        " saturate a fast server: no throughput ratios, compare CPU per delivery"
+    )
+    if compiler is None:
+        return None, f"no C compiler (cc or gcc) on PATH to build {LOADGEN_SOURCE.name}: {fallback}"
+    binary = into / LOADGEN
+    try:
+        done = subprocess.run(
+            [compiler, "-O2", "-o", str(binary), str(LOADGEN_SOURCE)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired) as err:
+        return None, f"{compiler} could not build {LOADGEN_SOURCE.name} ({err}): {fallback}"
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or [f"exit {done.returncode}"])[-1]
+        return None, f"{compiler} could not build {LOADGEN_SOURCE.name} ({last}): {fallback}"
+    return binary, f"load generator: {LOADGEN_SOURCE.name} built with {compiler} -O2 (throughput, latency)"
+
+
+# ---------------------------------------------------------------------------
 # One run, and the medians over repetitions.
 # ---------------------------------------------------------------------------
 
@@ -821,6 +885,15 @@ class Run:
     counts: dict[str, int] = dataclasses.field(default_factory=dict)
     saturated: bool = False
     raw: dict[str, Any] | None = None
+    instrument: str = PYTHON_BENCH
+
+    def server_saturated(self) -> bool:
+        """The server, not the generator or the machine, set this run's rate (see SATURATED_CORE).
+
+        Only the compiled generator's runs count: the Python one is slower than the
+        fastest servers, so its runs cannot rank them.
+        """
+        return self.instrument == LOADGEN and self.metrics.get("server_cpu", 0.0) >= SATURATED_CORE
 
 
 def parse_json(stdout: str) -> dict[str, Any] | None:
@@ -838,12 +911,9 @@ def parse_json(stdout: str) -> dict[str, Any] | None:
 
 def bench_command(
     scenario: Scenario, server: Server, deployment: Deployment, options: argparse.Namespace
-) -> list[str]:
-    command = [
-        sys.executable,
-        "-m",
-        "gchat.bench",
-        *scenario.bench_args(),
+) -> tuple[str, list[str]]:
+    """(instrument, command): loadgen where it runs the mode and was built, else gchat.bench."""
+    where = [
         "--host",
         HOST,
         "--port",
@@ -852,6 +922,20 @@ def bench_command(
         server.proto,
         "--pid",
         ",".join(str(pid) for pid in deployment.pids()),
+    ]
+    if options.window is not None and scenario.mode == "throughput":
+        where += ["--window", str(options.window)]
+    if options.loadgen is not None and scenario.mode in LOADGEN_MODES:
+        # A node admits a client once its join is back from Redis (see below).
+        ready = ["--await-room"] if server.nodes else []
+        # loadgen takes gchat.bench's arguments for these modes.
+        return LOADGEN, [str(options.loadgen), *scenario.bench_args(), *where, *ready]
+    command = [
+        sys.executable,
+        "-m",
+        "gchat.bench",
+        *scenario.bench_args(),
+        *where,
         "--json",
     ]
     if server.nodes:
@@ -860,7 +944,7 @@ def bench_command(
         command.append("--await-join")
     if options.procs is not None:
         command += ["--procs", str(options.procs)]
-    return command
+    return PYTHON_BENCH, command
 
 
 def run_once(
@@ -886,8 +970,9 @@ def run_once(
     try:
         with running_server(server, scenario, pin, logdir, tag) as deployment:
             others = OthersMeter(deployment.pids())
+            instrument, command = bench_command(scenario, server, deployment, options)
             bench = subprocess.Popen(
-                pinned(BENCH_CPU, bench_command(scenario, server, deployment, options), pin),
+                pinned(BENCH_CPU, command, pin),
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
@@ -917,7 +1002,13 @@ def run_once(
     if peak is not None:
         found.metrics["peak_rss_mib"] = peak
     found.metrics.update(disturbed)
-    extra = {"metrics": found.metrics, "counts": found.counts, "saturated": found.saturated, "raw": raw}
+    extra = {
+        "metrics": found.metrics,
+        "counts": found.counts,
+        "saturated": found.saturated,
+        "raw": raw,
+        "instrument": instrument,
+    }
     if link_lost:
         # Cut off from the others, a node serves its own clients alone: the
         # lines it could not pass on are the bus's failure, not wrong answers.
@@ -942,6 +1033,14 @@ class Summary:
     metrics: dict[str, float]
     note: str
     runs: int
+    # THROUGHPUT_METRICS' medians over the runs that saturated the server: what ratios use.
+    saturated_metrics: dict[str, float] = dataclasses.field(default_factory=dict)
+    saturated_runs: int = 0
+
+
+def _medians(runs: list[Run], names: Iterable[str]) -> dict[str, float]:
+    found = {name: [run.metrics[name] for run in runs if name in run.metrics] for name in names}
+    return {name: statistics.median(values) for name, values in found.items() if values}
 
 
 def summarise(runs: list[Run]) -> Summary:
@@ -952,11 +1051,9 @@ def summarise(runs: list[Run]) -> Summary:
         return Summary("invalid", {}, f"{len(invalid)}/{len(runs)} runs: {invalid[0].note}", len(runs))
     if failed:
         return Summary("failed", {}, f"{len(failed)}/{len(runs)} runs: {failed[0].note}", len(runs))
-    names = {name for run in runs for name in run.metrics}
-    medians = {
-        name: statistics.median([run.metrics[name] for run in runs if name in run.metrics]) for name in names
-    }
-    return Summary("ok", medians, "", len(runs))
+    medians = _medians(runs, {name for run in runs for name in run.metrics})
+    saturated = [run for run in runs if run.server_saturated()]
+    return Summary("ok", medians, "", len(runs), _medians(saturated, THROUGHPUT_METRICS), len(saturated))
 
 
 # ---------------------------------------------------------------------------
@@ -964,6 +1061,8 @@ def summarise(runs: list[Run]) -> Summary:
 # ---------------------------------------------------------------------------
 
 Table = dict[str, dict[str, Summary]]  # scenario key -> server -> summary
+# A throughput ratio left out because a server was not the limit in any run.
+UNSATURATED = "unsat"
 
 
 def cell(summary: Summary | None, metric: str) -> str:
@@ -984,7 +1083,13 @@ def ratio(table_row: dict[str, Summary], pair: tuple[str, str], metric: str) -> 
         return "-"
     if mine.status != "ok" or theirs.status != "ok":
         return "n/a"
-    a, b = mine.metrics.get(metric), theirs.metrics.get(metric)
+    if metric in THROUGHPUT_METRICS:
+        # Which server is faster shows only where both were the limit (see ratio_notes).
+        a, b = mine.saturated_metrics.get(metric), theirs.saturated_metrics.get(metric)
+        if a is None or b is None:
+            return UNSATURATED if metric in mine.metrics and metric in theirs.metrics else "-"
+    else:
+        a, b = mine.metrics.get(metric), theirs.metrics.get(metric)
     if a is None or b is None:
         return "-"
     if b == 0:
@@ -1070,6 +1175,73 @@ def saturation_notes(plan: list[Scenario], runs: list[Run]) -> list[str]:
                 "so compare server CPU us/delivery and server CPU instead"
             )
     return notes
+
+
+def ratio_notes(
+    plan: list[Scenario], table: Table, runs: list[Run], servers: list[str], comparison: Comparison
+) -> list[str]:
+    """Why a throughput ratio is missing: which servers were not the limit, and how busy they were."""
+    pairs = list(comparison.pairs(servers).values())
+    notes = []
+    derived = []
+    for scenario in plan:
+        row = table.get(scenario.key, {})
+        shown = [metric for metric in MODE_METRICS.get(scenario.mode, ()) if metric in THROUGHPUT_METRICS]
+        missing = [pair for pair in pairs for metric in shown if ratio(row, pair, metric) == UNSATURATED]
+        if not missing:
+            continue
+        if scenario.mode not in LOADGEN_MODES:
+            derived.append(scenario.key)
+            continue
+        head = f"{scenario.key}: no deliveries/s ratio ({UNSATURATED})"
+        if any(run.instrument != LOADGEN for run in runs if run.scenario == scenario.key):
+            notes.append(
+                head + f": python -m gchat.bench drove it (no {LOADGEN}), and it is slower than"
+                " the fastest servers, so its rates cannot rank them; compare server CPU us/delivery"
+            )
+            continue
+        idle = []
+        for name in dict.fromkeys(name for pair in missing for name in pair):
+            mine = [run for run in runs if run.scenario == scenario.key and run.server == name]
+            if any(run.server_saturated() for run in mine):
+                continue
+            busy = [run.metrics["server_cpu"] for run in mine if "server_cpu" in run.metrics]
+            idle.append(f"{name} (at most {max(busy):.0%})" if busy else f"{name} (not measured)")
+        notes.append(
+            head + f": a rate ranks servers only from runs in which each used at least {SATURATED_CORE:.0%}"
+            f" of its core, and no run did for {', '.join(idle)}. Below that the load generator or other"
+            " processes set the rate; compare server CPU us/delivery"
+        )
+    if derived:
+        notes.append(
+            f"{', '.join(derived)}: no deliveries/s ratio ({UNSATURATED}): the rate is derived from lines"
+            " sent one at a time, so no server is the limit; compare the reach-all times"
+        )
+    return notes
+
+
+CARD_FIGURES = (
+    ("rss_per_conn_kib", "fanout", "RSS per idle connection", " KiB"),
+    ("server_cpu", "latency-100@1000", "server CPU at 1,000 lines/s into 100 clients", ""),
+)
+
+
+def card_notes(plan: list[Scenario], table: Table, servers: list[str]) -> list[str]:
+    """The design card's figures next to gchat's: why gchat departs from the card (README, How it works)."""
+    if not {"card", "gchat"} <= set(servers):
+        return []
+    parts = []
+    for metric, where, label, unit in CARD_FIGURES:
+        # The largest room or the named scenario in which both have the figure.
+        for scenario in sorted(plan, key=lambda item: item.clients, reverse=True):
+            if where not in (scenario.mode, scenario.key):
+                continue
+            row = table.get(scenario.key, {})
+            values = [cell(row.get(name), metric) for name in ("card", "gchat")]
+            if all(value not in ("-", "FAILED", "INVALID") for value in values):
+                parts.append(f"{label} ({scenario.key}): card {values[0]}{unit}, gchat {values[1]}{unit}")
+                break
+    return [f"the design card against gchat: {'; '.join(parts)}"] if parts else []
 
 
 def disturbance_notes(plan: list[Scenario], runs: list[Run]) -> list[str]:
@@ -1185,7 +1357,8 @@ def tool_version(command: list[str]) -> str:
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        description="Compare gchat with a thread-per-client server, an asyncio server and Redis;"
+        description="Compare gchat with the design card's gevent server, a thread-per-client server,"
+        " an asyncio server and Redis;"
         " with --cluster, gchat clusters of 1, 2 and 3 nodes on one Redis.",
     )
     parser.add_argument("--quick", action="store_true", help="smoke run: short, 1 repetition, small rooms")
@@ -1230,6 +1403,25 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--procs", type=int, default=None, help="passed to the bench as --procs")
     parser.add_argument(
+        "--window",
+        type=int,
+        default=None,
+        help="lines a sender may have in flight in the throughput scenarios, for both load generators"
+        " (default 64): more if a quiet run's server stays under 95%% with the generator idle",
+    )
+    parser.add_argument(
+        "--no-loadgen",
+        action="store_true",
+        help=f"drive every scenario with python -m gchat.bench, as when {LOADGEN_SOURCE.name} cannot be"
+        " built: no throughput ratios",
+    )
+    parser.add_argument(
+        "--check-instruments",
+        action="store_true",
+        help=f"instead of the comparison: run {LOADGEN} and python -m gchat.bench on the same"
+        " scenarios against each --only server (default gchat,card,redis) and check that they agree",
+    )
+    parser.add_argument(
         "--out",
         type=Path,
         default=None,
@@ -1245,7 +1437,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     if options.repeat < 1:
         parser.error("--repeat must be at least 1")
     only = [name.strip() for name in options.only.split(",") if name.strip()]
-    options.servers = only or list(options.comparison.servers)
+    default = list(CHECK_SERVERS) if options.check_instruments else list(options.comparison.servers)
+    options.servers = only or default
     unknown = [name for name in options.servers if name not in SERVERS]
     if unknown:
         parser.error(f"--only: unknown server(s) {', '.join(unknown)}; choose from {', '.join(SERVERS)}")
@@ -1322,6 +1515,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="gchat-perf-") as tmp:
         logdir = Path(tmp)
+        if options.no_loadgen:
+            options.loadgen, instrument_note = (
+                None,
+                "--no-loadgen: python -m gchat.bench drives every scenario",
+            )
+        else:
+            options.loadgen, instrument_note = build_loadgen(logdir)
+        print(f"perf: {instrument_note}", file=sys.stderr)
+        if options.check_instruments:
+            return check_instruments(options, pin, logdir)
         done = 0
         for scenario in plan:
             for repetition in range(1, options.repeat + 1):
@@ -1340,7 +1543,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     header, rows = table_rows(plan, table, servers, options.comparison)
     notes = verdict_notes(plan, table)
-    saturated = saturation_notes(plan, runs) + disturbance_notes(plan, runs)
+    saturated = (
+        ratio_notes(plan, table, runs, servers, options.comparison)
+        + saturation_notes(plan, runs)
+        + disturbance_notes(plan, runs)
+    )
+    notes += card_notes(plan, table, servers)
     print()
     print(render_text(header, rows))
     for note in notes + saturated:
@@ -1359,6 +1567,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "cpus": os.cpu_count(),
         "load_average_before": [round(load, 2) for load in load_before],
         "pinning": pin_note,
+        "instrument": instrument_note,
         "open_files": open_files,
         "quick": options.quick,
         "repeat": options.repeat,
@@ -1388,6 +1597,86 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
+# Where both instruments can drive the server: a paced load far below what the Python bench
+# can send and read, so both must measure the same deliveries/s; and the same small room flat
+# out, where the two agree only if both saturated the server (else the table says who was the limit).
+CHECK_SCENARIOS = (
+    Scenario("latency-20@200", "latency", 20, senders=5, rate=200.0, duration=3.0, warmup=1.0, timeout=10.0),
+    Scenario("throughput-20x5", "throughput", 20, senders=5, duration=3.0, warmup=1.0, timeout=10.0),
+)
+# The two instruments' deliveries/s may differ by this share of the larger, at most.
+AGREE = 0.05
+# gchat and Redis, which only loadgen saturates; the card, which both saturate flat out.
+CHECK_SERVERS = ("gchat", "card", "redis")
+
+
+def instruments_verdict(scenario: Scenario, summaries: dict[str, Summary]) -> tuple[bool, str]:
+    """Whether loadgen and gchat.bench do not disagree on one server in one scenario, and the verdict."""
+    if any(summary.status != "ok" for summary in summaries.values()):
+        return False, "FAILED: a run broke: " + "; ".join(s.note for s in summaries.values() if s.note)
+    compiled, python = summaries[LOADGEN].metrics, summaries[PYTHON_BENCH].metrics
+    a, b = compiled.get("deliveries_per_s", 0.0), python.get("deliveries_per_s", 0.0)
+    gap = abs(a - b) / max(a, b, 1.0)
+    if scenario.mode == "throughput" and not (
+        compiled.get("server_cpu", 0.0) >= SATURATED_CORE and python.get("server_cpu", 0.0) >= SATURATED_CORE
+    ):
+        limit = python.get("generator_cpu", 0.0)
+        return True, (
+            f"not judged: the server was not the limit under both (gchat.bench's core {limit:.0%});"
+            f" {LOADGEN} drove {a / max(b, 1.0):.2f}x the deliveries/s"
+        )
+    agree = gap <= AGREE
+    verdict = "agree" if agree else "DISAGREE"
+    return (
+        agree,
+        f"{verdict}: deliveries/s differ by {gap:.1%} ({'within' if agree else 'more than'} {AGREE:.0%})",
+    )
+
+
+def check_instruments(options: argparse.Namespace, pin: bool, logdir: Path) -> int:
+    """Run both load generators on CHECK_SCENARIOS against each server; 0 when they agree."""
+    if options.loadgen is None:
+        print(f"perf: error: --check-instruments needs {LOADGEN} (see above)", file=sys.stderr)
+        return 2
+    python = argparse.Namespace(**{**vars(options), "loadgen": None})
+    header = ["scenario", "server", "instrument", "deliveries/s", "server CPU", "us/delivery"]
+    header += ["generator CPU", "p50 ms", "p99 ms"]
+    rows: list[list[str]] = []
+    verdicts: list[tuple[bool, str]] = []
+    for scenario in CHECK_SCENARIOS:
+        for name in options.servers:
+            summaries = {}
+            for instrument, chosen in ((LOADGEN, options), (PYTHON_BENCH, python)):
+                runs = [
+                    run_once(SERVERS[name], scenario, repetition, chosen, pin, logdir)
+                    for repetition in range(1, options.repeat + 1)
+                ]
+                for run in runs:
+                    print(f"perf: {instrument}: {progress(run)}", file=sys.stderr, flush=True)
+                summaries[instrument] = summary = summarise(runs)
+                rows.append(
+                    [scenario.key, name, instrument]
+                    + [
+                        cell(summary, metric)
+                        for metric in (
+                            "deliveries_per_s",
+                            "server_cpu",
+                            "cpu_us_per_delivery",
+                            "generator_cpu",
+                            "p50_ms",
+                            "p99_ms",
+                        )
+                    ]
+                )
+            agree, why = instruments_verdict(scenario, summaries)
+            verdicts.append((agree, f"{scenario.key} {name}: {why}"))
+    print()
+    print(render_text(header, rows))
+    for _, line in verdicts:
+        print(f"  * {line}")
+    return 0 if all(agree for agree, _ in verdicts) else 1
+
+
 def progress(run: Run) -> str:
     head = f"{run.scenario} {run.server} #{run.repetition}: "
     if run.status != "ok":
@@ -1414,7 +1703,7 @@ def markdown_report(
         f"# {comparison.title}",
         "",
         f"{meta['finished']}, git {meta['git']}, Python {meta['python']}, {meta['cpus']} CPUs, "
-        f"{meta['pinning']}; median of {meta['repeat']} run(s) per cell"
+        f"{meta['pinning']}; {meta['instrument']}; median of {meta['repeat']} run(s) per cell"
         + (" (--quick)" if meta["quick"] else "")
         + f"; load average {meta['load_average_before'][0]:.2f} before the first run"
         + ".",

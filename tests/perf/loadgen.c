@@ -1,0 +1,781 @@
+/*
+ * loadgen: the perf runner's compiled load generator (tests/perf/run.py builds it).
+ *
+ * Why it exists: a throughput ratio between two servers means something only when
+ * both servers, not the load generator, are the limit. `python -m gchat.bench`
+ * cannot read 4 million deliveries a second on one core; this can, on one thread
+ * with one epoll, in the spirit of redis-benchmark. It speaks gchat's line protocol
+ * and Redis pub/sub (RESP), so the same instrument drives every server.
+ *
+ * Same lines and checks as gchat.bench (gchat/bench/message.py):
+ * `~gb~TOKEN SENDER SEQ SENT_NS ....` padded to --size bytes (LF included; Redis
+ * publishes it without the LF). Every receiver counts deliveries (occurrences of
+ * `~gb~TOKEN `, a carry across reads so none is split or counted twice); --sample
+ * receivers parse every line: per-sender sequence (loss, duplicate, reorder), length,
+ * fields, and, for lines sent inside the measured interval, the send-to-receive
+ * latency. A sender may have --window lines in flight: a line is in flight until the
+ * probe (a sampled receiver that is no sender) has seen it.
+ *
+ * Modes: throughput (senders flat out, within the window) and latency (--rate lines/s
+ * in all, evenly spaced over the senders, paced by a timerfd, every line stamped when it
+ * is written). After the measured interval the senders stop and every receiver must receive
+ * every line (bounded by --timeout) or the run reports loss. Output: one JSON object on stdout,
+ * shaped like gchat.bench's --json for these modes (mode, ok, errors, failures,
+ * checks, generator, results), so the runner reads both with one parser.
+ *
+ * Connecting: --batch clients at a time, each ready at its first line (the welcome), or with
+ * --join (send `/join ROOM`) or --await-room (a cluster node's status line) at the first line
+ * naming --room; Redis subscribers at their SUBSCRIBE confirmation, publishers being extra
+ * connections. --port and --pid take lists: clients go round-robin over the ports, and the
+ * server's CPU share is the sum over the pids (/proc/PID/stat) during the measured interval.
+ *
+ * Build: cc -O2 -o loadgen loadgen.c   (Linux: epoll, timerfd)
+ * Usage: loadgen throughput|latency --port P [--pid PID] [--proto redis] [--clients N]
+ *        [--senders S] [--rate R] [--size B] [--duration S] [--warmup S] [--timeout S] (see main)
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <arpa/inet.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/timerfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MAX_PIDS 16
+#define MAX_PORTS 16
+#define MAX_SENDERS 1024
+#define RECV_SIZE (256 * 1024)
+#define MARKER "~gb~"
+#define TOKEN_LEN 8
+#define SUB_BITS 7 /* histogram: 128 sub-buckets per power of two, < 1% error */
+#define HIST_SIZE (64 << SUB_BITS)
+
+enum proto { LINE, REDIS };
+enum role { RECEIVER, SENDER, PUBLISHER };
+
+struct conn {
+    int fd;
+    int role;      /* RECEIVER, SENDER (line: sends and receives), PUBLISHER (redis: sends only) */
+    int sender;    /* sender id, or -1 */
+    int sampled;
+    int ready;     /* welcome (and join reply) seen, or SUBSCRIBE confirmed */
+    int closed;
+    int want_out;  /* EPOLLOUT armed */
+    uint64_t delivered;
+    uint64_t delivered_measured;
+    char carry[32];
+    int carry_len;
+    char *pending; /* sampled: a partial line */
+    size_t pending_len, pending_cap;
+    uint64_t *next_seq; /* sampled: per sender, the next sequence number expected */
+    char *out;     /* unsent bytes of the current batch */
+    size_t out_len, out_off, out_cap;
+};
+
+static struct {
+    enum proto proto;
+    const char *host, *mode, *room;
+    int join, await_room, ports[MAX_PORTS], nports, clients, senders, size, window, sample, batch;
+    double duration, warmup, rate, timeout;
+    int pids[MAX_PIDS], npids;
+} opt = {LINE, "127.0.0.1", "throughput", "#lobby", 0, 0, {5000}, 1, 100, 10, 64, 64, 8, 500,
+         10.0, 2.0, 1000.0, 10.0, {0}, 0};
+
+static struct conn *conns;
+static int nconns, epfd;
+static char token[TOKEN_LEN + 1], needle[32];
+static int needle_len;
+static uint64_t sent[MAX_SENDERS], probe_seen[MAX_SENDERS], sent_measured;
+static int sender_conn[MAX_SENDERS], probe = -1;
+static uint64_t hist[HIST_SIZE], hist_count, hist_max;
+static uint64_t losses, duplicates, reorders, sampled_lines, foreign;
+static uint64_t bad_length, bad_fields, spliced, unterminated;
+static int64_t measure_start, measure_end; /* send-time window of the measured lines */
+static int measuring; /* 0: warming up, 1: in the measured interval, 2: past it (draining) */
+static char errors[4096];
+static char recvbuf[64 + RECV_SIZE];
+
+static int64_t now_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static void add_error(const char *msg) {
+    if (strstr(errors, msg)) return;
+    size_t used = strlen(errors);
+    snprintf(errors + used, sizeof errors - used, "%s%s", used ? "\x1f" : "", msg);
+}
+
+static void die(const char *msg) {
+    fprintf(stderr, "loadgen: %s\n", msg);
+    exit(2);
+}
+
+static void *grow(void *ptr, size_t *cap, size_t need) {
+    if (need <= *cap) return ptr;
+    size_t cap2 = *cap ? *cap : 256;
+    while (cap2 < need) cap2 *= 2;
+    ptr = realloc(ptr, cap2);
+    if (!ptr) die("out of memory");
+    *cap = cap2;
+    return ptr;
+}
+
+/* ---- latency histogram (ns) ---- */
+static int hist_index(uint64_t v) {
+    if (v < (1u << SUB_BITS)) return (int)v;
+    int bits = 63 - __builtin_clzll(v);
+    int shift = bits - SUB_BITS;
+    return ((shift + 1) << SUB_BITS) + (int)((v >> shift) - (1u << SUB_BITS));
+}
+
+static uint64_t hist_upper(int index) {
+    if (index < (1 << SUB_BITS)) return (uint64_t)index;
+    int shift = (index >> SUB_BITS) - 1;
+    uint64_t base = (uint64_t)((index & ((1 << SUB_BITS) - 1)) + (1 << SUB_BITS));
+    return ((base + 1) << shift) - 1;
+}
+
+static double hist_percentile(double q) {
+    uint64_t rank = (uint64_t)(q / 100.0 * (double)hist_count + 0.5);
+    if (rank < 1) rank = 1;
+    uint64_t seen = 0;
+    for (int i = 0; i < HIST_SIZE; i++) {
+        seen += hist[i];
+        if (seen >= rank) {
+            uint64_t v = hist_upper(i);
+            return (double)(v < hist_max ? v : hist_max);
+        }
+    }
+    return (double)hist_max;
+}
+
+/* ---- CPU ---- */
+static double server_cpu_s(void) {
+    double total = 0;
+    long tick = sysconf(_SC_CLK_TCK);
+    for (int i = 0; i < opt.npids; i++) {
+        char path[64], buf[1024];
+        snprintf(path, sizeof path, "/proc/%d/stat", opt.pids[i]);
+        FILE *f = fopen(path, "r");
+        if (!f) return -1;
+        size_t n = fread(buf, 1, sizeof buf - 1, f);
+        fclose(f);
+        buf[n] = 0;
+        char *p = strrchr(buf, ')'); /* the command name may hold spaces */
+        if (!p) return -1;
+        unsigned long utime = 0, stime = 0;
+        /* after ")": state(3) ... utime is field 14, stime 15 */
+        if (sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &utime, &stime) != 2)
+            return -1;
+        total += (double)(utime + stime) / (double)tick;
+    }
+    return total;
+}
+
+static double self_cpu_s(void) {
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 + ru.ru_stime.tv_sec +
+           ru.ru_stime.tv_usec / 1e6;
+}
+
+/* ---- receiving ---- */
+static int digits(const char *s, size_t n, uint64_t *out) {
+    if (n == 0 || n > 20) return 0;
+    uint64_t v = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9') return 0;
+        v = v * 10 + (uint64_t)(s[i] - '0');
+    }
+    *out = v;
+    return 1;
+}
+
+/* One complete line (LF removed) on a sampled receiver: the checks of gchat.bench's parse_line. */
+static void inspect(struct conn *c, const char *line, size_t len, int64_t now) {
+    if (len && line[len - 1] == '\r') len--;
+    const char *m = memmem(line, len, MARKER, 4);
+    if (!m) return;
+    const char *end = line + len;
+    if (memmem(m + 4, (size_t)(end - m - 4), MARKER, 4)) {
+        if (memmem(line, len, needle, (size_t)needle_len)) spliced++;
+        else foreign++;
+        return;
+    }
+    if ((size_t)(end - m) < (size_t)needle_len || memcmp(m, needle, (size_t)needle_len) != 0) {
+        foreign++;
+        return;
+    }
+    if ((size_t)(end - m) != (size_t)opt.size - 1) {
+        bad_length++;
+        return;
+    }
+    const char *f = m + needle_len;
+    uint64_t field[3];
+    for (int i = 0; i < 3; i++) {
+        const char *sp = memchr(f, ' ', (size_t)(end - f));
+        if (!sp || !digits(f, (size_t)(sp - f), &field[i])) {
+            bad_fields++;
+            return;
+        }
+        f = sp + 1;
+    }
+    if (f >= end) {
+        bad_fields++;
+        return;
+    }
+    for (const char *p = f; p < end; p++)
+        if (*p != '.') {
+            bad_fields++;
+            return;
+        }
+    uint64_t s = field[0], seq = field[1];
+    int64_t sent_ns = (int64_t)field[2];
+    if (s >= (uint64_t)opt.senders) {
+        bad_fields++;
+        return;
+    }
+    sampled_lines++;
+    uint64_t expect = c->next_seq[s];
+    if (seq == expect) c->next_seq[s] = seq + 1;
+    else if (seq > expect) {
+        losses += seq - expect; /* a gap: lines never delivered to this receiver */
+        c->next_seq[s] = seq + 1;
+    } else if (seq + 1 == expect) duplicates++;
+    else reorders++;
+    if (c - conns == probe && c->next_seq[s] > probe_seen[s]) probe_seen[s] = c->next_seq[s];
+    if (sent_ns >= measure_start && sent_ns < measure_end && measuring) {
+        uint64_t v = (uint64_t)(now - sent_ns);
+        hist[hist_index(v)]++;
+        hist_count++;
+        if (v > hist_max) hist_max = v;
+    }
+}
+
+static void lines_of(struct conn *c, const char *data, size_t n, int64_t now) {
+    const char *p = data, *end = data + n;
+    while (p < end) {
+        const char *lf = memchr(p, '\n', (size_t)(end - p));
+        if (!lf) {
+            c->pending = grow(c->pending, &c->pending_cap, c->pending_len + (size_t)(end - p));
+            memcpy(c->pending + c->pending_len, p, (size_t)(end - p));
+            c->pending_len += (size_t)(end - p);
+            if (c->pending_len > 65536 + 4 * (size_t)opt.size) {
+                unterminated++;
+                c->pending_len = 0;
+            }
+            return;
+        }
+        if (c->pending_len) {
+            c->pending = grow(c->pending, &c->pending_cap, c->pending_len + (size_t)(lf - p));
+            memcpy(c->pending + c->pending_len, p, (size_t)(lf - p));
+            inspect(c, c->pending, c->pending_len + (size_t)(lf - p), now);
+            c->pending_len = 0;
+        } else {
+            inspect(c, p, (size_t)(lf - p), now);
+        }
+        p = lf + 1;
+    }
+}
+
+/* Before a client is ready: the welcome line, the join reply, or the SUBSCRIBE confirmation. */
+static size_t handshake(struct conn *c, const char *data, size_t n) {
+    if (opt.proto == REDIS) {
+        /* "*3\r\n$9\r\nsubscribe\r\n$L\r\nCHANNEL\r\n:1\r\n": ready at its last line. */
+        const char *hit = memmem(data, n, ":1\r\n", 4);
+        if (!hit) return n; /* confirmations arrive whole on loopback; nothing precedes them */
+        c->ready = 1;
+        return (size_t)(hit + 4 - data);
+    }
+    const char *lf = memchr(data, '\n', n);
+    if (!lf) return n;
+    size_t used = (size_t)(lf + 1 - data);
+    if (c->ready == 0) {
+        /* The welcome. With --join, ask for the room; with --join or --await-room, the client is
+           ready only at a line naming the room (gchat's status line, which a cluster node sends
+           once the join is back from Redis). */
+        if (opt.join) {
+            char cmd[256];
+            int len = snprintf(cmd, sizeof cmd, "/join %s\n", opt.room);
+            if (write(c->fd, cmd, (size_t)len) != len) add_error("could not send /join");
+        }
+        c->ready = opt.join || opt.await_room ? -1 : 1;
+    } else if (memmem(data, (size_t)(lf - data), opt.room, strlen(opt.room))) {
+        c->ready = 1;
+    }
+    return used;
+}
+
+static int parse_ints(const char *text, int *into, int most) {
+    int n = 0;
+    for (char *p = (char *)text; *p && n < most; p++) {
+        into[n++] = (int)strtol(p, &p, 10);
+        if (!*p) break;
+    }
+    return n;
+}
+
+static void on_readable(struct conn *c, int64_t now) {
+    for (;;) {
+        char *buf = recvbuf + 64;
+        ssize_t n = read(c->fd, buf, RECV_SIZE);
+        if (n < 0) {
+            if (errno == EAGAIN || errno == EINTR) return;
+            c->closed = 1;
+            return;
+        }
+        if (n == 0) {
+            c->closed = 1;
+            return;
+        }
+        size_t off = 0;
+        while (c->ready != 1 && off < (size_t)n) off += handshake(c, buf + off, (size_t)n - off);
+        if (c->role == PUBLISHER || off >= (size_t)n) {
+            if ((size_t)n < RECV_SIZE) return;
+            continue;
+        }
+        /* Count needles in carry + the new bytes without copying the chunk. */
+        char *start = buf + off - c->carry_len;
+        memcpy(start, c->carry, (size_t)c->carry_len);
+        char *end = buf + n;
+        uint64_t found = 0;
+        for (char *p = start; (p = memmem(p, (size_t)(end - p), needle, (size_t)needle_len)); p += needle_len)
+            found++;
+        c->delivered += found;
+        if (measuring == 1) c->delivered_measured += found;
+        int keep = needle_len - 1;
+        if (end - start < keep) keep = (int)(end - start);
+        memcpy(c->carry, end - keep, (size_t)keep);
+        c->carry_len = keep;
+        if (c->sampled) lines_of(c, buf + off, (size_t)n - off, now);
+        if ((size_t)n < RECV_SIZE) return;
+    }
+}
+
+/* ---- sending ---- */
+static void arm(struct conn *c, int out) {
+    if (c->want_out == out) return;
+    struct epoll_event ev = {.events = EPOLLIN | (out ? EPOLLOUT : 0), .data.u32 = (uint32_t)(c - conns)};
+    epoll_ctl(epfd, EPOLL_CTL_MOD, c->fd, &ev);
+    c->want_out = out;
+}
+
+static int flush_out(struct conn *c) {
+    while (c->out_off < c->out_len) {
+        ssize_t n = write(c->fd, c->out + c->out_off, c->out_len - c->out_off);
+        if (n < 0) {
+            if (errno == EAGAIN) {
+                arm(c, 1);
+                return 0;
+            }
+            if (errno == EINTR) continue;
+            c->closed = 1;
+            return 0;
+        }
+        c->out_off += (size_t)n;
+    }
+    c->out_len = c->out_off = 0;
+    arm(c, 0);
+    return 1;
+}
+
+/* Append line `seq` of sender `s`, stamped now, to its connection's output. */
+static void queue_line(struct conn *c, int s, int64_t now) {
+    char payload[65536];
+    int body = opt.size - 1;
+    int head = snprintf(payload, sizeof payload, "%s%d %" PRIu64 " %" PRId64 " ", needle, s, sent[s], now);
+    if (head >= body) die("--size is too small for the line's fields");
+    memset(payload + head, '.', (size_t)(body - head));
+    char frame[128];
+    int flen = 0;
+    if (opt.proto == REDIS)
+        flen = snprintf(frame, sizeof frame, "*3\r\n$7\r\nPUBLISH\r\n$%zu\r\n%s\r\n$%d\r\n", strlen(opt.room),
+                        opt.room, body);
+    size_t need = c->out_len + (size_t)flen + (size_t)body + 2;
+    c->out = grow(c->out, &c->out_cap, need);
+    memcpy(c->out + c->out_len, frame, (size_t)flen);
+    c->out_len += (size_t)flen;
+    memcpy(c->out + c->out_len, payload, (size_t)body);
+    c->out_len += (size_t)body;
+    if (opt.proto == REDIS) c->out[c->out_len++] = '\r';
+    c->out[c->out_len++] = '\n';
+    sent[s]++;
+    if (measuring == 1) sent_measured++;
+}
+
+/* Flat out: every sender whose output is drained sends what its window allows. */
+static void send_window(int64_t now) {
+    for (int s = 0; s < opt.senders; s++) {
+        struct conn *c = &conns[sender_conn[s]];
+        if (c->closed || c->out_len) continue;
+        while (sent[s] - probe_seen[s] < (uint64_t)opt.window) queue_line(c, s, now);
+        flush_out(c);
+    }
+}
+
+/* Paced: line k of sender s is due at t0 + s / rate + k * senders / rate, so lines come evenly,
+   one every 1 / rate seconds, never S at once (a burst the server would batch into one send). */
+static int64_t due_at(int64_t t0, int s, uint64_t k) {
+    return t0 + (int64_t)(((double)s + (double)k * opt.senders) / opt.rate * 1e9);
+}
+
+static void send_due(int64_t t0, int64_t now) {
+    for (int s = 0; s < opt.senders; s++) {
+        struct conn *c = &conns[sender_conn[s]];
+        if (c->closed) continue;
+        while (due_at(t0, s, sent[s]) <= now) queue_line(c, s, now);
+        if (c->out_len && !c->want_out) flush_out(c);
+    }
+}
+
+static int64_t next_due(int64_t t0) {
+    int64_t best = INT64_MAX;
+    for (int s = 0; s < opt.senders; s++) {
+        int64_t at = due_at(t0, s, sent[s]);
+        if (at < best) best = at;
+    }
+    return best;
+}
+
+/* ---- connecting ---- */
+static int open_conn(struct sockaddr_in *addr) {
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+    if (fd < 0) die("socket() failed: raise the open-files limit");
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    if (connect(fd, (struct sockaddr *)addr, sizeof *addr) < 0 && errno != EINPROGRESS) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+static void poll_once(int timeout_ms, int64_t *t0_paced);
+
+static int ready_count(int from, int to) {
+    int n = 0;
+    for (int i = from; i < to; i++) n += conns[i].ready == 1 || conns[i].role == PUBLISHER;
+    return n;
+}
+
+static void emit(double interval, double gen_cpu, double srv_cpu, uint64_t expected, uint64_t delivered,
+                 uint64_t measured);
+
+int main(int argc, char **argv) {
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+#define OPT(name) (strcmp(a, name) == 0 && v && (i++, 1))
+        if (i == 1 && a[0] != '-') opt.mode = a; /* like gchat.bench: the mode comes first */
+        else if (OPT("--proto")) opt.proto = strcmp(v, "redis") == 0 ? REDIS : LINE;
+        else if (OPT("--host")) opt.host = v;
+        else if (OPT("--port")) opt.nports = parse_ints(v, opt.ports, MAX_PORTS);
+        else if (OPT("--clients")) opt.clients = atoi(v);
+        else if (OPT("--senders")) opt.senders = atoi(v);
+        else if (OPT("--size")) opt.size = atoi(v);
+        else if (OPT("--window")) opt.window = atoi(v);
+        else if (OPT("--sample")) opt.sample = atoi(v);
+        else if (OPT("--batch")) opt.batch = atoi(v);
+        else if (OPT("--duration")) opt.duration = atof(v);
+        else if (OPT("--warmup")) opt.warmup = atof(v);
+        else if (OPT("--rate")) opt.rate = atof(v);
+        else if (OPT("--timeout")) opt.timeout = atof(v);
+        else if (OPT("--room")) opt.room = v;
+        else if (strcmp(a, "--join") == 0) opt.join = 1;
+        else if (strcmp(a, "--await-room") == 0) opt.await_room = 1;
+        else if (OPT("--pid")) opt.npids = parse_ints(v, opt.pids, MAX_PIDS);
+        else {
+            fprintf(stderr,
+                    "usage: loadgen [throughput|latency] [--proto line|redis] [--host H] [--port P]\n"
+                    "  [--clients N] [--senders S] [--size B] [--rate LINES_PER_S] [--window W] [--sample K]\n"
+                    "  [--duration S] [--warmup S] [--timeout S] [--batch N] [--room R] [--join] [--await-room] [--pid P,..]\n"
+                    "  --port and --pid take comma-separated lists (a cluster: clients round-robin over the ports)\n");
+            return 2;
+        }
+    }
+    int paced = strcmp(opt.mode, "latency") == 0;
+    if (!paced && strcmp(opt.mode, "throughput") != 0) die("the mode (first argument): throughput or latency");
+    if (opt.senders < 1 || opt.senders > MAX_SENDERS) die("--senders: 1 to 1024");
+    if (opt.proto == LINE && opt.senders >= opt.clients) die("--senders must be fewer than --clients");
+    if (opt.size < 48 || opt.size > 65536) die("--size: 48 to 65536");
+    if (opt.window < 1 || opt.sample < 1 || opt.rate <= 0) die("--window, --sample, --rate: above 0");
+    if (opt.proto == REDIS && strcmp(opt.room, "#lobby") == 0) opt.room = "gchat-bench";
+    if (strlen(opt.room) > 64) die("--room: at most 64 bytes");
+
+    /* A fresh token per run, so lines of any other run are foreign, never confusing the checks. */
+    srand((unsigned)(now_ns() ^ getpid()));
+    for (int i = 0; i < TOKEN_LEN; i++) token[i] = "0123456789abcdef"[rand() % 16];
+    needle_len = snprintf(needle, sizeof needle, "%s%s ", MARKER, token);
+
+    /* Line: clients 0..senders-1 also send. Redis: publishers are extra connections. */
+    nconns = opt.clients + (opt.proto == REDIS ? opt.senders : 0);
+    conns = calloc((size_t)nconns, sizeof *conns);
+    if (!conns) die("out of memory");
+    for (int i = 0; i < nconns; i++) {
+        struct conn *c = &conns[i];
+        c->sender = -1;
+        if (opt.proto == LINE && i < opt.senders) c->role = SENDER, c->sender = i;
+        else if (opt.proto == REDIS && i >= opt.clients) c->role = PUBLISHER, c->sender = i - opt.clients;
+        else c->role = RECEIVER;
+        if (c->sender >= 0) sender_conn[c->sender] = i;
+    }
+    /* Sampled receivers: the last ones (never senders); the very last is the probe. */
+    int sampled = 0;
+    for (int i = opt.clients - 1; i >= 0 && sampled < opt.sample; i--) {
+        if (conns[i].role == SENDER) break;
+        conns[i].sampled = 1;
+        conns[i].next_seq = calloc((size_t)opt.senders, sizeof(uint64_t));
+        if (probe < 0) probe = i;
+        sampled++;
+    }
+    if (probe < 0) die("no receiver is free to be the probe: more --clients than --senders");
+
+    struct sockaddr_in addr[MAX_PORTS];
+    if (opt.nports < 1) die("--port: at least one port");
+    if (opt.proto == REDIS && (opt.join || opt.await_room)) die("--join and --await-room are for --proto line");
+    for (int i = 0; i < opt.nports; i++) {
+        addr[i] = (struct sockaddr_in){.sin_family = AF_INET, .sin_port = htons((uint16_t)opt.ports[i])};
+        if (inet_pton(AF_INET, opt.host, &addr[i].sin_addr) != 1) die("--host: an IPv4 address");
+    }
+    epfd = epoll_create1(0);
+    char msg[256];
+    for (int from = 0; from < nconns; from += opt.batch) {
+        int to = from + opt.batch < nconns ? from + opt.batch : nconns;
+        for (int i = from; i < to; i++) {
+            struct conn *c = &conns[i];
+            int port = i % opt.nports;
+            c->fd = open_conn(&addr[port]);
+            if (c->fd < 0) {
+                snprintf(msg, sizeof msg, "cannot connect to %s:%d: %s", opt.host, opt.ports[port], strerror(errno));
+                add_error(msg);
+                emit(0, 0, -1, 0, 0, 0);
+                return 1;
+            }
+            struct epoll_event ev = {.events = EPOLLIN, .data.u32 = (uint32_t)i};
+            epoll_ctl(epfd, EPOLL_CTL_ADD, c->fd, &ev);
+            if (opt.proto == REDIS && c->role == RECEIVER) {
+                char cmd[256];
+                int len = snprintf(cmd, sizeof cmd, "*2\r\n$9\r\nSUBSCRIBE\r\n$%zu\r\n%s\r\n", strlen(opt.room),
+                                   opt.room);
+                c->out = grow(c->out, &c->out_cap, (size_t)len);
+                memcpy(c->out, cmd, (size_t)len);
+                c->out_len = (size_t)len;
+                arm(c, 1);
+            }
+        }
+        int64_t deadline = now_ns() + (int64_t)(opt.timeout * 1e9);
+        while (ready_count(from, to) < to - from) {
+            if (now_ns() > deadline) {
+                snprintf(msg, sizeof msg, "only %d of %d clients ready after %.0f s", ready_count(0, to), nconns,
+                         opt.timeout);
+                add_error(msg);
+                emit(0, 0, -1, 0, 0, 0);
+                return 1;
+            }
+            poll_once(50, NULL);
+            for (int i = from; i < to; i++)
+                if (conns[i].closed) {
+                    add_error("the server closed a connection while clients connected");
+                    emit(0, 0, -1, 0, 0, 0);
+                    return 1;
+                }
+        }
+    }
+
+    /* Warm-up, then the measured interval, then the drain. */
+    int64_t t0 = now_ns();
+    measure_start = t0 + (int64_t)(opt.warmup * 1e9);
+    measure_end = measure_start + (int64_t)(opt.duration * 1e9);
+    double cpu0 = 0, srv0 = 0, cpu1 = 0, srv1 = 0;
+    int64_t wall0 = 0, wall1 = 0;
+    uint64_t measured = 0;
+    int64_t paced_t0 = t0;
+    for (;;) {
+        int64_t now = now_ns();
+        if (measuring == 0 && now >= measure_start) {
+            measuring = 1;
+            wall0 = now, cpu0 = self_cpu_s(), srv0 = opt.npids ? server_cpu_s() : -1;
+        }
+        if (measuring == 1 && now >= measure_end) {
+            measuring = 2;
+            wall1 = now, cpu1 = self_cpu_s(), srv1 = opt.npids ? server_cpu_s() : -1;
+            break;
+        }
+        if (paced) send_due(paced_t0, now);
+        else send_window(now);
+        poll_once(paced ? -2 : 10, &paced_t0);
+        for (int i = 0; i < nconns; i++)
+            if (conns[i].closed) {
+                add_error("the server closed a connection during the run");
+                goto done;
+            }
+    }
+    for (int i = 0; i < nconns; i++) measured += conns[i].delivered_measured;
+    {
+        /* Drain: every line sent must reach every receiver it was meant for. */
+        int64_t deadline = now_ns() + (int64_t)(opt.timeout * 1e9);
+        uint64_t total = 0;
+        for (int s = 0; s < opt.senders; s++) total += sent[s];
+        for (;;) {
+            int pending = 0;
+            for (int i = 0; i < opt.clients && !pending; i++) {
+                struct conn *c = &conns[i];
+                uint64_t want = total - (c->role == SENDER ? sent[c->sender] : 0);
+                pending = c->delivered < want || conns[i].out_len;
+            }
+            for (int s = 0; s < opt.senders; s++) pending |= conns[sender_conn[s]].out_len != 0;
+            if (!pending) break;
+            if (now_ns() > deadline) {
+                /* Late is not lost: a server this far behind failed the run, it gave no wrong answer. */
+                add_error("lines still undelivered --timeout after the senders stopped");
+                break;
+            }
+            poll_once(50, NULL);
+        }
+    }
+done:;
+    uint64_t expected = 0, delivered = 0;
+    for (int i = 0; i < opt.clients; i++) {
+        struct conn *c = &conns[i];
+        for (int s = 0; s < opt.senders; s++)
+            if (!(c->role == SENDER && c->sender == s)) expected += sent[s];
+        delivered += c->delivered;
+    }
+    for (int i = 0; i < opt.clients && !errors[0]; i++) {
+        struct conn *c = &conns[i];
+        if (!c->sampled) continue;
+        for (int s = 0; s < opt.senders; s++)
+            if (c->next_seq[s] < sent[s]) losses += sent[s] - c->next_seq[s]; /* the tail never came */
+    }
+    double interval = wall1 > wall0 ? (double)(wall1 - wall0) / 1e9 : 0;
+    emit(interval, interval > 0 ? cpu1 - cpu0 : 0, srv0 >= 0 && srv1 >= 0 ? srv1 - srv0 : -1, expected, delivered,
+         measured);
+    return errors[0] || losses || duplicates || reorders || bad_length || bad_fields || spliced || unterminated ||
+                   delivered != expected
+               ? 1
+               : 0;
+}
+
+static void poll_once(int timeout_ms, int64_t *t0_paced) {
+    static int timer = -1;
+    struct epoll_event events[512];
+    if (timeout_ms == -2) {
+        /* Paced: sleep until the next line is due (timerfd, ns precision), or input comes. */
+        if (timer < 0) {
+            timer = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK);
+            struct epoll_event ev = {.events = EPOLLIN, .data.u32 = UINT32_MAX};
+            epoll_ctl(epfd, EPOLL_CTL_ADD, timer, &ev);
+        }
+        int64_t at = next_due(*t0_paced);
+        if (measure_end < at) at = measure_end;
+        if (!measuring && measure_start < at) at = measure_start;
+        struct itimerspec its = {.it_value = {.tv_sec = at / 1000000000, .tv_nsec = at % 1000000000}};
+        if (at <= now_ns()) its.it_value.tv_nsec += 1; /* never 0: that would disarm it */
+        timerfd_settime(timer, TFD_TIMER_ABSTIME, &its, NULL);
+        timeout_ms = 1000;
+    }
+    int n = epoll_wait(epfd, events, 512, timeout_ms);
+    int64_t now = now_ns();
+    for (int i = 0; i < n; i++) {
+        uint32_t id = events[i].data.u32;
+        if (id == UINT32_MAX) {
+            uint64_t expirations;
+            if (read(timer, &expirations, sizeof expirations) < 0) { /* nothing: EAGAIN */
+            }
+            continue;
+        }
+        struct conn *c = &conns[id];
+        if (events[i].events & (EPOLLIN | EPOLLERR | EPOLLHUP)) on_readable(c, now);
+        if ((events[i].events & EPOLLOUT) && !c->closed) flush_out(c);
+    }
+}
+
+static void latency_json(void) {
+    if (!hist_count) {
+        printf("{\"samples\": 0}");
+        return;
+    }
+    printf("{\"samples\": %" PRIu64 ", \"p50\": %.4f, \"p90\": %.4f, \"p99\": %.4f, \"p99.9\": %.4f, \"max\": %.4f}",
+           hist_count, hist_percentile(50) / 1e6, hist_percentile(90) / 1e6, hist_percentile(99) / 1e6,
+           hist_percentile(99.9) / 1e6, (double)hist_max / 1e6);
+}
+
+static void json_string(const char *s) {
+    putchar('"');
+    for (; *s; s++) {
+        if (*s == '"' || *s == '\\') putchar('\\');
+        putchar(*s);
+    }
+    putchar('"');
+}
+
+static void json_errors(void) {
+    putchar('[');
+    char copy[sizeof errors];
+    strcpy(copy, errors);
+    int first = 1;
+    for (char *item = strtok(copy, "\x1f"); item; item = strtok(NULL, "\x1f")) {
+        if (!first) printf(", ");
+        json_string(item);
+        first = 0;
+    }
+    putchar(']');
+}
+
+static void emit(double interval, double gen_cpu, double srv_cpu, uint64_t expected, uint64_t delivered,
+                 uint64_t measured) {
+    uint64_t malformed = bad_length + bad_fields + spliced + unterminated;
+    char failures[512] = "";
+    int len = 0;
+    if (losses) len += snprintf(failures + len, sizeof failures - (size_t)len, "%s\"loss %" PRIu64 "\"", len ? ", " : "", losses);
+    if (duplicates) len += snprintf(failures + len, sizeof failures - (size_t)len, "%s\"duplicates %" PRIu64 "\"", len ? ", " : "", duplicates);
+    if (reorders) len += snprintf(failures + len, sizeof failures - (size_t)len, "%s\"reorders %" PRIu64 "\"", len ? ", " : "", reorders);
+    if (malformed) len += snprintf(failures + len, sizeof failures - (size_t)len, "%s\"malformed %" PRIu64 "\"", len ? ", " : "", malformed);
+    if (delivered < expected && !losses && !errors[0])
+        len += snprintf(failures + len, sizeof failures - (size_t)len, "%s\"delivered %" PRIu64 " of %" PRIu64 "\"",
+                        len ? ", " : "", delivered, expected);
+    if (delivered > expected && !duplicates)
+        len += snprintf(failures + len, sizeof failures - (size_t)len, "%s\"delivered %" PRIu64 ", more than the %" PRIu64 " sent\"",
+                        len ? ", " : "", delivered, expected);
+    uint64_t sent_total = 0;
+    for (int s = 0; s < opt.senders; s++) sent_total += sent[s];
+    double gen_share = interval > 0 ? gen_cpu / interval : 0;
+    printf("{\"tool\": \"loadgen\", \"mode\": \"%s\", \"params\": {\"proto\": \"%s\", \"clients\": %d, \"senders\": %d,"
+           " \"size\": %d, \"rate\": %g, \"window\": %d, \"sample\": %d, \"duration\": %g, \"warmup\": %g, \"pids\": [",
+           opt.mode, opt.proto == REDIS ? "redis" : "line", opt.clients, opt.senders, opt.size, opt.rate, opt.window,
+           opt.sample, opt.duration, opt.warmup);
+    for (int i = 0; i < opt.npids; i++) printf("%s%d", i ? ", " : "", opt.pids[i]);
+    printf("], \"ports\": [");
+    for (int i = 0; i < opt.nports; i++) printf("%s%d", i ? ", " : "", opt.ports[i]);
+    printf("]}, \"ok\": %s, \"errors\": ", !errors[0] && !failures[0] ? "true" : "false");
+    json_errors();
+    printf(", \"failures\": [%s], \"checks\": {\"expected\": %" PRIu64 ", \"delivered\": %" PRIu64
+           ", \"losses\": %" PRIu64 ", \"duplicates\": %" PRIu64 ", \"reorders\": %" PRIu64 ", \"malformed\": {\"length\": %" PRIu64
+           ", \"fields\": %" PRIu64 ", \"spliced\": %" PRIu64 ", \"unterminated\": %" PRIu64 "}, \"malformed_total\": %" PRIu64
+           ", \"foreign\": %" PRIu64 ", \"sampled_lines\": %" PRIu64 "}",
+           failures, expected, delivered, losses, duplicates, reorders, bad_length, bad_fields, spliced, unterminated,
+           malformed, foreign, sampled_lines);
+    printf(", \"generator\": {\"cpu\": [{\"worker\": 0, \"cpu\": %.3f, \"wall_s\": %.3f}], \"saturated_workers\": [%s]}",
+           gen_share, interval, gen_share > 0.9 ? "0" : "");
+    printf(", \"results\": {\"interval_s\": %.3f, \"lines_sent\": %" PRIu64 ", \"lines_sent_measured\": %" PRIu64
+           ", \"lines_sent_per_s\": %.1f, \"lines_accepted_per_s\": %.1f, \"deliveries_measured\": %" PRIu64
+           ", \"deliveries_per_s\": %.1f, \"latency_ms\": ",
+           interval, sent_total, sent_measured, interval > 0 ? (double)sent_measured / interval : 0,
+           interval > 0 ? (double)sent_measured / interval : 0, measured, interval > 0 ? (double)measured / interval : 0);
+    latency_json();
+    if (srv_cpu >= 0 && interval > 0) printf(", \"server_cpu\": %.3f", srv_cpu / interval);
+    else printf(", \"server_cpu\": null");
+    printf("}}\n");
+    fflush(stdout);
+}
