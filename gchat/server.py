@@ -10,9 +10,8 @@ import socket
 import ssl
 import time
 from collections import Counter
-from typing import Callable, Optional
+from typing import Optional
 
-import gevent
 from gevent.event import Event
 from gevent.server import StreamServer
 from gevent.socket import socket as GreenSocket
@@ -20,9 +19,10 @@ from gevent.socket import socket as GreenSocket
 from gchat import replies
 from gchat.bus import Bus, LocalBus
 from gchat.config import Config
+from gchat.gate import Door
 from gchat.hub import BANNED, Hub
 from gchat.meter import FULL, TOO_MANY, meter_for
-from gchat.passwords import verify
+from gchat.operators import OperatorCheck
 from gchat.session import SHUTDOWN, Outbox, Session, discard_until_eof, format_peer
 from gchat.tls import accept_tls
 
@@ -51,14 +51,16 @@ class ChatServer:
     ) -> None:
         self.config = config
         self._tls = tls
-        self._password = password
+        self._door = Door(password) if password is not None else None
         self._meter = meter_for(config)
         self._bus = self._meter.bus(_make_bus(config))
         self.hub = Hub(
             history=config.history,
             bus=self._bus,
             announce_limit=config.announce_limit,
-            operators=_operator_check(operators) if operators else None,
+            operators=OperatorCheck(operators) if operators else None,
+            locked=password is not None,
+            on_ban=self._banned,
         )
         self._outbox = Outbox()
         self._per_address: Counter[str] = Counter()
@@ -138,31 +140,20 @@ class ChatServer:
                 del self._per_address[host]
 
         session = self._meter.session_class(
-            sock, address, self.hub, config, self._outbox, left, self._closed, self._password
+            sock, address, self.hub, config, self._outbox, left, self._closed, self._door
         )
         self._sessions.add(session)
         self._all_closed.clear()
         session.start()
 
+    def _banned(self, address: str) -> None:
+        for session in list(self._sessions):
+            session.banned(address)
+
     def _closed(self, session: Session) -> None:
         self._sessions.discard(session)
         if not self._sessions:
             self._all_closed.set()
-
-
-def _operator_check(operators: "dict[str, str]") -> Callable[[str, str], bool]:
-    """Check an operator's password in a worker thread: a slow hash must not stall the chat.
-
-    An unknown name costs a hash too, so timing does not tell names apart.
-    """
-    decoy = next(iter(operators.values()))
-
-    def check(name: str, password: str) -> bool:
-        encoded = operators.get(name)
-        valid: bool = gevent.get_hub().threadpool.apply(verify, (password, encoded or decoy))
-        return valid and encoded is not None
-
-    return check
 
 
 def _make_bus(config: Config) -> Bus:
