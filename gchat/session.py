@@ -227,7 +227,7 @@ class Session:
 
     def _admit(self) -> None:
         if self._hub.banned(self._host):
-            # Banned while it was at the password prompt (or handshaking).
+            # Every way into the chat checks the bans here, whatever was checked at accept.
             self._turn_away(replies.BANNED, BANNED)
             return
         client = self._client = self._hub.connect(self, self._host)
@@ -389,7 +389,12 @@ class Session:
 
         Clients in the chat are kicked by the hub; this one is known to no one but its session.
         """
-        if self._client is None and self._gate is not None and canonical(self._host) == address:
+        if (
+            self._client is None
+            and self._gate is not None
+            and not self._closed
+            and canonical(self._host) == address
+        ):
             self._turn_away(replies.BANNED, BANNED)
 
     def _end(self, reason: str) -> None:
