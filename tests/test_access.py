@@ -410,8 +410,7 @@ def test_wrong_passwords_from_one_address_are_checked_in_single_file(locked):
         assert guesser.readline() == "!!! wrong password"
     # Pauses of FIRST, then 2 * FIRST, between the three checks: a lower bound, safe under load.
     assert time.monotonic() - started >= 3 * FIRST
-    for _ in range(3):
-        locked.wait_for_log(r"127\.0\.0\.5:\d+ wrong password; next try from 127\.0\.0\.5 checked in")
+    locked.wait_for_log(r"127\.0\.0\.5:\d+ wrong password; next try from 127\.0\.0\.5 checked in", count=3)
 
 
 def test_a_right_password_from_another_address_does_not_wait_for_a_guessers_pause(locked):
@@ -439,8 +438,10 @@ def test_a_connection_gets_three_oper_tries_then_is_refused_unchecked(moderated)
     assert client.read_lines(4) == ["!!! wrong operator name or password"] * 3 + [
         "!!! no more /oper tries on this connection"
     ]
-    for name in ("boss", "boss", "nobody"):
-        moderated.wait_for_log(rf"127\.0\.0\.7 wrong /oper for '{name}'; next try from it checked in")
+    for name, count in (("boss", 2), ("nobody", 1)):
+        moderated.wait_for_log(
+            rf"127\.0\.0\.7 wrong /oper for '{name}'; next try from it checked in", count=count
+        )
 
 
 def test_many_concurrent_oper_tries_leave_the_chat_responsive(moderated):
@@ -455,11 +456,11 @@ def test_many_concurrent_oper_tries_leave_the_chat_responsive(moderated):
     for guesser in guessers:
         guesser.read_until("!!! wrong operator name or password")
         guesser.read_until("!!! wrong operator name or password")
-    failures = [line for line in moderated.log if " wrong /oper for " in line]
-    assert len(failures) == 40
-    assert {re.search(r"(127\.0\.1\.\d+) wrong /oper for '(\w+)'", line).groups() for line in failures} == {
-        (f"127.0.1.{n}", name) for n in range(1, 21) for name in ("boss", "intruder")
-    }
+    # The log reaches the test through a pipe, after the replies: wait for each line.
+    for n in range(1, 21):
+        for name in ("boss", "intruder"):
+            moderated.wait_for_log(rf" 127\.0\.1\.{n} wrong /oper for '{name}'; next try from it checked in")
+    assert len([line for line in moderated.log if " wrong /oper for " in line]) == 40
 
 
 # --- issue 10: rough edges -------------------------------------------------------
