@@ -415,14 +415,14 @@ def test_wrong_passwords_from_one_address_are_checked_in_single_file(locked):
 
 def test_a_right_password_from_another_address_does_not_wait_for_a_guessers_pause(locked):
     guessers = [knock(locked, "127.0.0.5") for _ in range(3)]
+    insider = knock(locked, "127.0.0.5")
+    fresh = knock(locked, "127.0.0.6")
     for guesser in guessers:
         guesser.say("/pass wrong")
     for guesser in guessers:
         guesser.readline()
     # 127.0.0.5 must now wait 4 * FIRST before its next check, right password or not.
-    insider = knock(locked, "127.0.0.5")
     insider.say(f"/pass {SECRET}")
-    fresh = knock(locked, "127.0.0.6")
     fresh.say(f"/pass {SECRET}")
     assert fresh.readline().startswith("*** You are ")
     insider.sock.setblocking(False)
