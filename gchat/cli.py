@@ -138,6 +138,13 @@ _FLAGS: "list[tuple[str, Callable[[str], object], str]]" = [
 ]
 
 
+HASH_PASSWORD = "hash-password"
+HASH_PASSWORD_HELP = (
+    f"python -m gchat {HASH_PASSWORD} reads an operator's password (twice from a terminal, or one "
+    "line on stdin) and prints its scrypt hash: the HASH of a NAME:HASH line in --oper-file."
+)
+
+
 def _env_name(flag: str) -> str:
     return "GCHAT_" + flag[2:].replace("-", "_").upper()
 
@@ -148,6 +155,7 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
         prog="python -m gchat",
         description="A multi-client TCP chat server. Every flag may also be set as GCHAT_FLAG "
         "in the environment (GCHAT_MAX_LINE=100); the flag wins.",
+        epilog=HASH_PASSWORD_HELP,
     )
     defaults = Config()
     for flag, convert, text in _FLAGS:
@@ -196,8 +204,17 @@ def hide_password(url: str) -> str:
     return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
 
 
-def hash_password_command() -> int:
+def hash_password_command(args: Sequence[str]) -> int:
     """``python -m gchat hash-password``: a line for --oper-file, the password never in argv."""
+    if args:
+        if args[0] in ("-h", "--help"):
+            print(f"usage: python -m gchat {HASH_PASSWORD}\n\n{HASH_PASSWORD_HELP}")
+            return 0
+        print(
+            f"gchat: error: {HASH_PASSWORD} takes no arguments (the password is read from stdin)",
+            file=sys.stderr,
+        )
+        return 2
     if sys.stdin.isatty():
         password = getpass.getpass("password: ")
         if getpass.getpass("again: ") != password:
@@ -228,8 +245,8 @@ def load_secrets(config: Config) -> "tuple[Optional[str], Optional[dict[str, str
 
 def main(argv: Optional[list[str]] = None) -> int:
     args = sys.argv[1:] if argv is None else argv
-    if args[:1] == ["hash-password"]:
-        return hash_password_command()
+    if args[:1] == [HASH_PASSWORD]:
+        return hash_password_command(args[1:])
     config = parse_config(args, os.environ)
     try:
         password, operators = load_secrets(config)

@@ -1,8 +1,10 @@
 """The password gate: what a client may do before it is let into the chat.
 
-Pure: a command in, a reply and a verdict out. Until the right ``/pass``,
-the client is in no room and known to no one; it may only try the password
-(three times) or leave.
+Pure: a command and the time in, a reply and a verdict out. Until the right
+``/pass``, the client is in no room and known to no one; it may only try the
+password (three times per connection) or leave. Every connection's gate
+shares the server's ``Door``, where each address's wrong tries are counted:
+the session waits for ``PasswordGate.turn`` before a ``/pass`` is checked.
 """
 
 import hmac
@@ -11,6 +13,7 @@ from typing import Optional
 
 from gchat import replies
 from gchat.commands import USAGE, Command, Pass, Quit, Usage
+from gchat.throttle import Backoff
 
 TRIES = 3
 
@@ -18,25 +21,44 @@ TRIES = 3
 class Verdict(Enum):
     WAIT = "wait"
     ADMIT = "admit"
-    CLOSE = "close"
+    # A wrong password; WRONG may try again, LAST was the connection's last try.
+    WRONG = "wrong"
+    LAST = "last"
+    QUIT = "quit"
+
+
+class Door:
+    """What all connections' gates share: the password and every address's wrong tries."""
+
+    __slots__ = ("backoff", "password")
+
+    def __init__(self, password: str, backoff: Optional[Backoff] = None) -> None:
+        self.password = password.encode()
+        self.backoff = backoff if backoff is not None else Backoff()
 
 
 class PasswordGate:
-    __slots__ = ("_failures", "_password")
+    __slots__ = ("_address", "_door", "_failures")
 
-    def __init__(self, password: str) -> None:
-        self._password = password.encode()
+    def __init__(self, door: Door, address: str) -> None:
+        self._door = door
+        self._address = address
         self._failures = 0
 
-    def knock(self, command: Command) -> "tuple[Optional[bytes], Verdict]":
+    def turn(self, now: float) -> float:
+        """Seconds before this connection's next ``/pass`` may be checked (0: now)."""
+        return self._door.backoff.wait(self._address, now)
+
+    def knock(self, command: Command, now: float) -> "tuple[Optional[bytes], Verdict]":
         if isinstance(command, Pass):
             # Constant time: how long a wrong guess takes says nothing about it.
-            if hmac.compare_digest(command.secret.encode(), self._password):
+            if hmac.compare_digest(command.secret.encode(), self._door.password):
                 return None, Verdict.ADMIT
             self._failures += 1
-            return replies.WRONG_PASSWORD, Verdict.CLOSE if self._failures >= TRIES else Verdict.WAIT
+            self._door.backoff.failed(self._address, now)
+            return replies.WRONG_PASSWORD, Verdict.LAST if self._failures >= TRIES else Verdict.WRONG
         if isinstance(command, Quit):
-            return replies.BYE, Verdict.CLOSE
+            return replies.BYE, Verdict.QUIT
         if command == Usage(USAGE["pass"]):
             return replies.usage(USAGE["pass"]), Verdict.WAIT
         return replies.PASSWORD_REQUIRED, Verdict.WAIT

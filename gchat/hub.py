@@ -19,6 +19,7 @@ from collections.abc import Hashable
 from typing import Any, Callable, Optional, Protocol
 
 from gchat import replies
+from gchat.addresses import canonical
 from gchat.budget import Budget
 from gchat.bus import Bus, LocalBus, Snapshot
 from gchat.commands import (
@@ -63,6 +64,8 @@ LOBBY = "#lobby"
 NODE_LOST = "node lost"
 KICKED = "kicked"
 BANNED = "banned"
+# Wrong /oper tries one connection gets; later ones are refused without a check.
+OPER_TRIES = 3
 
 log = logging.getLogger("gchat")
 
@@ -80,7 +83,18 @@ class Mailbox(Protocol):
 class Client:
     """A client of this node, as its own commands left it."""
 
-    __slots__ = ("address", "cid", "kicked", "mailbox", "member", "nick", "oper", "quit_reason", "room")
+    __slots__ = (
+        "address",
+        "cid",
+        "kicked",
+        "mailbox",
+        "member",
+        "nick",
+        "oper",
+        "oper_failures",
+        "quit_reason",
+        "room",
+    )
 
     def __init__(self, cid: int, nick: str, mailbox: Mailbox, address: str) -> None:
         self.cid = cid
@@ -90,6 +104,7 @@ class Client:
         self.room = LOBBY
         self.member: Optional[Member] = None
         self.oper = False
+        self.oper_failures = 0
         self.quit_reason: Optional[str] = None
         # Cut off by an operator, not gone by its own /quit (both are quit_reason text).
         self.kicked = False
@@ -139,7 +154,9 @@ class Hub:
         history: int = 20,
         bus: Optional[Bus] = None,
         announce_limit: int = 0,
-        operators: Optional[Callable[[str, str], bool]] = None,
+        operators: Optional[Callable[[str, str, str], bool]] = None,
+        locked: bool = False,
+        on_ban: Optional[Callable[[str], None]] = None,
         joins: Optional[Budget] = None,
         messages: Optional[Budget] = None,
         announcements: Optional[Budget] = None,
@@ -153,8 +170,12 @@ class Hub:
         self._messages = messages
         self._announcements = announcements
         self._clock = clock
-        # Checks an operator's name and password; may wait (a slow hash in a thread).
+        # Checks an operator's name, password and address; may wait (a slow hash in a thread).
         self._operators = operators
+        # Whether clients needed a password to get in (what a later /pass is told).
+        self._locked = locked
+        # Told each address banned (canonical): connections the hub does not know of yet go too.
+        self._on_ban = on_ban
         self.node = self._bus.node
         self._history = history
         self._announce_limit = announce_limit
@@ -217,10 +238,10 @@ class Hub:
         """Admit a new connection: a guest nick, then the lobby and its history."""
         nick = self._claim_guest()
         self._cids += 1
-        client = Client(self._cids, nick, mailbox, address)
+        client = Client(self._cids, nick, mailbox, canonical(address))
         self._clients[nick_key(nick)] = client
         self._local[client.cid] = client
-        self._bus.publish(Joined(self.node, client.cid, nick, LOBBY, address))
+        self._bus.publish(Joined(self.node, client.cid, nick, LOBBY, client.address))
         if self.closing:
             # Shutdown began while the bus was claiming the nick.
             mailbox.deliver(replies.SHUTTING_DOWN)
@@ -228,7 +249,7 @@ class Hub:
         return client
 
     def banned(self, address: str) -> bool:
-        return address in self._bans
+        return canonical(address) in self._bans
 
     def execute(self, client: Client, command: Command) -> None:
         if client.connected and not self.closing:
@@ -298,7 +319,7 @@ class Hub:
             if key not in self._users:
                 member = self._users[key] = Member(nick, node, self._room(name), None, address)
                 member.room.users[key] = member
-        self._bans.update(snapshot.bans)
+        self._bans.update(canonical(address) for address in snapshot.bans)
         for name, text in snapshot.topics.items():
             room = self._rooms.get(name)
             if room is not None:
@@ -453,18 +474,29 @@ class Hub:
             )
 
     def _apply_banned(self, event: Banned) -> None:
-        self._bans.add(event.address)
+        address = canonical(event.address)
+        self._bans.add(address)
         oper = self._origin(event.node, event.cid)
-        for member in [member for member in self._users.values() if member.address == event.address]:
+        by = nick_key(event.by)
+        for member in [
+            member
+            for member in self._users.values()
+            if canonical(member.address) == address
+            # Never the operator who gave it, on any node: someone must be left to /unban.
+            and not (member.node == event.node and nick_key(member.nick) == by)
+        ]:
             self._eject(member, replies.kicked(member.nick, event.by, BANNED), oper)
+        if self._on_ban is not None:
+            self._on_ban(address)
         if oper is not None:
-            oper.mailbox.deliver(replies.banned(event.address))
+            oper.mailbox.deliver(replies.banned(address))
 
     def _apply_unbanned(self, event: Unbanned) -> None:
-        self._bans.discard(event.address)
+        address = canonical(event.address)
+        self._bans.discard(address)
         oper = self._origin(event.node, event.cid)
         if oper is not None:
-            oper.mailbox.deliver(replies.unbanned(event.address))
+            oper.mailbox.deliver(replies.unbanned(address))
 
     def _apply_topic(self, event: TopicSet) -> None:
         room = self._rooms.get(event.room)
@@ -563,14 +595,20 @@ class Hub:
         self._bus.publish(Asked(self.node, client.cid, "who" if isinstance(command, Who) else "rooms"))
 
     def _pass(self, client: Client, command: Pass) -> None:
-        client.mailbox.deliver(replies.PASSWORD_ACCEPTED_ALREADY)
+        client.mailbox.deliver(
+            replies.PASSWORD_ACCEPTED_ALREADY if self._locked else replies.NO_PASSWORD_NEEDED
+        )
 
     def _oper(self, client: Client, command: Oper) -> None:
+        if client.oper_failures >= OPER_TRIES:
+            client.mailbox.deliver(replies.NO_MORE_OPER_TRIES)
+            return
         check = self._operators
-        if check is not None and check(command.name, command.password) and client.connected:
+        if check is not None and check(command.name, command.password, client.address) and client.connected:
             client.oper = True
             client.mailbox.deliver(replies.NOW_OPERATOR)
         else:
+            client.oper_failures += 1
             client.mailbox.deliver(replies.WRONG_OPERATOR)
 
     def _target(self, client: Client, nick: str) -> Optional[Member]:
@@ -590,16 +628,22 @@ class Hub:
 
     def _ban(self, client: Client, command: Ban) -> None:
         member = self._target(client, command.nick)
-        if member is not None:
-            self._bus.publish(Banned(member.address, client.nick, self.node, client.cid))
+        if member is None:
+            return
+        address = canonical(member.address)
+        if address == client.address:
+            # It would cut off the operator (and behind one NAT or on localhost, everyone).
+            client.mailbox.deliver(replies.own_address(address))
+        else:
+            self._bus.publish(Banned(address, client.nick, self.node, client.cid))
 
     def _unban(self, client: Client, command: Unban) -> None:
         if not client.oper:
             client.mailbox.deliver(replies.PERMISSION_DENIED)
-        elif command.address not in self._bans:
+        elif canonical(command.address) not in self._bans:
             client.mailbox.deliver(replies.not_banned(command.address))
         else:
-            self._bus.publish(Unbanned(command.address, self.node, client.cid))
+            self._bus.publish(Unbanned(canonical(command.address), self.node, client.cid))
 
     def _topic(self, client: Client, command: Topic) -> None:
         if not command.text:

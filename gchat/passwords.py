@@ -4,7 +4,7 @@ Operators' passwords are stored only as salted, deliberately slow hashes
 from the standard library (scrypt by default, PBKDF2 accepted), so a leaked
 ``--oper-file`` does not leak the passwords. Every comparison is constant
 time. Pure apart from reading a file: the event loop must not run these
-slow hashes itself (see ``gchat.server``).
+slow hashes itself (see ``gchat.operators``).
 """
 
 import hashlib

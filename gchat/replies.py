@@ -49,6 +49,8 @@ BANNED = line("!!! you are banned from this server")
 LINK_LOST = line("*** cluster link lost, local only")
 LINK_RESTORED = line("*** cluster link restored")
 TOO_MANY_JOINS = line("!!! too many joins from your address, try again later")
+NO_PASSWORD_NEEDED = line("!!! no password needed")
+NO_MORE_OPER_TRIES = line("!!! no more /oper tries on this connection")
 
 
 def status(nick: str, room: str) -> bytes:
@@ -158,6 +160,10 @@ def topic(room: str, text: str) -> bytes:
 
 def no_topic(room: str) -> bytes:
     return line(f"*** no topic for {room}")
+
+
+def own_address(address: str) -> bytes:
+    return line(f"!!! cannot ban your own address: {address}")
 
 
 def _users(count: int) -> str:

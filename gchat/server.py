@@ -9,9 +9,8 @@ ones that would not finish in time.
 import socket
 import ssl
 from collections import Counter
-from typing import Callable, Optional
+from typing import Optional
 
-import gevent
 from gevent.event import Event
 from gevent.socket import socket as GreenSocket
 
@@ -20,9 +19,10 @@ from gchat.acceptor import Acceptor, refuse
 from gchat.budget import budget
 from gchat.bus import Bus, LocalBus
 from gchat.config import Config
+from gchat.gate import Door
 from gchat.hub import BANNED, Hub
 from gchat.meter import FULL, TOO_MANY, meter_for
-from gchat.passwords import verify
+from gchat.operators import OperatorCheck
 from gchat.session import SHUTDOWN, HangupWatch, Outbox, Session, format_peer
 from gchat.tls import accept_tls
 
@@ -55,7 +55,7 @@ class ChatServer:
     ) -> None:
         self.config = config
         self._tls = tls
-        self._password = password
+        self._door = Door(password) if password is not None else None
         self._meter = meter_for(config)
         self._bus = self._meter.bus(_make_bus(config))
         self.hub = Hub(
@@ -65,7 +65,9 @@ class ChatServer:
             joins=budget(config.join_rate, config.join_burst),
             messages=budget(config.msg_rate, config.msg_burst),
             announcements=budget(config.announce_rate, config.announce_burst),
-            operators=_operator_check(operators) if operators else None,
+            operators=OperatorCheck(operators) if operators else None,
+            locked=password is not None,
+            on_ban=self._banned,
         )
         self._outbox = Outbox()
         self._hangups = HangupWatch()
@@ -148,7 +150,7 @@ class ChatServer:
             self._hangups,
             left,
             self._closed,
-            self._password,
+            self._door,
         )
         self._sessions.add(session)
         self._all_closed.clear()
@@ -207,25 +209,14 @@ class ChatServer:
         if not self._per_address[host]:
             del self._per_address[host]
 
+    def _banned(self, address: str) -> None:
+        for session in list(self._sessions):
+            session.banned(address)
+
     def _closed(self, session: Session) -> None:
         self._sessions.discard(session)
         if not self._sessions:
             self._all_closed.set()
-
-
-def _operator_check(operators: "dict[str, str]") -> Callable[[str, str], bool]:
-    """Check an operator's password in a worker thread: a slow hash must not stall the chat.
-
-    An unknown name costs a hash too, so timing does not tell names apart.
-    """
-    decoy = next(iter(operators.values()))
-
-    def check(name: str, password: str) -> bool:
-        encoded = operators.get(name)
-        valid: bool = gevent.get_hub().threadpool.apply(verify, (password, encoded or decoy))
-        return valid and encoded is not None
-
-    return check
 
 
 def _make_bus(config: Config) -> Bus:

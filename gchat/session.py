@@ -41,11 +41,12 @@ from gevent.socket import socket as GreenSocket
 from gevent.socket import wait_write
 
 from gchat import replies
-from gchat.commands import Command, Quit, parse
+from gchat.addresses import canonical
+from gchat.commands import Command, Pass, parse
 from gchat.config import Config
 from gchat.framing import Frame, LineFramer, TooLong
-from gchat.gate import PasswordGate, Verdict
-from gchat.hub import KICKED, Client, Hub
+from gchat.gate import Door, PasswordGate, Verdict
+from gchat.hub import BANNED, KICKED, Client, Hub
 from gchat.ratelimit import TokenBucket
 from gchat.sanitize import sanitize
 
@@ -196,13 +197,13 @@ class Session:
         hangups: HangupWatch,
         on_left: Callable[[str], None],
         on_closed: Callable[["Session"], None],
-        password: Optional[str] = None,
+        door: Optional[Door] = None,
     ) -> None:
         self._sock = sock
         self._host = address[0]
         self._peer = format_peer(address)
         # With a server password the client stays outside the hub until it knows it.
-        self._gate = PasswordGate(password) if password is not None else None
+        self._gate = PasswordGate(door, self._host) if door is not None else None
         self._hub = hub
         self._config = config
         self._outbox = outbox
@@ -215,7 +216,7 @@ class Session:
         self._backlog = 0
         self._closed = False
         self._aborted: Optional[str] = None
-        # Why the password gate closed the connection, if it did.
+        # Why the connection was closed before it got into the chat, if it was.
         self._turned_away: Optional[str] = None
         self._eof = False
         # The client closed or half-closed while its input waited for the rate limit.
@@ -299,6 +300,10 @@ class Session:
         self._read()
 
     def _admit(self) -> None:
+        if self._hub.banned(self._host):
+            # Every way into the chat checks the bans here, whatever was checked at accept.
+            self._turn_away(replies.BANNED, BANNED)
+            return
         client = self._client = self._hub.connect(self, self._host)
         if log.isEnabledFor(logging.INFO):
             log.info("%s connected as %s", self._peer, client.nick)
@@ -510,15 +515,48 @@ class Session:
 
     def _knock(self, command: Command) -> None:
         """A line before the password: the gate answers; the right password admits."""
-        assert self._gate is not None
-        reply, verdict = self._gate.knock(command)
-        if reply is not None:
-            self.deliver(reply)
+        gate = self._gate
+        assert gate is not None
+        if isinstance(command, Pass):
+            # Wrong tries from this address, on any connection, delay its next check;
+            # the wait is a hold like the rate limit's, so a hangup ends it at once.
+            while (pause := gate.turn(time.monotonic())) > 0:
+                if not self._hold(pause):
+                    return
+        reply, verdict = gate.knock(command, time.monotonic())
+        if verdict is Verdict.WRONG or verdict is Verdict.LAST:
+            log.warning(
+                "%s wrong password; next try from %s checked in %.1f s",
+                self._peer,
+                self._host,
+                gate.turn(time.monotonic()),
+            )
         if verdict is Verdict.ADMIT:
             self._admit()
-        elif verdict is Verdict.CLOSE:
-            self._turned_away = QUIT if isinstance(command, Quit) else WRONG_PASSWORD
-            self.close()
+        elif verdict is Verdict.QUIT or verdict is Verdict.LAST:
+            self._turn_away(reply, QUIT if verdict is Verdict.QUIT else WRONG_PASSWORD)
+        elif reply is not None:
+            self.deliver(reply)
+
+    def _turn_away(self, line: Optional[bytes], reason: str) -> None:
+        """Close a connection that never got into the chat, ``line`` its last."""
+        if line is not None:
+            self.deliver(line)
+        self._turned_away = reason
+        self.close()
+
+    def banned(self, address: str) -> None:
+        """A ban of ``address`` (canonical) reaches a client still at the password prompt.
+
+        Clients in the chat are kicked by the hub; this one is known to no one but its session.
+        """
+        if (
+            self._client is None
+            and self._gate is not None
+            and not self._closed
+            and canonical(self._host) == address
+        ):
+            self._turn_away(replies.BANNED, BANNED)
 
     def _end(self, reason: str) -> None:
         """Leave the chat, then give the client its last lines (in a reader greenlet)."""

@@ -236,18 +236,18 @@ class ChatServer:
         with self._log_changed:
             self._log_changed.notify_all()
 
-    def wait_for_log(self, pattern: str, timeout: float = TIMEOUT) -> "re.Match[str]":
+    def wait_for_log(self, pattern: str, timeout: float = TIMEOUT, count: int = 1) -> "re.Match[str]":
+        """The ``count``-th log line matching ``pattern``, once it is there."""
         regex = re.compile(pattern)
         deadline = time.monotonic() + timeout
         with self._log_changed:
             while True:
-                for line in self.log:
-                    match = regex.search(line)
-                    if match:
-                        return match
+                matches = [match for match in map(regex.search, self.log) if match]
+                if len(matches) >= count:
+                    return matches[count - 1]
                 remaining = deadline - time.monotonic()
                 if remaining <= 0 or (self.proc.poll() is not None and not self._reader.is_alive()):
-                    raise AssertionError(f"no log line matching {pattern!r}; log: {self.log[-20:]}")
+                    raise AssertionError(f"no {count} log lines matching {pattern!r}; log: {self.log[-20:]}")
                 self._log_changed.wait(min(remaining, 0.5))
 
     @property

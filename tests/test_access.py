@@ -5,11 +5,15 @@ addresses (127.0.0.2, 127.0.0.3, ...): a ban is by address.
 """
 
 import os
+import re
 import subprocess
 import sys
+import time
 
 import pytest
-from conftest import ROOT, TIMEOUT, run_gchat
+from conftest import ROOT, TIMEOUT, LineClient, run_gchat
+
+from gchat.throttle import FIRST
 
 SECRET = "correct horse"
 NEEDS_PASSWORD = "*** This server needs a password: /pass SECRET"
@@ -324,3 +328,145 @@ def test_a_kicked_client_that_keeps_its_socket_open_frees_its_place(start_server
     target.read_to_eof()  # the server closed it; the test keeps its end open
     newcomer = server.connect()
     assert newcomer.readline() == "Welcome to the chatroom!"
+
+
+# --- issue 10: bans at the password prompt, address forms, own address -----------
+
+
+@pytest.fixture
+def locked_and_moderated(start_server, password_file, oper_file):
+    return start_server("--rate", "0", "--password-file", password_file, "--oper-file", oper_file)
+
+
+def enter(server, source):
+    """A client past the password prompt, its nick known."""
+    client = knock(server, source)
+    client.say(f"/pass {SECRET}")
+    match = re.fullmatch(r"\*\*\* You are (\S+) in #lobby\. Type /help for commands\.", client.readline())
+    assert match, "bad status line"
+    client.nick = match.group(1)
+    return client
+
+
+def test_a_ban_closes_the_address_connections_still_at_the_password_prompt(locked_and_moderated):
+    server = locked_and_moderated
+    boss = enter(server, "127.0.0.2")
+    boss.say(f"/oper boss {OPER_PASSWORD}")
+    boss.expect("*** You are now an operator")
+    target = enter(server, "127.0.0.3")
+    waiting = knock(server, "127.0.0.3")
+    boss.say(f"/ban {target.nick}")
+    boss.read_until("*** banned 127.0.0.3")
+    assert waiting.read_to_eof() == b"!!! you are banned from this server\n"
+    waiting_elsewhere = knock(server, "127.0.0.4")
+    waiting_elsewhere.say(f"/pass {SECRET}")
+    assert waiting_elsewhere.readline().startswith("*** You are ")
+
+
+def dual_stack_client(server, source):
+    """An IPv4 client of a server listening on ``::``: the server sees ``::ffff:SOURCE``."""
+    client = LineClient(("127.0.0.1", server.port), TIMEOUT, None, source)
+    server.clients.append(client)
+    client.expect("Welcome to the chatroom!")
+    match = re.fullmatch(r"\*\*\* You are (\S+) in #lobby\. Type /help for commands\.", client.readline())
+    assert match, "bad status line"
+    client.nick = match.group(1)
+    return client
+
+
+@pytest.mark.parametrize("typed", ["127.0.0.3", "::ffff:127.0.0.3", "0:0:0:0:0:ffff:7f00:3"])
+def test_a_mapped_ipv4_client_is_banned_and_unbanned_by_either_form(start_server, oper_file, typed):
+    server = start_server("--rate", "0", "--host", "::", "--oper-file", oper_file)
+    boss = dual_stack_client(server, "127.0.0.2")
+    boss.say(f"/oper boss {OPER_PASSWORD}")
+    boss.expect("*** You are now an operator")
+    target = dual_stack_client(server, "127.0.0.3")
+    boss.say(f"/ban {target.nick}")
+    assert boss.read_until("*** banned 127.0.0.3")[-1] == "*** banned 127.0.0.3"
+    boss.say(f"/unban {typed}")
+    assert boss.readline() == "*** unbanned 127.0.0.3"
+    assert dual_stack_client(server, "127.0.0.3").nick
+
+
+def test_an_operator_cannot_ban_its_own_address(moderated):
+    boss = operator(moderated, "127.0.0.2")
+    neighbour = moderated.join("127.0.0.2")
+    boss.say(f"/ban {neighbour.nick}")
+    assert boss.readline() == "!!! cannot ban your own address: 127.0.0.2"
+    neighbour.ping()
+    boss.say("/who")
+    assert boss.readline() == f"*** users in #lobby (2): {boss.nick}, {neighbour.nick}"
+
+
+# --- issue 10: password and /oper guessing --------------------------------------
+
+
+def test_wrong_passwords_from_one_address_are_checked_in_single_file(locked):
+    guessers = [knock(locked, "127.0.0.5") for _ in range(3)]
+    started = time.monotonic()
+    for guesser in guessers:
+        guesser.say("/pass wrong")
+    for guesser in guessers:
+        assert guesser.readline() == "!!! wrong password"
+    # Pauses of FIRST, then 2 * FIRST, between the three checks: a lower bound, safe under load.
+    assert time.monotonic() - started >= 3 * FIRST
+    locked.wait_for_log(r"127\.0\.0\.5:\d+ wrong password; next try from 127\.0\.0\.5 checked in", count=3)
+
+
+def test_a_right_password_from_another_address_does_not_wait_for_a_guessers_pause(locked):
+    guessers = [knock(locked, "127.0.0.5") for _ in range(3)]
+    insider = knock(locked, "127.0.0.5")
+    fresh = knock(locked, "127.0.0.6")
+    for guesser in guessers:
+        guesser.say("/pass wrong")
+    for guesser in guessers:
+        guesser.readline()
+    # 127.0.0.5 must now wait 4 * FIRST before its next check, right password or not.
+    insider.say(f"/pass {SECRET}")
+    fresh.say(f"/pass {SECRET}")
+    assert fresh.readline().startswith("*** You are ")
+    insider.sock.setblocking(False)
+    with pytest.raises(BlockingIOError):
+        insider.sock.recv(1)
+    insider.sock.setblocking(True)
+    assert insider.readline().startswith("*** You are ")
+
+
+def test_a_connection_gets_three_oper_tries_then_is_refused_unchecked(moderated):
+    client = moderated.join("127.0.0.7")
+    client.say("/oper boss one", "/oper boss two", "/oper nobody three", f"/oper boss {OPER_PASSWORD}")
+    assert client.read_lines(4) == ["!!! wrong operator name or password"] * 3 + [
+        "!!! no more /oper tries on this connection"
+    ]
+    for name, count in (("boss", 2), ("nobody", 1)):
+        moderated.wait_for_log(
+            rf"127\.0\.0\.7 wrong /oper for '{name}'; next try from it checked in", count=count
+        )
+
+
+def test_many_concurrent_oper_tries_leave_the_chat_responsive(moderated):
+    bystander = moderated.join("127.0.0.8")
+    bystander.say("/join #calm")
+    bystander.expect("*** You are now in #calm (1 user)")
+    guessers = [moderated.connect(source=f"127.0.1.{n}") for n in range(1, 21)]
+    for guesser in guessers:
+        guesser.say("/oper boss wrong", "/oper intruder wrong")
+    for _ in range(5):
+        bystander.ping()
+    for guesser in guessers:
+        guesser.read_until("!!! wrong operator name or password")
+        guesser.read_until("!!! wrong operator name or password")
+    # The log reaches the test through a pipe, after the replies: wait for each line.
+    for n in range(1, 21):
+        for name in ("boss", "intruder"):
+            moderated.wait_for_log(rf" 127\.0\.1\.{n} wrong /oper for '{name}'; next try from it checked in")
+    assert len([line for line in moderated.log if " wrong /oper for " in line]) == 40
+
+
+# --- issue 10: rough edges -------------------------------------------------------
+
+
+def test_pass_on_a_server_without_a_password_says_none_is_needed(server):
+    client = server.join()
+    client.say("/pass anything")
+    assert client.readline() == "!!! no password needed"

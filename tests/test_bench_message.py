@@ -410,3 +410,11 @@ def test_a_clean_run_passes():
     assert report["ok"]
     assert report["results"]["lines_sent_per_s"] == 10.0
     assert "checks passed" in to_text(report)
+
+
+def test_lines_of_earlier_runs_are_named_as_such_in_a_passed_run():
+    result = StreamResult(lines_sent=10, lines_sent_measured=10, interval_s=1.0)
+    result.checks = Checks(expected=90, delivered=90, sampled_receivers=1, sampled_lines=9, foreign=160)
+    text = to_text(build(Options(mode="throughput"), [result], []))
+    assert "ignored 160 lines of earlier runs (history replayed)" in text
+    assert "foreign" not in text

@@ -247,3 +247,21 @@ def test_a_password_in_the_bus_url_is_masked_for_the_log():
     assert hide_password("redis://:s3cret@127.0.0.1:6379/0") == "redis://:***@127.0.0.1:6379/0"
     assert hide_password("rediss://user:s3cret@host/1") == "rediss://user:***@host/1"
     assert hide_password("redis://127.0.0.1:6379/0") == "redis://127.0.0.1:6379/0"
+
+
+def test_help_ends_with_the_hash_password_command():
+    status, output, _ = run_gchat("--help")
+    assert status == 0
+    assert output.rstrip().split("\n\n")[-1].startswith("python -m gchat hash-password reads")
+
+
+def test_hash_password_help_explains_it_without_reading_a_password():
+    status, output, errors = run_gchat("hash-password", "--help")
+    assert (status, errors) == (0, [])
+    assert output.startswith("usage: python -m gchat hash-password\n")
+
+
+def test_hash_password_with_an_argument_is_one_line_and_status_2():
+    status, output, errors = run_gchat("hash-password", "hunter2")
+    assert (status, output) == (2, "")
+    assert errors == ["gchat: error: hash-password takes no arguments (the password is read from stdin)"]

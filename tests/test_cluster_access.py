@@ -77,3 +77,25 @@ def test_a_topic_set_on_one_node_is_shown_on_another_and_to_a_later_node(cluster
         "*** You are guest3 in #lobby. Type /help for commands.",
         line,
     ]
+
+
+def test_a_ban_on_one_node_closes_the_address_connections_at_another_nodes_password_prompt(
+    cluster, oper_file, tmp_path
+):
+    password = tmp_path / "password"
+    password.write_text("sesame\n")
+    a_node, b_node = cluster.start(2, "--oper-file", oper_file, "--password-file", str(password))
+    boss = a_node.connect(source="127.0.0.2")
+    boss.expect("Welcome to the chatroom!", "*** This server needs a password: /pass SECRET")
+    boss.say("/pass sesame", f"/oper boss {OPER_PASSWORD}")
+    boss.expect("*** You are guest1 in #lobby. Type /help for commands.", "*** You are now an operator")
+    target = b_node.connect(source="127.0.0.5")
+    target.expect("Welcome to the chatroom!", "*** This server needs a password: /pass SECRET")
+    target.say("/pass sesame")
+    target.expect("*** You are guest2 in #lobby. Type /help for commands.")
+    boss.expect("*** guest2 joined #lobby")
+    waiting = b_node.connect(source="127.0.0.5")
+    waiting.expect("Welcome to the chatroom!", "*** This server needs a password: /pass SECRET")
+    boss.say("/ban guest2")
+    boss.expect("*** guest2 was kicked by guest1 (banned)", "*** banned 127.0.0.5")
+    assert waiting.read_to_eof() == b"!!! you are banned from this server\n"

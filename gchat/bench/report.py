@@ -4,7 +4,8 @@ The JSON object (``--json``) is an interface: scripts such as tests/perf read
 it. Top level: ``mode``, ``params`` (every option), ``ok`` (no error and every
 check passed), ``errors`` (the run broke: no connection, server closed or
 stalled), ``failures`` (wrong answers), ``checks`` (all phases together:
-expected/delivered, losses, duplicates, reorders, malformed, foreign),
+expected/delivered, losses, duplicates, reorders, malformed, foreign: lines of
+earlier runs, such as a history replay, ignored),
 ``generator`` (CPU per worker, ``saturated_workers``) and ``results``, whose
 keys depend on the mode (see _stream, _fanout, _capacity; slow has
 ``baseline``, ``with_slow_client``, ``p99_ratio``, ``slow_client_dropped``).
@@ -251,11 +252,14 @@ def _measured(mode: str, results: Json) -> bool:
 
 
 def _check_row(checks: Json) -> tuple[str, str]:
+    # Lines with another run's token: a server's history replay of an earlier run, not an error.
+    earlier = checks["foreign"]
+    ignored = f"; ignored {_n(earlier)} lines of earlier runs (history replayed)" if earlier else ""
     return (
         "sequence checks",
         f"loss {checks['losses']}  duplicates {checks['duplicates']}  reorders {checks['reorders']}  "
-        f"malformed {checks['malformed_total']}  foreign {checks['foreign']}   "
-        f"({_n(checks['sampled_lines'])} lines on {checks['sampled_receivers']} sampled receivers)",
+        f"malformed {checks['malformed_total']}   "
+        f"({_n(checks['sampled_lines'])} lines on {checks['sampled_receivers']} sampled receivers{ignored})",
     )
 
 
