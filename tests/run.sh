@@ -39,7 +39,7 @@ fi
 
 # The interpreter that runs tox itself, fixed before PYENV_VERSION changes what shims answer.
 python="$(python3 -c 'import sys; print(sys.executable)')"
-"$python" -m pip install -q --disable-pip-version-check "tox==$TOX_VERSION"
+"$python" -m pip install -q --disable-pip-version-check --root-user-action=ignore "tox==$TOX_VERSION"
 
 # Under pyenv only the selected version's shims answer; make every installed CPython
 # 3.9-3.13 visible as python3.X so tox finds the whole matrix.
