@@ -28,7 +28,7 @@ from typing import Callable, Optional
 import pytest
 from hypothesis import HealthCheck, settings
 
-from gchat.bench.procs import read_rss_kb
+from gchat.bench.procs import read_rss_kb, read_status_kb
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -131,13 +131,18 @@ class LineClient:
                 return seen
 
     def read_to_eof(self, timeout: Optional[float] = None) -> bytes:
-        """Everything left, asserting the server closes the connection in time."""
+        """Everything left, asserting the server closes the connection cleanly and in time.
+
+        A reset is not a clean close: it can throw away lines the server had sent
+        but the client had not read yet, so it fails here.
+        """
         deadline = time.monotonic() + (timeout or self.timeout)
         try:
             while self._fill(deadline):
                 pass
         except ConnectionResetError:
-            pass
+            read = self._buffer[-200:]
+            raise AssertionError(f"connection reset instead of closed; read: {read!r}") from None
         rest, self._buffer = self._buffer, b""
         return rest
 
@@ -274,6 +279,17 @@ class ChatServer:
         assert rss is not None, "the server process is gone"
         return rss
 
+    def reset_peak(self) -> None:
+        """Start a fresh VmHWM (Linux: 5 into clear_refs), so ``peak_kb`` covers only what follows."""
+        Path(f"/proc/{self.pid}/clear_refs").write_text("5")
+
+    def peak_kb(self) -> int:
+        """The most memory the server held since ``reset_peak``: a buffer filled and freed
+        between two reads of ``rss_kb`` shows here."""
+        peak = read_status_kb(self.pid, "VmHWM")
+        assert peak is not None, "the server process is gone"
+        return peak
+
     def signal(self, signum: int) -> None:
         self.proc.send_signal(signum)
 
@@ -323,6 +339,20 @@ LINK_LOST = "*** cluster link lost, local only"
 LINK_RESTORED = "*** cluster link restored"
 
 
+def require(command: str, package: str) -> str:
+    """The path of ``command``; the test fails, naming the Debian package, if it is missing.
+
+    What tests/run.sh installs is part of the suite: its absence is a failure, never a skip.
+    """
+    path = shutil.which(command)
+    if path is None:
+        pytest.fail(
+            f"{command} is not on PATH (Debian: apt-get install {package}; tests/run.sh installs it)",
+            pytrace=False,
+        )
+    return path
+
+
 def free_port() -> int:
     """A port nothing listens on at this moment (another process may take it; callers cope)."""
     with socket.socket() as sock:
@@ -339,14 +369,7 @@ class RedisServer:
     """
 
     def __init__(self, directory: Path) -> None:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            pytest.fail(
-                "redis-server is not on PATH: the cluster tests need a real Redis "
-                "(Debian: apt-get install redis-server; .ci/run installs it)",
-                pytrace=False,
-            )
-        self.binary = binary
+        self.binary = require("redis-server", "redis-server")
         self.directory = directory
         self.logfile = directory / "redis.log"
         self.proc: Optional[subprocess.Popen[bytes]] = None

@@ -2,7 +2,6 @@
 
 import json
 import os
-import shutil
 import socket
 import socketserver
 import subprocess
@@ -10,8 +9,7 @@ import sys
 import threading
 import time
 
-import pytest
-from conftest import ROOT, TIMEOUT
+from conftest import ROOT, TIMEOUT, require
 
 
 def bench(*args, timeout=60):
@@ -125,13 +123,13 @@ def test_a_server_that_loses_lines_fails_the_checks():
     assert "CHECKS FAILED" in run.stderr
 
 
-@pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs redis-server")
 def test_throughput_against_redis_pubsub_is_clean():
     with socket.socket() as placeholder:
         placeholder.bind(("127.0.0.1", 0))
         port = placeholder.getsockname()[1]
+    binary = require("redis-server", "redis-server")
     redis = subprocess.Popen(
-        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -174,8 +172,7 @@ def test_throughput_over_a_cluster_spreads_clients_over_the_nodes(cluster):
 
 def test_the_perf_runner_measures_a_cluster(tmp_path):
     """``tests/perf/run.py --cluster``: its own redis-server and nodes, the bench over all of them."""
-    if shutil.which("redis-server") is None:
-        pytest.fail("redis-server is not on PATH (Debian: apt-get install redis-server)", pytrace=False)
+    require("redis-server", "redis-server")
     scenario = "throughput-20x5"
     args = ("--cluster", "--quick", "--only", "cluster-2", "--modes", scenario, "--out", str(tmp_path))
     done = subprocess.run(

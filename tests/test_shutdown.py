@@ -2,10 +2,16 @@
 
 import signal
 import socket
+import time
 
 import pytest
+from conftest import PING, PONG
 
 NOTICE = b"*** server shutting down\n"
+# An upper bound on a 1 s --shutdown-timeout that a loaded machine still meets, and
+# that a server which ignored the flag (and waited the default 5 s) does not.
+SHUTDOWN_TIMEOUT = 1
+SHUTDOWN_BOUND = 4.0
 
 
 def _reader_with_small_buffer(server):
@@ -58,13 +64,50 @@ def test_nothing_is_relayed_or_announced_once_shutdown_began(server):
     assert server.wait() == 0
 
 
-def test_shutdown_waits_no_longer_than_shutdown_timeout_for_a_silent_client(start_server):
-    server = start_server("--shutdown-timeout", "1")
+def _backlogged_reader(server):
+    """A client that never reads, with megabytes queued for it: it keeps a shutdown waiting."""
+    stuck = _reader_with_small_buffer(server)
+    sender = server.join()
+    sender.say(*(f"{n:05d} " + "q" * 994 for n in range(3000)))
+    sender.say(PING)
+    sender.read_until(PONG)  # all 3 MB are queued for the stuck client
+    return stuck
+
+
+def test_shutdown_waits_no_longer_than_shutdown_timeout_for_a_client_that_never_reads(start_server):
+    server = start_server(
+        "--rate", "0", "--max-backlog", "100000000", "--shutdown-timeout", str(SHUTDOWN_TIMEOUT)
+    )
+    stuck = _backlogged_reader(server)
+    started = time.monotonic()
+    server.signal(signal.SIGTERM)
+    assert server.wait() == 0
+    waited = time.monotonic() - started
+    assert waited < SHUTDOWN_BOUND, f"exited {waited:.1f} s after SIGTERM with --shutdown-timeout 1"
+    stuck.close()
+
+
+def test_shutdown_waits_no_longer_than_shutdown_timeout_for_a_client_that_never_closes(start_server):
+    server = start_server("--shutdown-timeout", str(SHUTDOWN_TIMEOUT))
     stays_open = server.connect()
     stays_open.read_until("*** You are guest1 in #lobby. Type /help for commands.")
+    started = time.monotonic()
     server.signal(signal.SIGTERM)
     assert stays_open.read_to_eof() == NOTICE
     assert server.wait() == 0  # though the client never closed its end
+    waited = time.monotonic() - started
+    assert waited < SHUTDOWN_BOUND, f"exited {waited:.1f} s after SIGTERM with --shutdown-timeout 1"
+
+
+def test_nobody_connects_once_shutdown_began(start_server):
+    server = start_server("--rate", "0", "--max-backlog", "100000000", "--shutdown-timeout", "60")
+    _backlogged_reader(server)  # keeps the server shutting down for up to 60 s
+    watcher = server.join()
+    server.signal(signal.SIGTERM)
+    watcher.read_until(NOTICE.decode().rstrip("\n"))  # sent after the listener was closed
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(server.address, timeout=15).close()
+    assert server.proc.poll() is None, "the server exited: this test must check a shutdown in progress"
 
 
 def test_second_signal_exits_at_once_with_nonzero_status(start_server):
@@ -79,8 +122,10 @@ def test_second_signal_exits_at_once_with_nonzero_status(start_server):
 
 
 def test_shutdown_logs_no_traceback(server):
-    server.join()
+    client = server.join()
     server.signal(signal.SIGINT)
+    assert client.read_to_eof() == NOTICE
+    client.close()  # the server need not wait out --shutdown-timeout
     assert server.wait() == 0
     server.wait_for_log("gchat stopped")
     assert not any("Traceback" in line for line in server.log)

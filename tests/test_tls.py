@@ -4,7 +4,6 @@ The certificate is made at test time by the openssl command; clients verify
 the server against it, so every TLS client here really checks the chain.
 """
 
-import shutil
 import signal
 import socket
 import ssl
@@ -13,15 +12,11 @@ import time
 from types import SimpleNamespace
 
 import pytest
-from conftest import TIMEOUT, LineClient, run_gchat
-
-pytestmark = pytest.mark.skipif(
-    shutil.which("openssl") is None, reason="the openssl command is not installed (.ci/run installs it)"
-)
+from conftest import TIMEOUT, LineClient, require, run_gchat
 
 
 def _openssl(*args):
-    subprocess.run(["openssl", *args], check=True, capture_output=True, timeout=TIMEOUT)
+    subprocess.run([require("openssl", "openssl"), *args], check=True, capture_output=True, timeout=TIMEOUT)
 
 
 @pytest.fixture(scope="module")
