@@ -91,13 +91,13 @@ def test_bad_metrics_port_gives_one_line_and_nonzero_status(value):
     assert errors[0].startswith(f"gchat: error: argument --metrics-port: invalid value '{value}'")
 
 
-def test_metrics_port_in_use_gives_one_line_and_nonzero_status():
+def test_metrics_port_in_use_gives_one_line_and_status_1():
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
         status, _, errors = run_gchat("--port", "0", "--metrics-port", str(port))
-    assert status != 0
+    assert status == 1
     assert errors == [f"gchat: cannot serve metrics on 127.0.0.1:{port}: Address already in use"]
 
 

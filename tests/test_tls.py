@@ -112,7 +112,9 @@ def test_client_that_never_handshakes_is_dropped_after_handshake_timeout(start_t
     start = time.monotonic()
     with socket.create_connection(server.address, timeout=TIMEOUT) as stalled:
         _wait_closed(stalled)
-    assert time.monotonic() - start >= 0.9
+    waited = time.monotonic() - start
+    # Late enough for a loaded machine, too early for a server that kept the 10 s default.
+    assert 0.9 <= waited < 5, f"dropped after {waited:.1f} s with --handshake-timeout 1"
     server.wait_for_log(r"TLS handshake failed \(not done within 1 s\)$")
 
 
@@ -143,6 +145,7 @@ def test_shutdown_reaches_tls_clients(tls_server):
     tls_server.signal(signal.SIGTERM)
     client.expect("*** server shutting down")
     assert client.read_to_eof() == b""
+    client.close()  # the server need not wait out --shutdown-timeout
     assert tls_server.wait() == 0
 
 
