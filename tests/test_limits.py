@@ -1,5 +1,6 @@
 """PROTOCOL.md "Limits and hostile input", row by row, over real sockets."""
 
+import contextlib
 import select
 import socket
 import struct
@@ -130,6 +131,27 @@ def test_fast_sender_is_slowed_down_and_loses_nothing(start_server):
     assert time.monotonic() - started >= 1.0
 
 
+# More than any socket buffers hold (Linux's autotuned ones reach a few MB each way).
+FLOOD_BYTES = 64 * 1024 * 1024
+
+
+def test_rate_limit_leaves_a_flood_in_tcp_not_in_server_memory(start_server):
+    server = start_server("--rate", "5", "--burst", "5")
+    flooder = server.join()
+    before = server.rss_kb()
+    server.reset_peak()
+    chunk = memoryview((b"flood " + b"f" * 93 + b"\n") * 10000)  # 10,000 lines, 1 MB
+    flooder.sock.setblocking(False)
+    sent = 0
+    # Push until the kernel takes no more for a second: the server has stopped reading.
+    while sent < FLOOD_BYTES and select.select([], [flooder.sock], [], 1.0)[1]:
+        with contextlib.suppress(BlockingIOError):
+            sent += flooder.sock.send(chunk[sent % len(chunk) :])
+    assert sent < FLOOD_BYTES, "the server read a 64 MB flood at --rate 5: no back-pressure"
+    grown_kb = server.peak_kb() - before
+    assert grown_kb < 8 * 1024, f"server grew by {grown_kb} KiB while {sent >> 20} MB were pushed at it"
+
+
 def _small_receive_buffer_client(server):
     raw = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
@@ -189,6 +211,19 @@ def test_too_many_connections_from_one_address(start_server):
     assert other.recv(25) == b"Welcome to the chatroom!\n"
     a.expect("*** guest2 joined #lobby")
     other.close()
+
+
+def test_a_per_address_place_is_free_as_soon_as_its_client_left_the_chat(start_server):
+    server = start_server("--rate", "0", "--max-per-ip", "1")
+    leaver = server.join()
+    observer = server.join(source="127.0.0.2")
+    leaver.say("/quit")
+    leaver.expect("*** Bye!")  # and its socket stays open: the place must not wait for it
+    observer.expect(f"*** {leaver.nick} quit (leaving)")
+    server.clients.remove(leaver)  # it reads no more join notices
+    newcomer = server.join()  # from the leaver's address
+    newcomer.ping()
+    leaver.close()
 
 
 def test_server_full_is_checked_before_per_address_limit(start_server):
