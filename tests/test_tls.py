@@ -4,6 +4,8 @@ The certificate is made at test time by the openssl command; clients verify
 the server against it, so every TLS client here really checks the chain.
 """
 
+import contextlib
+import select
 import signal
 import socket
 import ssl
@@ -12,7 +14,8 @@ import time
 from types import SimpleNamespace
 
 import pytest
-from conftest import TIMEOUT, LineClient, require, run_gchat
+import test_metrics
+from conftest import PING, PONG, TIMEOUT, LineClient, free_port, require, run_gchat
 
 
 def _openssl(*args):
@@ -147,6 +150,51 @@ def test_shutdown_reaches_tls_clients(tls_server):
     assert client.read_to_eof() == b""
     client.close()  # the server need not wait out --shutdown-timeout
     assert tls_server.wait() == 0
+
+
+def test_a_handshake_finished_after_sigterm_admits_nobody_and_counts_as_server_shutdown(
+    start_tls_server, pki
+):
+    metrics = free_port()
+    server = start_tls_server(
+        "--metrics-port", str(metrics), "--max-backlog", "100000000", "--shutdown-timeout", "60"
+    )
+    context = ssl.create_default_context(cafile=pki.cert)
+    stuck = socket.socket()
+    stuck.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    stuck.connect(server.address)
+    stuck = context.wrap_socket(stuck, server_hostname="127.0.0.1")  # then never reads
+    sender = server.connect()
+    sender.say(*(f"{n:05d} " + "q" * 994 for n in range(3000)))  # 3 MB queued for stuck: a long shutdown
+    sender.say(PING)
+    sender.read_until(PONG)
+    late = context.wrap_socket(
+        socket.create_connection(server.address, timeout=TIMEOUT),
+        server_hostname="127.0.0.1",
+        do_handshake_on_connect=False,
+    )
+    late.setblocking(False)
+    with contextlib.suppress(ssl.SSLWantReadError):
+        late.do_handshake()  # the ClientHello
+    assert select.select([late], [], [], TIMEOUT)[0], "no ServerHello"  # the server is mid-handshake
+    server.signal(signal.SIGTERM)
+    sender.read_until("*** server shutting down")
+    assert sender.read_to_eof() == b""
+    before = test_metrics.scrape(metrics)
+    late.settimeout(TIMEOUT)
+    try:
+        late.do_handshake()  # the client's Finished: the server's handshake ends now
+        first = late.recv(100)
+    except (ssl.SSLError, OSError) as err:
+        first = repr(err).encode()
+    assert b"Welcome" not in first
+    after = test_metrics.scrape(metrics)
+    assert (
+        test_metrics.disconnects(after, "server shutdown")
+        == test_metrics.disconnects(before, "server shutdown") + 1
+    )
+    late.close()
+    stuck.close()
 
 
 def test_large_history_arrives_complete_over_tls(start_tls_server):
