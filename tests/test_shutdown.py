@@ -101,13 +101,14 @@ def test_shutdown_waits_no_longer_than_shutdown_timeout_for_a_client_that_never_
 
 def test_nobody_connects_once_shutdown_began(start_server):
     server = start_server("--rate", "0", "--max-backlog", "100000000", "--shutdown-timeout", "60")
-    _backlogged_reader(server)  # keeps the server shutting down for up to 60 s
+    stuck = _backlogged_reader(server)  # keeps the server shutting down for up to 60 s
     watcher = server.join()
     server.signal(signal.SIGTERM)
     watcher.read_until(NOTICE.decode().rstrip("\n"))  # sent after the listener was closed
     with pytest.raises(ConnectionRefusedError):
         socket.create_connection(server.address, timeout=15).close()
     assert server.proc.poll() is None, "the server exited: this test must check a shutdown in progress"
+    stuck.close()
 
 
 def test_second_signal_exits_at_once_with_nonzero_status(start_server):
