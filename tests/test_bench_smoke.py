@@ -12,17 +12,29 @@ import time
 from conftest import ROOT, TIMEOUT, require
 
 
-def bench(*args, timeout=60):
+def bench_process(*args):
+    """``python -m gchat.bench`` started, its output piped."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("GCHAT_")}
     env["PYTHONPATH"] = str(ROOT)
-    return subprocess.run(
+    return subprocess.Popen(
         [sys.executable, "-m", "gchat.bench", *args],
         cwd=ROOT,
         env=env,
-        capture_output=True,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=timeout,
     )
+
+
+def bench(*args, timeout=60):
+    """``python -m gchat.bench`` run to the end."""
+    run = bench_process(*args)
+    try:
+        stdout, stderr = run.communicate(timeout=timeout)
+    finally:
+        run.kill()
+    return subprocess.CompletedProcess(run.args, run.returncode, stdout, stderr)
 
 
 def test_throughput_against_gchat_is_clean(start_server):
@@ -59,16 +71,17 @@ def test_a_refused_connection_is_reported_without_a_traceback():
 
 def test_a_server_dying_mid_run_is_reported_without_a_traceback(start_server):
     server = start_server("--rate", "0")
-    killer = threading.Timer(1.5, server.proc.kill)
-    killer.start()
+    args = ("--clients", "10", "--senders", "2", "--duration", "30", "--warmup", "0.5", "--timeout", "3")
+    run = bench_process("throughput", *args, "--port", str(server.port))
     try:
-        args = ("--clients", "10", "--senders", "2", "--duration", "2", "--warmup", "0.5", "--timeout", "3")
-        run = bench("throughput", *args, "--port", str(server.port))
+        server.wait_for_log(r"^#lobby <guest\d+> ")  # a sender's line: the run is on
+        server.proc.kill()
+        stdout, stderr = run.communicate(timeout=60)
     finally:
-        killer.cancel()
+        run.kill()
     assert run.returncode == 1
-    assert "Traceback" not in run.stdout + run.stderr
-    assert "ERROR: the server closed" in run.stdout
+    assert "Traceback" not in stdout + stderr
+    assert "ERROR: the server closed" in stdout
 
 
 class LossyChat(socketserver.ThreadingTCPServer):
