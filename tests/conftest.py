@@ -155,7 +155,25 @@ class LineClient:
         self.sock.close()
 
 
+def small_window_socket(address: "tuple[str, int]") -> socket.socket:
+    """A connected socket with a tiny receive window: what the server sends it backs up there."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(address)
+    sock.settimeout(TIMEOUT)
+    return sock
+
+
 # --- Chat steps shared by the tests: each reads the replies it causes --------------
+
+
+def say_megabytes(sender: LineClient) -> "list[str]":
+    """3 MB of room talk from ``sender`` (its lines), fanned out to the room when this returns."""
+    lines = [f"{n:05d} " + "q" * 994 for n in range(3000)]
+    sender.say(*lines)
+    sender.say(PING)
+    sender.read_until(PONG)
+    return lines
 
 
 def reply(client: LineClient, line: str) -> str:

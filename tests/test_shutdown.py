@@ -5,22 +5,13 @@ import socket
 import time
 
 import pytest
-from conftest import PING, PONG
+from conftest import say_megabytes, small_window_socket
 
 NOTICE = b"*** server shutting down\n"
 # An upper bound on a 1 s --shutdown-timeout that a loaded machine still meets, and
 # that a server which ignored the flag (and waited the default 5 s) does not.
 SHUTDOWN_TIMEOUT = 1
 SHUTDOWN_BOUND = 4.0
-
-
-def _reader_with_small_buffer(server):
-    """A client whose tiny receive window keeps lines queued inside the server."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    sock.connect(server.address)
-    sock.settimeout(15)
-    return sock
 
 
 def _read_all(sock):
@@ -35,12 +26,9 @@ def _read_all(sock):
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_signal_delivers_every_queued_line_then_the_notice_and_exits_zero(start_server, signum):
     server = start_server("--rate", "0", "--max-backlog", "100000000")
-    readers = [_reader_with_small_buffer(server) for _ in range(3)]
+    readers = [small_window_socket(server.address) for _ in range(3)]
     sender = server.connect()
-    lines = [f"{n:05d} " + "q" * 994 for n in range(3000)]  # 3 MB for every reader
-    sender.say(*lines)
-    sender.say("/ping")
-    sender.read_until("!!! unknown command: /ping (try /help)")  # all 3000 fanned out
+    lines = say_megabytes(sender)  # queued for every reader
     server.signal(signum)
     for sock in readers:
         stream = _read_all(sock).decode()
@@ -66,11 +54,8 @@ def test_nothing_is_relayed_or_announced_once_shutdown_began(server):
 
 def _backlogged_reader(server):
     """A client that never reads, with megabytes queued for it: it keeps a shutdown waiting."""
-    stuck = _reader_with_small_buffer(server)
-    sender = server.join()
-    sender.say(*(f"{n:05d} " + "q" * 994 for n in range(3000)))
-    sender.say(PING)
-    sender.read_until(PONG)  # all 3 MB are queued for the stuck client
+    stuck = small_window_socket(server.address)
+    say_megabytes(server.join())
     return stuck
 
 

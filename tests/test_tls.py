@@ -15,7 +15,7 @@ from types import SimpleNamespace
 
 import pytest
 import test_metrics
-from conftest import PING, PONG, TIMEOUT, LineClient, free_port, require, run_gchat
+from conftest import TIMEOUT, LineClient, free_port, require, run_gchat, say_megabytes, small_window_socket
 
 
 def _openssl(*args):
@@ -160,14 +160,9 @@ def test_a_handshake_finished_after_sigterm_admits_nobody_and_counts_as_server_s
         "--metrics-port", str(metrics), "--max-backlog", "100000000", "--shutdown-timeout", "60"
     )
     context = ssl.create_default_context(cafile=pki.cert)
-    stuck = socket.socket()
-    stuck.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    stuck.connect(server.address)
-    stuck = context.wrap_socket(stuck, server_hostname="127.0.0.1")  # then never reads
+    stuck = context.wrap_socket(small_window_socket(server.address), server_hostname="127.0.0.1")
     sender = server.connect()
-    sender.say(*(f"{n:05d} " + "q" * 994 for n in range(3000)))  # 3 MB queued for stuck: a long shutdown
-    sender.say(PING)
-    sender.read_until(PONG)
+    say_megabytes(sender)  # queued for stuck, which never reads: a long shutdown
     late = context.wrap_socket(
         socket.create_connection(server.address, timeout=TIMEOUT),
         server_hostname="127.0.0.1",
