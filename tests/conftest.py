@@ -10,6 +10,7 @@ one per test session, each test in a database of its own, so tests cannot see
 each other's nicks, rooms or history.
 """
 
+import contextlib
 import itertools
 import os
 import re
@@ -23,7 +24,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Optional, TypeVar
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -39,6 +40,8 @@ TIMEOUT = 15.0
 # client's stream ("everything the server sent me before this is already here").
 PING = "/ping"
 PONG = "!!! unknown command: /ping (try /help)"
+
+ChatServerT = TypeVar("ChatServerT")
 
 settings.register_profile("gchat", deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile("gchat")
@@ -211,6 +214,10 @@ def move(
         other.expect(f"*** {client.nick} joined {shown}")
 
 
+class PortTaken(AssertionError):
+    """A server could not listen: another process took the port it was given first."""
+
+
 class ChatServer:
     """``python -m gchat`` in a subprocess, its stderr collected line by line.
 
@@ -238,7 +245,13 @@ class ChatServer:
         self._reader = threading.Thread(target=self._collect_log, daemon=True)
         self._reader.start()
         self.clients: list[LineClient] = []
-        match = self.wait_for_log(r"gchat listening on (.+):(\d+)$")
+        try:
+            match = self.wait_for_log(r"gchat listening on (.+):(\d+)$")
+        except AssertionError:
+            self.stop()
+            if any("Address already in use" in line for line in self.log):
+                raise PortTaken(self.log[-1]) from None
+            raise
         self.host = match.group(1).strip("[]")
         self.port = int(match.group(2))
         self.pid = self.proc.pid
@@ -377,6 +390,15 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+def on_free_port(start: "Callable[[int], ChatServerT]") -> "tuple[ChatServerT, int]":
+    """``start(port)`` on a free port, and the port: on a new one if another process took it first."""
+    for _ in range(5):
+        port = free_port()
+        with contextlib.suppress(PortTaken):
+            return start(port), port
+    raise AssertionError("five free ports in a row were taken before the server could listen on them")
 
 
 class RedisServer:

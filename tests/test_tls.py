@@ -14,7 +14,7 @@ from types import SimpleNamespace
 
 import pytest
 import test_metrics
-from conftest import TIMEOUT, LineClient, free_port, require, run_gchat, say_megabytes, small_window_socket
+from conftest import TIMEOUT, LineClient, on_free_port, require, run_gchat, say_megabytes, small_window_socket
 
 
 def _openssl(*args):
@@ -181,9 +181,10 @@ def _finish_handshake_and_read(sock, tls, incoming, outgoing):
 def test_a_handshake_finished_after_sigterm_admits_nobody_and_counts_as_server_shutdown(
     start_tls_server, pki
 ):
-    metrics = free_port()
-    server = start_tls_server(
-        "--metrics-port", str(metrics), "--max-backlog", "100000000", "--shutdown-timeout", "60"
+    server, metrics = on_free_port(
+        lambda port: start_tls_server(
+            "--metrics-port", str(port), "--max-backlog", "100000000", "--shutdown-timeout", "60"
+        )
     )
     context = ssl.create_default_context(cafile=pki.cert)
     stuck = context.wrap_socket(small_window_socket(server.address), server_hostname="127.0.0.1")
