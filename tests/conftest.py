@@ -10,6 +10,7 @@ one per test session, each test in a database of its own, so tests cannot see
 each other's nicks, rooms or history.
 """
 
+import contextlib
 import itertools
 import os
 import re
@@ -24,12 +25,12 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Optional, TypeVar
 
 import pytest
 from hypothesis import HealthCheck, settings
 
-from gchat.bench.procs import read_rss_kb
+from gchat.bench.procs import read_rss_kb, read_status_kb
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -40,6 +41,8 @@ TIMEOUT = 15.0
 # client's stream ("everything the server sent me before this is already here").
 PING = "/ping"
 PONG = "!!! unknown command: /ping (try /help)"
+
+ChatServerT = TypeVar("ChatServerT")
 
 settings.register_profile("gchat", deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile("gchat")
@@ -132,13 +135,18 @@ class LineClient:
                 return seen
 
     def read_to_eof(self, timeout: Optional[float] = None) -> bytes:
-        """Everything left, asserting the server closes the connection in time."""
+        """Everything left, asserting the server closes the connection cleanly and in time.
+
+        A reset is not a clean close: it can throw away lines the server had sent
+        but the client had not read yet, so it fails here.
+        """
         deadline = time.monotonic() + (timeout or self.timeout)
         try:
             while self._fill(deadline):
                 pass
         except ConnectionResetError:
-            pass
+            read = self._buffer[-200:]
+            raise AssertionError(f"connection reset instead of closed; read: {read!r}") from None
         rest, self._buffer = self._buffer, b""
         return rest
 
@@ -156,7 +164,25 @@ class LineClient:
         self.sock.close()
 
 
+def small_window_socket(address: "tuple[str, int]") -> socket.socket:
+    """A connected socket with a tiny receive window: what the server sends it backs up there."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(address)
+    sock.settimeout(TIMEOUT)
+    return sock
+
+
 # --- Chat steps shared by the tests: each reads the replies it causes --------------
+
+
+def say_megabytes(sender: LineClient) -> "list[str]":
+    """3 MB of room talk from ``sender`` (its lines), fanned out to the room when this returns."""
+    lines = [f"{n:05d} " + "q" * 994 for n in range(3000)]
+    sender.say(*lines)
+    sender.say(PING)
+    sender.read_until(PONG)
+    return lines
 
 
 def reply(client: LineClient, line: str) -> str:
@@ -194,6 +220,10 @@ def move(
         other.expect(f"*** {client.nick} joined {shown}")
 
 
+class PortTaken(AssertionError):
+    """A server could not listen: another process took the port it was given first."""
+
+
 class ChatServer:
     """``python -m gchat`` in a subprocess, its stderr collected line by line.
 
@@ -221,8 +251,14 @@ class ChatServer:
         self._reader = threading.Thread(target=self._collect_log, daemon=True)
         self._reader.start()
         self.clients: list[LineClient] = []
-        # The host is [IPv6] or has no colon; the line may be inside a JSON record.
-        match = self.wait_for_log(r"gchat listening on (\[[^\]]*\]|[^\s:]+):(\d+)")
+        try:
+            # The host is [IPv6] or has no colon; the line may be inside a JSON record.
+            match = self.wait_for_log(r"gchat listening on (\[[^\]]*\]|[^\s:]+):(\d+)")
+        except AssertionError:
+            self.stop()
+            if any("Address already in use" in line for line in self.log):
+                raise PortTaken(self.log[-1]) from None
+            raise
         self.host = match.group(1).strip("[]")
         self.port = int(match.group(2))
         self.pid = self.proc.pid
@@ -285,6 +321,17 @@ class ChatServer:
         """How many descriptors the server process has open now."""
         return len(os.listdir(f"/proc/{self.pid}/fd"))
 
+    def reset_peak(self) -> None:
+        """Start a fresh VmHWM (Linux: 5 into clear_refs), so ``peak_kb`` covers only what follows."""
+        Path(f"/proc/{self.pid}/clear_refs").write_text("5")
+
+    def peak_kb(self) -> int:
+        """The most memory the server held since ``reset_peak``: a buffer filled and freed
+        between two reads of ``rss_kb`` shows here."""
+        peak = read_status_kb(self.pid, "VmHWM")
+        assert peak is not None, "the server process is gone"
+        return peak
+
     def signal(self, signum: int) -> None:
         self.proc.send_signal(signum)
 
@@ -334,12 +381,35 @@ LINK_LOST = "*** cluster link lost, local only"
 LINK_RESTORED = "*** cluster link restored"
 
 
+def require(command: str, package: str) -> str:
+    """The path of ``command``; the test fails, naming the Debian package, if it is missing.
+
+    What tests/run.sh installs is part of the suite: its absence is a failure, never a skip.
+    """
+    path = shutil.which(command)
+    if path is None:
+        pytest.fail(
+            f"{command} is not on PATH (Debian: apt-get install {package}; tests/run.sh installs it)",
+            pytrace=False,
+        )
+    return path
+
+
 def free_port() -> int:
     """A port nothing listens on at this moment (another process may take it; callers cope)."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+def on_free_port(start: "Callable[[int], ChatServerT]") -> "tuple[ChatServerT, int]":
+    """``start(port)`` on a free port, and the port: on a new one if another process took it first."""
+    for _ in range(5):
+        port = free_port()
+        with contextlib.suppress(PortTaken):
+            return start(port), port
+    raise AssertionError("five free ports in a row were taken before the server could listen on them")
 
 
 class RedisServer:
@@ -350,14 +420,7 @@ class RedisServer:
     """
 
     def __init__(self, directory: Path) -> None:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            pytest.fail(
-                "redis-server is not on PATH: the cluster tests need a real Redis "
-                "(Debian: apt-get install redis-server; .ci/run installs it)",
-                pytrace=False,
-            )
-        self.binary = binary
+        self.binary = require("redis-server", "redis-server")
         self.directory = directory
         self.logfile = directory / "redis.log"
         self.proc: Optional[subprocess.Popen[bytes]] = None

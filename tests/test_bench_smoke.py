@@ -3,7 +3,6 @@
 import importlib.util
 import json
 import os
-import shutil
 import socket
 import socketserver
 import subprocess
@@ -12,20 +11,32 @@ import threading
 import time
 
 import pytest
-from conftest import ROOT, TIMEOUT
+from conftest import ROOT, TIMEOUT, require
 
 
-def bench(*args, timeout=60):
+def bench_process(*args):
+    """``python -m gchat.bench`` started, its output piped."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("GCHAT_")}
     env["PYTHONPATH"] = str(ROOT)
-    return subprocess.run(
+    return subprocess.Popen(
         [sys.executable, "-m", "gchat.bench", *args],
         cwd=ROOT,
         env=env,
-        capture_output=True,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=timeout,
     )
+
+
+def bench(*args, timeout=60):
+    """``python -m gchat.bench`` run to the end."""
+    run = bench_process(*args)
+    try:
+        stdout, stderr = run.communicate(timeout=timeout)
+    finally:
+        run.kill()
+    return subprocess.CompletedProcess(run.args, run.returncode, stdout, stderr)
 
 
 def test_throughput_against_gchat_is_clean(start_server):
@@ -62,16 +73,17 @@ def test_a_refused_connection_is_reported_without_a_traceback():
 
 def test_a_server_dying_mid_run_is_reported_without_a_traceback(start_server):
     server = start_server("--rate", "0")
-    killer = threading.Timer(1.5, server.proc.kill)
-    killer.start()
+    args = ("--clients", "10", "--senders", "2", "--duration", "30", "--warmup", "0.5", "--timeout", "3")
+    run = bench_process("throughput", *args, "--port", str(server.port))
     try:
-        args = ("--clients", "10", "--senders", "2", "--duration", "2", "--warmup", "0.5", "--timeout", "3")
-        run = bench("throughput", *args, "--port", str(server.port))
+        server.wait_for_log(r"^#lobby <guest\d+> ")  # a sender's line: the run is on
+        server.proc.kill()
+        stdout, stderr = run.communicate(timeout=60)
     finally:
-        killer.cancel()
+        run.kill()
     assert run.returncode == 1
-    assert "Traceback" not in run.stdout + run.stderr
-    assert "ERROR: the server closed" in run.stdout
+    assert "Traceback" not in stdout + stderr
+    assert "ERROR: the server closed" in stdout
 
 
 class LossyChat(socketserver.ThreadingTCPServer):
@@ -126,13 +138,13 @@ def test_a_server_that_loses_lines_fails_the_checks():
     assert "CHECKS FAILED" in run.stderr
 
 
-@pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs redis-server")
 def test_throughput_against_redis_pubsub_is_clean():
     with socket.socket() as placeholder:
         placeholder.bind(("127.0.0.1", 0))
         port = placeholder.getsockname()[1]
+    binary = require("redis-server", "redis-server")
     redis = subprocess.Popen(
-        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -188,8 +200,7 @@ def run_perf(out, *args, timeout=90):
 
 def test_the_perf_runner_measures_a_cluster(tmp_path):
     """``tests/perf/run.py --cluster``: its own redis-server and nodes, the bench over all of them."""
-    if shutil.which("redis-server") is None:
-        pytest.fail("redis-server is not on PATH (Debian: apt-get install redis-server)", pytrace=False)
+    require("redis-server", "redis-server")
     scenario = "throughput-20x5"
     _, results = run_perf(tmp_path, "--cluster", "--quick", "--only", "cluster-2", "--modes", scenario)
     summary = results["summary"][scenario]["cluster-2"]
@@ -218,8 +229,7 @@ def perf_run():
 
 @pytest.fixture(scope="module")
 def loadgen(perf_run, tmp_path_factory):
-    if shutil.which("cc") is None and shutil.which("gcc") is None:
-        pytest.skip("needs a C compiler (cc or gcc)")
+    require("cc", "gcc")  # tests/perf/run.py builds the load generator with it
     binary, note = perf_run.build_loadgen(tmp_path_factory.mktemp("loadgen"))
     assert binary is not None, note
     return binary

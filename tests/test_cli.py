@@ -18,13 +18,13 @@ from gchat.cli import hide_password
 from gchat.logs import JsonFormatter
 
 
-def test_port_in_use_gives_one_line_and_nonzero_status():
+def test_port_in_use_gives_one_line_and_status_1():
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
         status, _, errors = run_gchat("--port", str(port))
-    assert status != 0
+    assert status == 1
     assert errors == [f"gchat: cannot listen on 127.0.0.1:{port}: Address already in use"]
 
 

@@ -1,20 +1,14 @@
 """A real netcat as a chat client, as the README tells people to connect."""
 
-import shutil
 import subprocess
 
-import pytest
-from conftest import TIMEOUT
-
-pytestmark = pytest.mark.skipif(
-    shutil.which("nc") is None, reason="netcat is not installed (.ci/run installs it)"
-)
+from conftest import TIMEOUT, require
 
 
 def test_nc_client_chats_with_a_socket_client(server):
     listener = server.join()
     nc = subprocess.Popen(
-        ["nc", server.host, str(server.port)],
+        [require("nc", "netcat-openbsd"), server.host, str(server.port)],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
