@@ -39,6 +39,7 @@ STATUS = re.compile(r"\*\*\* You are (\S+) in #lobby\. Type /help for commands\.
 # A command with a fixed reply and no effect: its reply proves everything before it arrived.
 PING = "/ping"
 PONG = "!!! unknown command: /ping (try /help)"
+NEEDS_PASSWORD = "*** This server needs a password: /pass SECRET"
 # What sanitizing removes: C0 controls but TAB, DEL, C1 (ESC among the C0 ones).
 CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f]")
 # Text of a chatter's lines, varied in length and script; TAB and trailing spaces must survive.
@@ -62,6 +63,11 @@ class Stats:
         with self._lock:
             self.counts[name] += amount
 
+    def peak(self, name: str, value: int) -> None:
+        """Keep the largest ``value`` seen under ``name``."""
+        with self._lock:
+            self.counts[name] = max(self.counts[name], value)
+
     def error(self, message: str) -> None:
         with self._lock:
             self.counts["client errors"] += 1
@@ -80,6 +86,8 @@ class Target:
     max_line: int
     stop: threading.Event
     stats: Stats = field(default_factory=Stats)
+    # The server's password (--password-file), which every client but a guesser knows.
+    password: str | None = None
 
 
 class Conn:
@@ -90,7 +98,12 @@ class Conn:
     """
 
     def __init__(
-        self, target: Target, rcvbuf: int | None = None, tls: bool = True, check: bool = True
+        self,
+        target: Target,
+        rcvbuf: int | None = None,
+        tls: bool = True,
+        check: bool = True,
+        source: str | None = None,
     ) -> None:
         self.target = target
         self.check = check
@@ -99,6 +112,8 @@ class Conn:
             raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
         raw.settimeout(TIMEOUT)
         try:
+            if source is not None:  # another address of the loopback range: another "host"
+                raw.bind((source, 0))
             raw.connect((target.host, target.port))
             if tls and target.tls is not None:
                 raw = target.tls.wrap_socket(raw, server_hostname=target.host)
@@ -174,10 +189,13 @@ class Conn:
         return self.read_until(lambda got: got == line, repr(line), seen)
 
     def greet(self) -> str:
-        """Read the welcome and status lines; the guest nick."""
+        """Read the welcome and status lines (giving the password if asked); the guest nick."""
         first = self.read_until(lambda _: True, "the welcome line")
         if first != WELCOME:
             raise ClientError(f"first line {first!r}")
+        if self.target.password is not None:
+            self.expect(NEEDS_PASSWORD)
+            self.say(f"/pass {self.target.password}")
         status = self.read_until(lambda _: True, "the status line")
         match = STATUS.fullmatch(status)
         if match is None:
@@ -210,9 +228,13 @@ class Conn:
             self.eof = True
 
     def reset(self) -> None:
+        self.reset_socket(self.sock)
+
+    @staticmethod
+    def reset_socket(sock: socket.socket) -> None:
         """Close with SO_LINGER 0: the kernel sends a reset, unsent and unread data are dropped."""
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        self.sock.close()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        sock.close()
 
     def close(self) -> None:
         self.sock.close()

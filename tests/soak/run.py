@@ -5,20 +5,23 @@ end-to-end tests prove each behaviour once; this proves they hold together
 and over time: memory that creeps, descriptors that leak, a line lost once in
 ten thousand, an exception on a rare interleaving of a reset and a cut.
 
-Two servers run side by side, one plain and one TLS, each under the same mix
-(see ``actors.py``). Two rather than one TLS server for everything: with
-``--certfile`` every client of that port must speak TLS, and the plain path
-(the default, and most deployments behind a TLS-terminating proxy) and the TLS
-path (its own socket wrapper, handshake deadline, partial-record reads and
-sends) are different code; each deserves the whole mix, and the TLS port also
-gets plain-TCP clients and broken handshakes.
+Three servers run side by side, one plain, one TLS and one with a password and
+operators ("auth"), each under the same mix (see ``actors.py``) plus the
+attackers of ``attacks.py``, each from an address of its own. Not one server
+with everything: with ``--certfile`` every client of that port must speak TLS,
+and with ``--password-file`` every client must know the password, and the
+plain path (the default, and most deployments behind a TLS-terminating proxy),
+the TLS path (its own socket wrapper, handshake deadline, partial-record reads
+and sends) and the password gate are different code; each deserves the whole
+mix, the TLS port also gets plain-TCP clients and broken handshakes, and the
+password server the guessers.
 
-Both run with ``--log-level warning`` (at info the server logs every chat line,
+All run with ``--log-level warning`` (at info the server logs every chat line,
 megabytes here, and the check needs only what is logged as a warning or worse),
 the default ``--rate 20 --burst 40`` (the rate limiter stays in the path; no
-chatter sends more than 18 lines/s), ``--history 20`` (the default) and a
-smaller ``--max-backlog`` of 128 KiB. The last one is not what makes a slow
-reader's cut come soon: on loopback Linux grows the server's send buffer to
+chatter sends more than 18 lines/s), ``--history 20`` (the default),
+``--max-per-ip 40`` and a smaller ``--max-backlog`` of 128 KiB. The last one is
+not what makes a slow reader's cut come soon: on loopback Linux grows the server's send buffer to
 4 MiB at once, and that fills before any backlog builds in the server, so the
 flood room carries about 325 KiB/s (5 chatters, 18 lines/s of 2.4 to 4.8 KiB) and
 a reader that stops is cut some 13 s later. It cannot be smaller than what a
@@ -49,7 +52,12 @@ status is 1 if any failed:
    chatters, each over-long line is refused, ``/quit`` ends in Bye and a close,
    no control character or invalid UTF-8 ever reaches a client);
 6. the faults really happened (slow-consumer cuts, resets, garbage, TLS);
-7. the server exits 0 on SIGTERM at the end.
+7. the server exits 0 on SIGTERM at the end;
+8. the attacks of ``attacks.py`` were contained: no line reached anyone on a ghost's behalf
+   after its reset, one address never held more than ``--max-per-ip`` stalled handshakes while
+   another address's TLS clients were served, wrong passwords and ``/oper`` guesses were
+   answered no faster than the throttles allow, and a client that knows the password was
+   admitted promptly, even from the guessers' address.
 """
 
 from __future__ import annotations
@@ -64,6 +72,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections import Counter
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -81,23 +90,32 @@ from actors import (  # noqa: E402
     Target,
     chatter_text,
 )
+from attacks import GHOST_GRACE, Ghost, HandshakeStaller, Knower, OperGuesser, PasswordGuesser  # noqa: E402
 from observe import Sampler, SoakServer, make_certificate, scan_log, slope_kib_per_min  # noqa: E402
 
 from gchat.bench.procs import read_cpu_s  # noqa: E402
+from gchat.passwords import hash_password  # noqa: E402
 
 MAX_LINE = 8192
 MAX_BACKLOG = 131072
+# Far above what the soak's own clients open from 127.0.0.1, below what the stallers open.
+MAX_PER_IP = 40
 SERVER_FLAGS = [
     "--log-level", "warning",
     "--max-line", str(MAX_LINE),
     "--max-backlog", str(MAX_BACKLOG),
     "--handshake-timeout", "3",
     "--shutdown-timeout", "2",
-    # Every actor connects from 127.0.0.1: one address plays a crowd, as behind a NAT.
+    "--max-per-ip", str(MAX_PER_IP),
+    # Every actor but the attackers connects from 127.0.0.1: one address plays a crowd,
+    # as behind a NAT, so the per-address budgets of /join, /msg and notices are off.
     "--join-rate", "0",
     "--msg-rate", "0",
     "--announce-rate", "0",
 ]  # fmt: skip
+SERVERS = ("plain", "tls", "auth")
+# The password server's secrets: what its clients know, and the operator the guessers want.
+PASSWORD, OPERATOR = "soak-password", "root"
 # room -> (chatters, lines/s each, longest line in characters)
 CHAT_ROOMS = {
     "#soak0": (4, 2.0, 160),
@@ -107,6 +125,11 @@ CHAT_ROOMS = {
 }
 # Per server: how many threads of each other kind.
 JOINERS, SLOW_READERS, KILLERS, GARBAGE_SENDERS = 3, 2, 2, 1
+# Attackers: ghosts on every server; on the TLS one stallers; on the password one guessers.
+GHOSTS, STALLERS, GUESSERS, OPER_GUESSERS, KNOWERS = 2, 1, 3, 2, 2
+# What the attacks may get at most, over the whole run: answers to wrong guesses per second
+# from one address, and the slowest admission of a client that knows the password.
+GUESSES_PER_S_MAX, OPER_GUESSES_PER_S_MAX, ADMISSION_MS_MAX = 10.0, 10.0, 3000
 # RSS growth allowed after warm-up, per minute: the larger of these (why: check 2 above).
 SLOPE_FLOOR_KIB, SLOPE_FRACTION = 256.0, 0.01
 # Seconds of samples after the warm-up without which the slope is not judged.
@@ -139,15 +162,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--warmup", type=float, default=60.0, help="seconds before RSS must be flat (default 60)"
     )
     parser.add_argument("--interval", type=float, default=2.0, help="seconds between RSS samples (default 2)")
-    parser.add_argument("--servers", default="plain,tls", help="which servers to soak (default plain,tls)")
+    parser.add_argument(
+        "--servers", default=",".join(SERVERS), help=f"which servers to soak (default {','.join(SERVERS)})"
+    )
     parser.add_argument("--seed", type=int, default=1, help="seed of the clients' random choices")
     parser.add_argument(
         "--keep-logs", type=Path, default=None, help="copy the servers' logs to this directory"
     )
     args = parser.parse_args(argv)
     args.servers = [name for name in args.servers.split(",") if name]
-    if not set(args.servers) <= {"plain", "tls"} or not args.servers:
-        parser.error("--servers: plain, tls or both")
+    if not set(args.servers) <= set(SERVERS) or not args.servers:
+        parser.error(f"--servers: any of {', '.join(SERVERS)}")
     return args
 
 
@@ -175,6 +200,8 @@ def main(argv: list[str] | None = None) -> int:
                     cert, key = make_certificate(directory)
                     flags += ["--certfile", str(cert), "--keyfile", str(key)]
                     client_tls = ssl.create_default_context(cafile=str(cert))
+                if name == "auth":
+                    flags += secret_flags(directory)
                 servers.append(SoakServer(name, ROOT, directory, flags))
             for server in servers:
                 print(f"{server.name} server: python {' '.join(server.args[1:])}", flush=True)
@@ -186,6 +213,14 @@ def main(argv: list[str] | None = None) -> int:
                 args.keep_logs.mkdir(parents=True, exist_ok=True)
                 for server in servers:
                     shutil.copy(server.log_path, args.keep_logs / server.log_path.name)
+
+
+def secret_flags(directory: Path) -> list[str]:
+    """The password server's --password-file and --oper-file, written into ``directory``."""
+    password, operators = directory / "password", directory / "operators"
+    password.write_text(PASSWORD + "\n")
+    operators.write_text(f"{OPERATOR}:{hash_password('the operator password nobody guesses')}\n")
+    return ["--password-file", str(password), "--oper-file", str(operators)]
 
 
 def settled_fd_count(server: SoakServer) -> int:
@@ -231,6 +266,7 @@ def soak(args: argparse.Namespace, servers: list[SoakServer], client_tls: ssl.SS
             client_tls if server.name == "tls" else None,
             MAX_LINE,
             stop,
+            password=PASSWORD if server.name == "auth" else None,
         )
         targets[server.name] = target
         chatters[server.name] = [
@@ -242,6 +278,13 @@ def soak(args: argparse.Namespace, servers: list[SoakServer], client_tls: ssl.SS
         actors += [SlowReader(target, i, args.seed) for i in range(SLOW_READERS)]
         actors += [Killer(target, i, args.seed, chat_rooms) for i in range(KILLERS)]
         actors += [GarbageSender(target, i, args.seed, chat_rooms) for i in range(GARBAGE_SENDERS)]
+        actors += [Ghost(target, i, args.seed) for i in range(GHOSTS)]
+        if server.name == "tls":
+            actors += [HandshakeStaller(target, i, args.seed) for i in range(STALLERS)]
+        if server.name == "auth":
+            actors += [PasswordGuesser(target, i, args.seed) for i in range(GUESSERS)]
+            actors += [OperGuesser(target, i, args.seed) for i in range(OPER_GUESSERS)]
+            actors += [Knower(target, i, args.seed) for i in range(KNOWERS)]
     every_chatter = [chatter for group in chatters.values() for chatter in group]
     for chatter in every_chatter:
         chatter.start()
@@ -300,6 +343,48 @@ def soak(args: argparse.Namespace, servers: list[SoakServer], client_tls: ssl.SS
     return report(
         args, ran_for, servers, targets, chatters, baselines, fds_end, fd_targets, exit_status, cpu_used, hung
     )
+
+
+def attack_figures(name: str, counts: Counter[str], ran_for: float) -> list[tuple[str, object, bool]]:
+    """What the attackers got, each with whether it is within what the README promises."""
+    figures: list[tuple[str, object, bool]] = [
+        ("ghosts", counts["ghosts"], counts["ghosts"] > 0),
+        (
+            f"ghost lines delivered over {GHOST_GRACE:g} s after the reset",
+            counts["ghost lines late"],
+            counts["ghost lines late"] == 0,
+        ),
+    ]
+    if name == "tls":
+        held = counts["stalled handshakes held at most"]
+        served = counts["TLS clients served beside stalled handshakes"]
+        figures += [
+            (
+                "stalled handshakes from one address",
+                counts["stalled handshakes"],
+                counts["stalled handshakes"] > 0,
+            ),
+            (f"of them held at once at most (--max-per-ip {MAX_PER_IP})", held, held <= MAX_PER_IP),
+            ("TLS clients from another address served meanwhile", served, served > 0),
+        ]
+    if name == "auth":
+        guesses = counts["wrong passwords answered"] / ran_for
+        opers = counts["wrong operator passwords answered"] / ran_for
+        figures += [
+            ("wrong passwords answered per second", f"{guesses:.1f}", guesses <= GUESSES_PER_S_MAX),
+            ("wrong /oper passwords answered per second", f"{opers:.1f}", opers <= OPER_GUESSES_PER_S_MAX),
+        ]
+        for where in ("127.0.0.1", "the guessers' address"):
+            admitted = counts[f"admissions from {where}"]
+            slowest = counts[f"slowest admission from {where}, ms"]
+            figures.append(
+                (
+                    f"admissions from {where} (slowest, ms)",
+                    f"{admitted} ({slowest})",
+                    admitted > 0 and slowest <= ADMISSION_MS_MAX,
+                )
+            )
+    return figures
 
 
 def progress(
@@ -387,6 +472,8 @@ def report(
                 f"stalled handshakes {counts['stalled handshakes']:,}, "
                 f"handshakes cut {counts['handshakes cut']:,}"
             )
+        attacks = attack_figures(name, counts, ran_for)
+        print("  attacks: " + "; ".join(f"{what} {value}" for what, value, _ in attacks))
         print(f"  quit notices in the chatters' rooms, by reason: {dict(sorted(reasons.items()))}")
         print(f"  server CPU {cpu_used[name]:.0f} s ({100 * cpu_used[name] / ran_for:.0f}% of a core)")
         if samples:
@@ -458,6 +545,8 @@ def report(
         ]
         check(not missing, name, "6 the faults happened", f"none of: {missing}" if missing else "")
         check(exit_status[name] == 0, name, "7 clean exit on SIGTERM", f"status {exit_status[name]}")
+        breaches = [f"{what} {value}" for what, value, ok in attacks if not ok]
+        check(not breaches, name, "8 the attacks were contained", "; ".join(breaches))
     print()
     print("soak: FAILED" if check.failed else "soak: all checks passed", flush=True)
     return 1 if check.failed else 0
