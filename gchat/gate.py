@@ -4,7 +4,8 @@ Pure: a command and the time in, a reply and a verdict out. Until the right
 ``/pass``, the client is in no room and known to no one; it may only try the
 password (three times per connection) or leave. Every connection's gate
 shares the server's ``Door``, where each address's wrong tries are counted:
-the session waits for ``PasswordGate.turn`` before a ``/pass`` is checked.
+the session waits for ``PasswordGate.turn`` before a wrong ``/pass`` is
+answered (and counted), while the right one is let in at once.
 """
 
 import hmac
@@ -46,13 +47,16 @@ class PasswordGate:
         self._failures = 0
 
     def turn(self, now: float) -> float:
-        """Seconds before this connection's next ``/pass`` may be checked (0: now)."""
+        """Seconds before this connection's next wrong ``/pass`` may be answered (0: now)."""
         return self._door.backoff.wait(self._address, now)
+
+    def opens(self, command: Pass) -> bool:
+        """Whether ``command`` has the right password; constant time, so timing tells nothing."""
+        return hmac.compare_digest(command.secret.encode(), self._door.password)
 
     def knock(self, command: Command, now: float) -> "tuple[Optional[bytes], Verdict]":
         if isinstance(command, Pass):
-            # Constant time: how long a wrong guess takes says nothing about it.
-            if hmac.compare_digest(command.secret.encode(), self._door.password):
+            if self.opens(command):
                 return None, Verdict.ADMIT
             self._failures += 1
             self._door.backoff.failed(self._address, now)

@@ -517,9 +517,11 @@ class Session:
         """A line before the password: the gate answers; the right password admits."""
         gate = self._gate
         assert gate is not None
-        if isinstance(command, Pass):
-            # Wrong tries from this address, on any connection, delay its next check;
-            # the wait is a hold like the rate limit's, so a hangup ends it at once.
+        if isinstance(command, Pass) and not gate.opens(command):
+            # Wrong tries from this address, on any connection, delay the answer to its
+            # next wrong one (a right one is let in at once, even from a guesser's address,
+            # behind a NAT); the reader reads nothing meanwhile, so one connection has one
+            # guess in flight. The wait is a hold like the rate limit's: a hangup ends it.
             while (pause := gate.turn(time.monotonic())) > 0:
                 if not self._hold(pause):
                     return
