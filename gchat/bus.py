@@ -8,7 +8,7 @@ applies whatever the bus hands back, in the bus's order. With the default
 
 import os
 from dataclasses import dataclass, field
-from typing import Optional, Protocol
+from typing import NamedTuple, Optional, Protocol
 
 from gchat.events import Event
 
@@ -17,14 +17,25 @@ class BusError(Exception):
     """The bus cannot be reached at start-up, where that is fatal."""
 
 
+class Entry(NamedTuple):
+    """One user in the shared state: client ``cid`` of ``node``."""
+
+    node: str
+    cid: int
+    nick: str
+    room: str
+    address: str
+
+
 @dataclass(frozen=True)
 class Snapshot:
     """The cluster's shared state at one point of the event sequence."""
 
-    # (node, nick, room, address) of every user in a room
-    users: "list[tuple[str, str, str, str]]" = field(default_factory=list)
+    users: "list[Entry]" = field(default_factory=list)
     bans: "list[str]" = field(default_factory=list)
     topics: "dict[str, str]" = field(default_factory=dict)
+    # The last lines of every room that has any.
+    history: "dict[str, list[bytes]]" = field(default_factory=dict)
 
 
 class Listener(Protocol):
@@ -36,16 +47,20 @@ class Listener(Protocol):
     def link_lost(self) -> None:
         """The cluster is unreachable: forget other nodes' users, serve locally."""
 
-    def local_nicks(self) -> "list[str]":
-        """The nicks of this node's clients, to claim again after a lost link."""
+    def local_users(self) -> "list[Entry]":
+        """This node's clients as their own commands left them: what the node publishes on resync."""
 
-    def rejoin(self, renames: "dict[str, str]", snapshot: Optional[Snapshot]) -> None:
-        """Announce this node's clients again, renaming those in ``renames``.
+    def resync(self, renames: "dict[int, str]", snapshot: Snapshot) -> None:
+        """The link is back and the shared state holds ``local_users()`` again.
 
-        ``snapshot``, after a lost link, is the cluster's state, taken after
-        subscribing: called before any later event is applied. None when only
-        this node's clients were forgotten.
+        ``renames`` (client id -> nick) gives fresh nicks to clients whose nick
+        another node took meanwhile. ``snapshot`` is the cluster's state right
+        after, every user included: it replaces the replica, and no event it
+        reflects is applied.
         """
+
+    def resynced(self, node: str, users: "list[Entry]") -> None:
+        """Another ``node`` resynced: ``users`` replace all of its users, in bus order."""
 
 
 class Bus(Protocol):

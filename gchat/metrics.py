@@ -36,7 +36,7 @@ from prometheus_client import (
 )
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from gchat.bus import Bus, Listener, Snapshot
+from gchat.bus import Bus, Entry, Listener, Snapshot
 from gchat.config import Config
 from gchat.events import Event, Said
 from gchat.hub import BANNED, KICKED, Hub
@@ -154,12 +154,15 @@ class _LagProbe:
         self._line = None
         self._hub.link_lost()
 
-    def local_nicks(self) -> "list[str]":
-        return self._hub.local_nicks()
+    def local_users(self) -> "list[Entry]":
+        return self._hub.local_users()
 
-    def rejoin(self, renames: "dict[str, str]", snapshot: Optional[Snapshot]) -> None:
+    def resync(self, renames: "dict[int, str]", snapshot: Snapshot) -> None:
         self._up = True
-        self._hub.rejoin(renames, snapshot)
+        self._hub.resync(renames, snapshot)
+
+    def resynced(self, node: str, users: "list[Entry]") -> None:
+        self._hub.resynced(node, users)
 
 
 class _MeteredBus:
