@@ -338,7 +338,8 @@ class RedisServer:
     without persistence comes back after a crash, which is what nodes must survive.
     """
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, *config: str) -> None:
+        """``config``: more redis-server arguments (``--client-output-buffer-limit``, ...)."""
         binary = shutil.which("redis-server")
         if binary is None:
             pytest.fail(
@@ -348,6 +349,7 @@ class RedisServer:
             )
         self.binary = binary
         self.directory = directory
+        self.config = config
         self.logfile = directory / "redis.log"
         self.proc: Optional[subprocess.Popen[bytes]] = None
         self._databases = itertools.count()
@@ -372,6 +374,7 @@ class RedisServer:
                 "--databases", str(REDIS_DATABASES),
                 "--dir", str(self.directory),
                 "--logfile", str(self.logfile),
+                *self.config,
             ],
             cwd=self.directory,
             stdin=subprocess.DEVNULL,

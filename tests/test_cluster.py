@@ -18,6 +18,7 @@ import signal
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from conftest import (
@@ -27,6 +28,7 @@ from conftest import (
     ChatServer,
     Cluster,
     LineClient,
+    RedisServer,
     free_port,
     move,
     rename,
@@ -489,6 +491,68 @@ def test_redis_restart_falls_back_to_local_chat_then_restores_the_cluster(start_
     # The restarted Redis forgot every claim; the nodes made theirs again.
     newcomer = cluster.join(b_node)
     assert newcomer.nick.lower() not in {nick.lower() for nick in nicks}
+
+
+@pytest.fixture
+def tight_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    """A Redis that closes a subscription 256 KB behind (the default is 32 MB): big events fail fast."""
+    server = RedisServer(tmp_path, "--client-output-buffer-limit", "pubsub 256kb 128kb 10")
+    yield server
+    server.stop()
+
+
+def test_join_flood_in_a_room_with_long_history_leaves_every_link_up(start_server, tight_redis):
+    """Issue 10, item 10: joins used to carry the room's history to every node, 80 KB each.
+
+    Four users toggle /join into a #lobby holding 20 lines of 4 KB: 80 joins,
+    6.4 MB through pub/sub when history travelled with them.
+    """
+    cluster = Cluster(start_server, tight_redis.url(0))
+    # Each attacker is sent 1.6 MB of history at once: more than a slow consumer may have queued.
+    a_node, b_node = cluster.start(2, "--max-backlog", "4000000")
+    writer, watcher_a, watcher_b = cluster.join(a_node), cluster.join(a_node), cluster.join(b_node)
+    history = (f"<{writer.nick}> {'x' * 4000}",) * 20
+    writer.say(*(line.split("> ", 1)[1] for line in history))
+    for watcher in (watcher_a, watcher_b):
+        watcher.expect(*history)
+    attackers = [cluster.join(node, history=history) for node in (a_node, b_node) * 2]
+    for attacker in attackers:
+        attacker.say(
+            *["/join #a", "/join #lobby"] * 20,
+            *(
+                f"/msg {nick} {attacker.nick} done"
+                for nick in (attacker.nick, watcher_a.nick, watcher_b.nick)
+            ),
+        )
+    errors: list[BaseException] = []
+
+    def drain(attacker: LineClient) -> None:
+        try:
+            attacker.read_until(f"*{attacker.nick}* {attacker.nick} done")
+        except BaseException as err:  # handed to the test's thread below
+            errors.append(err)
+
+    threads = [threading.Thread(target=drain, args=(attacker,), daemon=True) for attacker in attackers]
+    for thread in threads:
+        thread.start()
+    notices = {f"*** {a.nick} {verb} #lobby" for a in attackers for verb in ("joined", "left")}
+    for watcher in (watcher_a, watcher_b):
+        done = {f"*{a.nick}* {a.nick} done" for a in attackers}
+        while done:
+            line = watcher.readline()
+            assert line in notices or line in done, f"{watcher.nick} got {line!r}"  # LINK_LOST among them
+            done.discard(line)
+    deadline = time.monotonic() + TIMEOUT
+    for thread in threads:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    assert not errors, errors[0]
+    assert not any(thread.is_alive() for thread in threads), "an attacker's lines never all arrived"
+    writer.say("still one chat")
+    watcher_b.expect(f"<{writer.nick}> still one chat")
+    watcher_b.say("from the other node")
+    watcher_a.expect(f"<{writer.nick}> still one chat", f"<{watcher_b.nick}> from the other node")
+    for node in (a_node, b_node):
+        assert not [line for line in node.log if "cluster link lost" in line]
 
 
 # --- Flags ----------------------------------------------------------------------

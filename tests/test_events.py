@@ -64,7 +64,16 @@ def test_a_join_carries_no_history_and_accepts_none_appended():
 
 @pytest.mark.parametrize(
     "data",
-    [b"", b"X\0a", b"S\0node\0notanumber\0#a\0x\n", b"R\0only-one", b"Q\0a\0b\0c", b"L\0a\0b", b"Y\0a\0b", b"J\0n\0\xff"],
+    [
+        b"",
+        b"X\0a",
+        b"S\0node\0notanumber\0#a\0x\n",
+        b"R\0only-one",
+        b"Q\0a\0b\0c",
+        b"L\0a\0b",
+        b"Y\0a\0b",
+        b"J\0n\0\xff",
+    ],
 )
 def test_malformed_bytes_are_a_decode_error(data):
     with pytest.raises(DecodeError):

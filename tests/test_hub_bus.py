@@ -203,7 +203,11 @@ def test_a_join_whose_event_was_lost_with_the_link_is_completed_by_the_resync(hu
     hub.link_lost()
     drain(alice, bob)
     hub.resync({}, Snapshot([Entry(OTHER, 1, "remote", "#h2", "")], history={"#h2": [b"<remote> earlier\n"]}))
-    assert alice.take() == ["*** You are now in #h2 (2 users)", "<remote> earlier", "*** cluster link restored"]
+    assert alice.take() == [
+        "*** You are now in #h2 (2 users)",
+        "<remote> earlier",
+        "*** cluster link restored",
+    ]
     assert bob.take() == ["*** guest1 left #lobby", "*** cluster link restored"]
 
 
