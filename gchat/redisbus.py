@@ -346,7 +346,7 @@ class RedisBus:
     def start(self) -> None:
         """Join the cluster now, or raise BusError: a node that starts alone would split the chat."""
         try:
-            self._connect()
+            log.info("bus: %s", self._connect())
         except LINK_ERRORS as err:
             raise BusError(str(err)) from None
         self._greenlets = [gevent.spawn(self._work), gevent.spawn(self._beat)]
@@ -460,8 +460,8 @@ class RedisBus:
             if self._up:
                 self._submit(_Op(self._heartbeat, (PREFIX, self._channel, self.node, lifetime)))
 
-    def _connect(self) -> None:
-        """Subscribe, resync, install the state, then apply what follows it."""
+    def _connect(self) -> str:
+        """Subscribe, resync, install the state, then apply what follows it; a line for the log."""
         pubsub = self._listen_redis.pubsub()  # type: ignore[no-untyped-call]
         try:
             pubsub.subscribe(self._channel)
@@ -483,12 +483,7 @@ class RedisBus:
             self.publish(event)
         self._subscriber = gevent.spawn(self._subscribe, pubsub)
         rooms = {entry.room for entry in snapshot.users}
-        log.info(
-            "bus: in step with the cluster at event %d: %d users in %d rooms",
-            seq,
-            len(snapshot.users),
-            len(rooms),
-        )
+        return f"in step with the cluster at event {seq}: {len(snapshot.users)} users in {len(rooms)} rooms"
 
     def _republish(self) -> "tuple[int, dict[int, str], Snapshot]":
         """Make this node's users in Redis its clients as they are now; the state that results.
@@ -580,12 +575,12 @@ class RedisBus:
         while not self._closing:
             gevent.sleep(random.uniform(delay / 2, delay))
             try:
-                self._connect()
+                state = self._connect()
             except LINK_ERRORS as err:
                 log.debug("cluster link: %s", err)
                 delay = min(delay * 2, BACKOFF_MAX)
                 continue
-            log.warning("cluster link restored")
+            log.warning("cluster link restored, %s", state)
             self._wake.set()
             return
 
