@@ -10,7 +10,7 @@ import os
 from dataclasses import dataclass, field
 from typing import NamedTuple, Optional, Protocol
 
-from gchat.events import Event
+from gchat.events import Event, Renamed
 
 
 class BusError(Exception):
@@ -74,10 +74,12 @@ class Bus(Protocol):
     def publish(self, event: Event) -> None:
         """Order ``event`` for every node; never blocks the caller."""
 
-    def claim(self, nick: str) -> bool:
-        """Make ``nick`` this node's across the cluster, atomically.
+    def rename(self, old: str, new: str) -> bool:
+        """Make ``new`` this node's across the cluster and order ``Renamed(old, new)``, in one step.
 
-        May wait on the network (only the calling greenlet waits). The hub has
+        False, with nothing published, when another node holds ``new``: once a
+        client is told a nick is in use, a /msg to it reaches the holder. May
+        wait on the network (only the calling greenlet waits). The hub has
         already ruled out nicks it knows; True when the bus cannot tell.
         """
 
@@ -110,7 +112,8 @@ class LocalBus:
         assert self._listener is not None
         self._listener.apply(event)
 
-    def claim(self, nick: str) -> bool:
+    def rename(self, old: str, new: str) -> bool:
+        self.publish(Renamed(old, new))
         return True
 
     def claim_guest(self) -> Optional[str]:

@@ -531,24 +531,24 @@ class Hub:
             return
         key = nick_key(name)
         old = client.nick
-        if key != nick_key(old):
-            if key in self._clients or key in self._users:
-                client.mailbox.deliver(replies.nick_in_use(name))
-                return
+        fresh = key != nick_key(old)
+        if fresh and (key in self._clients or key in self._users):
+            client.mailbox.deliver(replies.nick_in_use(name))
+            return
+        if fresh:
             # Reserved here while the bus is asked, so no other client of
             # this node can claim it meanwhile.
             self._clients[key] = client
-            claimed = self._bus.claim(name)
+        renamed = self._bus.rename(old, name)
+        if fresh:
             del self._clients[key]
-            if not claimed:
-                client.mailbox.deliver(replies.nick_in_use(name))
-                return
-            if not client.connected:
-                # Gone while the bus was asked: give the claim back.
-                self._bus.publish(Left(name, client.quit_reason or ""))
-                return
-        self._rename(client, name)
-        self._bus.publish(Renamed(old, name))
+        if not renamed:
+            client.mailbox.deliver(replies.nick_in_use(name))
+        elif not client.connected:
+            # Gone while the bus was asked: give the nick back.
+            self._bus.publish(Left(name, client.quit_reason or ""))
+        else:
+            self._rename(client, name)
 
     def _join(self, client: Client, command: Join) -> None:
         name = room_key(command.room)

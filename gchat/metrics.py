@@ -190,8 +190,8 @@ class _MeteredBus:
                 self._probe.published(event)
         self._bus.publish(event)
 
-    def claim(self, nick: str) -> bool:
-        return self._bus.claim(nick)
+    def rename(self, old: str, new: str) -> bool:
+        return self._bus.rename(old, new)
 
     def claim_guest(self) -> Optional[str]:
         return self._bus.claim_guest()

@@ -142,7 +142,9 @@ elseif op == 'J' then  -- key, node, nick, room, address, client id
   local old = redis.call('HGET', users, ARGV[5])
   if old then left(parse(old)[1]) end
   redis.call('HSET', users, ARGV[5], table.concat({ARGV[8], ARGV[6], ARGV[7], ARGV[9], ARGV[10]}, sep))
-elseif op == 'R' then  -- old key, new key, node, new nick
+elseif op == 'R' then  -- old key, new key, node, new nick: 0 if another node holds the new nick
+  local new = redis.call('HGET', users, ARGV[6])
+  if new and parse(new)[2] ~= ARGV[7] then return 0 end
   local old = redis.call('HGET', users, ARGV[5])
   local fields = {'', ARGV[7], ARGV[8], '', ''}
   if old and parse(old)[2] == ARGV[7] then  -- the old nick may be another node's since a resync
@@ -177,20 +179,7 @@ elseif op == 'T' then  -- room, text: only while the room exists
   end
 end
 publish(ARGV[2], payload)
-"""
-)
-
-# ARGV: prefix, key, node, nick. 1 if the nick is (now) this node's.
-_CLAIM = (
-    _LUA_HELPERS
-    + """
-local old = redis.call('HGET', users, ARGV[2])
-if not old then
-  redis.call('HSET', users, ARGV[2], table.concat({'', ARGV[3], ARGV[4], '', ''}, '\\0'))
-  return 1
-end
-if parse(old)[2] == ARGV[3] then return 1 end
-return 0
+return 1
 """
 )
 
@@ -321,7 +310,6 @@ class RedisBus:
         db = self._redis.connection_pool.connection_kwargs.get("db", 0)
         self._channel = f"{PREFIX}{db}:events"
         self._event = self._redis.register_script(_EVENT)
-        self._claim = self._redis.register_script(_CLAIM)
         self._guest = self._redis.register_script(_GUEST)
         self._heartbeat = self._redis.register_script(_HEARTBEAT)
         self._resync = self._redis.register_script(_RESYNC)
@@ -368,9 +356,16 @@ class RedisBus:
             self._deferred.append(event)
         self._listener.apply(event)
 
-    def claim(self, nick: str) -> bool:
-        result = self._call(self._claim, (PREFIX, nick_key(nick), self.node, nick))
-        return result is None or bool(result)
+    def rename(self, old: str, new: str) -> bool:
+        event = Renamed(old, new)
+        if not self._up:
+            self._apply_here(event)
+            return True
+        result = AsyncResult()
+        self._submit(_Op(self._event, self._event_args(event), event, result))
+        # None: the link went meanwhile, and the rename was applied here.
+        answer = result.get()
+        return answer is None or bool(answer)
 
     def claim_guest(self) -> Optional[str]:
         number = self._call(self._guest, (PREFIX, self.node))

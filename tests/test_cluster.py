@@ -326,11 +326,6 @@ def test_nick_race_across_nodes_has_exactly_one_winner(cluster):
         loser.expect(f"*{winner.nick}* I won")
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="known race: the winner's claim and its Renamed event are two Redis steps, so the loser's "
-    "/msg can be ordered between them; fix: claim and publish in one script",
-)
 def test_msg_right_after_losing_a_nick_race_reaches_the_winner(cluster):
     """Told "nickname in use: X", a user's next ``/msg X`` must reach X, as on one server."""
     a_node, b_node = cluster.start(2)

@@ -12,7 +12,7 @@ import pytest
 from test_hub import RecordingMailbox, User, drain
 
 from gchat.bus import Entry, Listener, Snapshot
-from gchat.events import Event, Joined, NodeLost, Quit, Said
+from gchat.events import Event, Joined, NodeLost, Quit, Renamed, Said
 from gchat.hub import Hub
 
 OTHER = "othernode"
@@ -36,8 +36,11 @@ class HeldBus:
     def publish(self, event: Event) -> None:
         self.held.append(event)
 
-    def claim(self, nick: str) -> bool:
-        return nick.lower() not in self.taken
+    def rename(self, old: str, new: str) -> bool:
+        if new.lower() in self.taken:
+            return False
+        self.publish(Renamed(old, new))
+        return True
 
     def claim_guest(self) -> Optional[str]:
         return None
@@ -243,11 +246,12 @@ class LeavingBus(HeldBus):
         super().__init__()
         self.leaving: Optional[User] = None
 
-    def claim(self, nick: str) -> bool:
+    def rename(self, old: str, new: str) -> bool:
+        renamed = super().rename(old, new)
         if self.leaving is not None:
             self.leaving.leave("slow consumer")
             self.leaving = None
-        return True
+        return renamed
 
 
 def test_a_client_gone_while_its_nick_was_claimed_gives_the_claim_back():
@@ -256,7 +260,11 @@ def test_a_client_gone_while_its_nick_was_claimed_gives_the_claim_back():
     alice, bob = connected(hub, bus, 2)
     bus.leaving = alice
     alice.send("/nick gone")
-    assert bus.held == [Quit("guest1", "slow consumer"), Quit("gone", "slow consumer")]
+    assert bus.held == [
+        Renamed("guest1", "gone"),
+        Quit("guest1", "slow consumer"),
+        Quit("gone", "slow consumer"),
+    ]
     bus.release()
     assert bob.ask("/nick gone") == ["*** You are now gone"]
 
