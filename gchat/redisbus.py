@@ -29,7 +29,7 @@ per database, so the channel is named after the database.
 All network I/O happens in this module's greenlets: one worker sends
 everything queued in one pipeline per round trip, one subscriber applies
 what comes back, one heartbeat keeps this node alive and reaps dead ones.
-A client's greenlet waits only for its own nick claims. When Redis goes
+A client's greenlet waits only for its own renames and guest nick. When Redis goes
 away the node says so, serves its own clients alone, and reconnects with
 backoff.
 """
