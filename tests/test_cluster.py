@@ -624,7 +624,7 @@ def test_nodes_agree_again_after_redis_drops_their_subscriptions_mid_churn(start
     """Issue 10, item 11: CLIENT KILL TYPE pubsub is what Redis does to a subscriber too far behind."""
     cluster = Cluster(start_server, own_redis.url(0))
     nodes = cluster.start(2)
-    clients = [cluster.join(nodes[i % 2]) for i in range(16)]
+    clients = [cluster.join(nodes[i % 2]) for i in range(30)]
     for client in clients:
         client.room = "#lobby"
     freed = churn(clients, 0)
@@ -674,6 +674,22 @@ def test_nodes_agree_again_after_redis_stalls_longer_than_the_node_timeout(start
             r"cluster link restored, in step with the cluster at event \d+: \d+ users in \d+ rooms$"
         )
     assert_one_state(cluster, clients, freed)
+
+
+def test_a_skipped_event_number_makes_every_node_resync(cluster, redis_server):
+    """An event number that never arrives means the subscription lost data: the nodes resync."""
+    nodes = cluster.start(2)
+    clients = [cluster.join(node) for node in nodes * 2]
+    for client in clients:
+        client.room = "#lobby"
+    db = int(cluster.url.rsplit("/", 1)[1])
+    redis.Redis(port=redis_server.port, db=db).incr("gchat:seq")  # a number no event will carry
+    clients[0].say("the first line after the gap")
+    for client in clients:
+        read_past(client, LINK_RESTORED)
+    for node in nodes:
+        node.wait_for_log(r"cluster link lost \(events \d+ to \d+ never arrived\)")
+    assert_one_state(cluster, clients, [])
 
 
 # --- Flags ----------------------------------------------------------------------
