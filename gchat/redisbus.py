@@ -512,7 +512,8 @@ class RedisBus:
                     continue
                 fresh = False
                 if seq != self._seen + 1:
-                    raise LinkBroken(f"events {self._seen + 1} to {seq - 1} never arrived")
+                    # Skipped numbers, or numbers starting over (Redis lost its data).
+                    raise LinkBroken(f"expected event {self._seen + 1}, got {seq}")
                 self._seen = seq
                 try:
                     event = decode(payload)
@@ -581,9 +582,16 @@ class RedisBus:
 
 
 def _entry(value: bytes) -> Optional[Entry]:
-    """A user from its registry value; None for a nick claimed but not yet in a room."""
-    room, node, nick, address, cid = value.decode().split("\0")
-    return Entry(node, int(cid), nick, room, address) if room else None
+    """A user from its registry value; None for a nick claimed but not yet in a room.
+
+    None too for a value an older gchat wrote, so a mixed cluster degrades
+    (those users are missing from this node's replica) instead of failing.
+    """
+    fields = value.decode().split("\0")
+    if len(fields) != 5 or not fields[0] or not fields[4].isdigit():
+        return None
+    room, node, nick, address, cid = fields
+    return Entry(node, int(cid), nick, room, address)
 
 
 def _parse_state(reply: "list[Any]") -> "tuple[int, dict[int, str], Snapshot]":
