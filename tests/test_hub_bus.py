@@ -214,6 +214,18 @@ def test_a_join_whose_event_was_lost_with_the_link_is_completed_by_the_resync(hu
     assert bob.take() == ["*** guest1 left #lobby", "*** cluster link restored"]
 
 
+def test_a_newcomer_whose_join_was_lost_with_the_link_is_welcomed_by_the_resync(hub, bus):
+    newcomer = User(hub)
+    bus.held.clear()
+    hub.link_lost()
+    hub.resync({}, Snapshot())
+    assert newcomer.take() == [
+        "*** cluster link lost, local only",
+        "*** You are guest1 in #lobby. Type /help for commands.",
+        "*** cluster link restored",
+    ]
+
+
 def test_another_nodes_resync_replaces_its_users_with_notices_for_what_changed(hub, bus):
     (alice,) = connected(hub, bus, 1)
     for cid, nick in enumerate(("stays", "renamed", "moved", "gone"), 1):
