@@ -17,7 +17,7 @@ import re
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import pytest
@@ -563,6 +563,31 @@ def read_past(client: LineClient, prefix: str) -> str:
             return line
 
 
+def in_lobby(clients: "Iterable[LineClient]") -> "list[LineClient]":
+    """Clients just joined, each marked with the room ``churn`` and ``assert_one_state`` track."""
+    joined = list(clients)
+    for client in joined:
+        client.room = "#lobby"
+    return joined
+
+
+def restored(nodes: "list[ChatServer]", clients: "list[LineClient]") -> None:
+    """Every client still here is told the link is back; those that quit are read to the end.
+
+    Each node logs that it is in step again.
+    """
+    for client in clients:
+        if client.nick:
+            read_past(client, LINK_RESTORED)
+        elif client.sock.fileno() != -1:
+            client.read_to_eof()
+            client.close()
+    for node in nodes:
+        node.wait_for_log(
+            r"cluster link restored, in step with the cluster at event \d+: \d+ users in \d+ rooms$"
+        )
+
+
 def churn(clients: "list[LineClient]", phase: int) -> "list[str]":
     """Joins, renames and quits, sent without waiting for answers; the nicks that become free.
 
@@ -624,22 +649,12 @@ def test_nodes_agree_again_after_redis_drops_their_subscriptions_mid_churn(start
     """Issue 10, item 11: CLIENT KILL TYPE pubsub is what Redis does to a subscriber too far behind."""
     cluster = Cluster(start_server, own_redis.url(0))
     nodes = cluster.start(2)
-    clients = [cluster.join(nodes[i % 2]) for i in range(30)]
-    for client in clients:
-        client.room = "#lobby"
+    clients = in_lobby(cluster.join(nodes[i % 2]) for i in range(30))
     freed = churn(clients, 0)
     admin = redis.Redis(port=own_redis.port)
     assert admin.client_kill_filter(_type="pubsub") >= 2
     freed += churn(clients, 1)
-    for client in clients:
-        if client.nick:
-            read_past(client, LINK_RESTORED)
-        else:
-            client.read_to_eof()
-    for node in nodes:
-        node.wait_for_log(
-            r"cluster link restored, in step with the cluster at event \d+: \d+ users in \d+ rooms$"
-        )
+    restored(nodes, clients)
     assert_one_state(cluster, clients, freed)
 
 
@@ -647,9 +662,7 @@ def test_nodes_agree_again_after_redis_stalls_longer_than_the_node_timeout(start
     """Issue 10, item 11: the nodes are declared lost while each goes on alone, then meet again."""
     cluster = Cluster(start_server, own_redis.url(0))
     nodes = cluster.start(2, "--node-timeout", "1")
-    clients = [cluster.join(nodes[i % 2]) for i in range(12)]
-    for client in clients:
-        client.room = "#lobby"
+    clients = in_lobby(cluster.join(nodes[i % 2]) for i in range(12))
     freed = churn(clients, 0)
     own_redis.proc.send_signal(signal.SIGSTOP)
     stopped = time.monotonic()
@@ -663,25 +676,14 @@ def test_nodes_agree_again_after_redis_stalls_longer_than_the_node_timeout(start
         time.sleep(max(0.0, stopped + 2.0 - time.monotonic()))
     finally:
         own_redis.proc.send_signal(signal.SIGCONT)
-    for client in clients:
-        if client.nick:
-            read_past(client, LINK_RESTORED)
-        elif client.sock.fileno() != -1:
-            client.read_to_eof()
-            client.close()
-    for node in nodes:
-        node.wait_for_log(
-            r"cluster link restored, in step with the cluster at event \d+: \d+ users in \d+ rooms$"
-        )
+    restored(nodes, clients)
     assert_one_state(cluster, clients, freed)
 
 
 def test_a_skipped_event_number_makes_every_node_resync(cluster, redis_server):
     """An event number that never arrives means the subscription lost data: the nodes resync."""
     nodes = cluster.start(2)
-    clients = [cluster.join(node) for node in nodes * 2]
-    for client in clients:
-        client.room = "#lobby"
+    clients = in_lobby(cluster.join(node) for node in nodes * 2)
     db = int(cluster.url.rsplit("/", 1)[1])
     redis.Redis(port=redis_server.port, db=db).incr("gchat:seq")  # a number no event will carry
     clients[0].say("the first line after the gap")
