@@ -391,6 +391,14 @@ class Hub:
     def _apply_joined(self, event: Joined) -> None:
         key = nick_key(event.nick)
         member = self._users.get(key)
+        mine = self._origin(event.node, event.cid)
+        if member is None and mine is not None and mine.member is not None:
+            old = mine.member.nick
+            if self._users.get(nick_key(old)) is mine.member:
+                # One member per client: its rename's event was lost with the
+                # link, and this join, applied here, is the first to carry the new nick.
+                self._apply_renamed(Renamed(old, event.nick))
+                member = mine.member
         room = self._room(event.room)
         if member is not None:
             if member.room is room:

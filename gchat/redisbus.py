@@ -42,6 +42,8 @@ from typing import Any, Optional, cast
 import gevent
 import redis
 from gevent.event import AsyncResult, Event
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from gchat.bus import BusError, Entry, Listener, Snapshot, new_node_id
 from gchat.commands import nick_key
@@ -301,12 +303,18 @@ class RedisBus:
         self.url = url
         self._history = history
         self._timeout = node_timeout
-        wait = max(node_timeout, 1.0)
-        self._redis = redis.Redis.from_url(url, socket_timeout=wait, socket_connect_timeout=wait)
+        wait = self._wait = max(node_timeout, 1.0)
+        # No retries inside redis-py: a pipeline sent again may run its
+        # scripts twice, and a subscription silently made anew has missed
+        # events. A failure is a lost link, and the resync repairs it.
+        once = Retry(NoBackoff(), 0)
+        self._redis = redis.Redis.from_url(url, socket_timeout=wait, socket_connect_timeout=wait, retry=once)
         # The subscription may rightly be silent for any length of time, so its
         # reads have no timeout: a dead Redis closes it, a vanished one is found
         # by the heartbeat's timeout on the other connection.
-        self._listen_redis = redis.Redis.from_url(url, socket_connect_timeout=wait, socket_keepalive=True)
+        self._listen_redis = redis.Redis.from_url(
+            url, socket_connect_timeout=wait, socket_keepalive=True, retry=once
+        )
         db = self._redis.connection_pool.connection_kwargs.get("db", 0)
         self._channel = f"{PREFIX}{db}:events"
         self._event = self._redis.register_script(_EVENT)
@@ -316,6 +324,13 @@ class RedisBus:
         self._listener: Optional[Listener] = None
         self._ops: list[_Op] = []
         self._wake = Event()
+        # Set while no pipeline is on its way and no client waits for its
+        # rename: a resync must not read the clients before those land.
+        self._idle = Event()
+        self._idle.set()
+        self._renaming = 0
+        self._renamed = Event()
+        self._renamed.set()
         self._up = False
         self._closing = False
         self._seen = 0
@@ -363,8 +378,17 @@ class RedisBus:
             return True
         result = AsyncResult()
         self._submit(_Op(self._event, self._event_args(event), event, result))
-        # None: the link went meanwhile, and the rename was applied here.
-        answer = result.get()
+        self._renaming += 1
+        self._renamed.clear()
+        try:
+            # None: the link went meanwhile, and the rename was applied here.
+            answer = result.get()
+        finally:
+            # The hub renames its client as soon as this returns, before any
+            # other greenlet runs: then a resync may read the clients.
+            self._renaming -= 1
+            if not self._renaming:
+                self._renamed.set()
         return answer is None or bool(answer)
 
     def claim_guest(self) -> Optional[str]:
@@ -435,12 +459,15 @@ class RedisBus:
                 pipe = self._redis.pipeline(transaction=False)
                 for op in batch:
                     op.script(args=op.args, client=pipe)
+                self._idle.clear()
                 try:
                     results = pipe.execute(raise_on_error=False)
                 except LINK_ERRORS as err:
                     self._ops[:0] = batch
                     self._lost(err)
                     break
+                finally:
+                    self._idle.set()
                 for op, result in zip(batch, results):
                     if isinstance(result, Exception):
                         log.error("bus: %s", result)
@@ -488,6 +515,10 @@ class RedisBus:
         """
         assert self._listener is not None
         for _ in range(RESYNC_TRIES):
+            # A pipeline still on its way would land after the resync, and a
+            # client still waiting for its rename is about to change its nick.
+            if not (self._idle.wait(self._wait) and self._renamed.wait(self._wait)):
+                raise LinkBroken("requests sent before the link was lost are still unanswered")
             changes = self._changes
             args: list[Any] = [PREFIX, self._channel, self.node, int(self._timeout * 1000)]
             for user in self._listener.local_users():
@@ -548,23 +579,30 @@ class RedisBus:
 
     def _lost(self, err: BaseException) -> None:
         """Serve locally from now on; apply what could not be sent; reconnect in the background."""
-        if not self._up or self._closing:
+        if self._closing:
+            return
+        if not self._up:
+            self._fail_queued()  # a pipeline that failed after the subscriber found out
             return
         self._up = False
         log.warning("cluster link lost (%s): serving local clients only", err)
         assert self._listener is not None
         self._listener.link_lost()
+        self._fail_queued()
+        subscriber = self._subscriber
+        if subscriber is not None and subscriber is not gevent.getcurrent():
+            subscriber.kill(block=False)
+        self._pubsub.close()
+        gevent.spawn(self._reconnect)
+
+    def _fail_queued(self) -> None:
+        """Apply here what could not be sent; whoever waits for an answer gets None."""
         ops, self._ops = self._ops, []
         for op in ops:
             if op.event is not None:
                 self._apply_here(op.event)
             if op.result is not None:
                 op.result.set(None)
-        subscriber = self._subscriber
-        if subscriber is not None and subscriber is not gevent.getcurrent():
-            subscriber.kill(block=False)
-        self._pubsub.close()
-        gevent.spawn(self._reconnect)
 
     def _reconnect(self) -> None:
         delay = BACKOFF_MIN

@@ -226,6 +226,19 @@ def test_a_newcomer_whose_join_was_lost_with_the_link_is_welcomed_by_the_resync(
     ]
 
 
+def test_a_join_applied_after_its_clients_lost_rename_moves_the_one_member(hub, bus):
+    """The Renamed event went with the link; the next join carries the new nick: no second member."""
+    alice, bob = connected(hub, bus, 2)
+    assert alice.ask("/nick alice") == ["*** You are now alice"]
+    bus.held.clear()
+    alice.send("/join #dev")
+    bus.release()
+    assert bob.take() == ["*** guest1 is now known as alice", "*** alice left #lobby"]
+    alice.send("/rooms")
+    bus.release()
+    assert alice.take() == ["*** You are now in #dev (1 user)", "*** rooms (2): #dev (1), #lobby (1)"]
+
+
 def test_another_nodes_resync_replaces_its_users_with_notices_for_what_changed(hub, bus):
     (alice,) = connected(hub, bus, 1)
     for cid, nick in enumerate(("stays", "renamed", "moved", "gone"), 1):
