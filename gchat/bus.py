@@ -8,23 +8,34 @@ applies whatever the bus hands back, in the bus's order. With the default
 
 import os
 from dataclasses import dataclass, field
-from typing import Optional, Protocol
+from typing import NamedTuple, Optional, Protocol
 
-from gchat.events import Event
+from gchat.events import Event, Renamed
 
 
 class BusError(Exception):
     """The bus cannot be reached at start-up, where that is fatal."""
 
 
+class Entry(NamedTuple):
+    """One user in the shared state: client ``cid`` of ``node``."""
+
+    node: str
+    cid: int
+    nick: str
+    room: str
+    address: str
+
+
 @dataclass(frozen=True)
 class Snapshot:
     """The cluster's shared state at one point of the event sequence."""
 
-    # (node, nick, room, address) of every user in a room
-    users: "list[tuple[str, str, str, str]]" = field(default_factory=list)
+    users: "list[Entry]" = field(default_factory=list)
     bans: "list[str]" = field(default_factory=list)
     topics: "dict[str, str]" = field(default_factory=dict)
+    # The last lines of every room that has any.
+    history: "dict[str, list[bytes]]" = field(default_factory=dict)
 
 
 class Listener(Protocol):
@@ -36,16 +47,20 @@ class Listener(Protocol):
     def link_lost(self) -> None:
         """The cluster is unreachable: forget other nodes' users, serve locally."""
 
-    def local_nicks(self) -> "list[str]":
-        """The nicks of this node's clients, to claim again after a lost link."""
+    def local_users(self) -> "list[Entry]":
+        """This node's clients as their own commands left them: what the node publishes on resync."""
 
-    def rejoin(self, renames: "dict[str, str]", snapshot: Optional[Snapshot]) -> None:
-        """Announce this node's clients again, renaming those in ``renames``.
+    def resync(self, renames: "dict[int, str]", snapshot: Snapshot) -> None:
+        """The link is back and the shared state holds ``local_users()`` again.
 
-        ``snapshot``, after a lost link, is the cluster's state, taken after
-        subscribing: called before any later event is applied. None when only
-        this node's clients were forgotten.
+        ``renames`` (client id -> nick) gives fresh nicks to clients whose nick
+        another node took meanwhile. ``snapshot`` is the cluster's state right
+        after, every user included: it replaces the replica, and no event it
+        reflects is applied.
         """
+
+    def resynced(self, node: str, users: "list[Entry]") -> None:
+        """Another ``node`` resynced: ``users`` replace all of its users, in bus order."""
 
 
 class Bus(Protocol):
@@ -59,10 +74,12 @@ class Bus(Protocol):
     def publish(self, event: Event) -> None:
         """Order ``event`` for every node; never blocks the caller."""
 
-    def claim(self, nick: str) -> bool:
-        """Make ``nick`` this node's across the cluster, atomically.
+    def rename(self, old: str, new: str) -> bool:
+        """Make ``new`` this node's across the cluster and order ``Renamed(old, new)``, in one step.
 
-        May wait on the network (only the calling greenlet waits). The hub has
+        False, with nothing published, when another node holds ``new``: once a
+        client is told a nick is in use, a /msg to it reaches the holder. May
+        wait on the network (only the calling greenlet waits). The hub has
         already ruled out nicks it knows; True when the bus cannot tell.
         """
 
@@ -95,7 +112,8 @@ class LocalBus:
         assert self._listener is not None
         self._listener.apply(event)
 
-    def claim(self, nick: str) -> bool:
+    def rename(self, old: str, new: str) -> bool:
+        self.publish(Renamed(old, new))
         return True
 
     def claim_guest(self) -> Optional[str]:

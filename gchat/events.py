@@ -9,7 +9,10 @@ order. This module is pure: dataclasses, and bytes in and out.
 Wire form: fields joined by NUL, a one-letter tag first. NUL cannot occur in
 a field: nicks and rooms are ASCII names, and sanitizing removes every C0
 control but TAB from chat text. A field that carries whole lines (a chat
-line, a room's history) comes last, so it may be any bytes but NUL.
+line) comes last, so it may be any bytes but NUL. Every event is small and
+bounded (a chat line at most ``--max-line``): nothing that grows with a room
+or the chat, such as a room's history, is ever on the bus, so no user can
+make the bus carry more than their own lines.
 """
 
 from dataclasses import dataclass
@@ -20,18 +23,13 @@ SEP = b"\0"
 
 @dataclass(frozen=True)
 class Joined:
-    """A client entered ``room``: on connect, or by /join (leaving its old room).
-
-    ``history`` is the room's last lines as the bus had them when the join was
-    ordered; None means the bus keeps no history and the hub uses its own.
-    """
+    """A client entered ``room``: on connect, or by /join (leaving its old room)."""
 
     node: str
     cid: int
     nick: str
     room: str
     address: str = ""
-    history: Optional[bytes] = None
 
 
 @dataclass(frozen=True)
@@ -120,7 +118,20 @@ class NodeLost:
     node: str
 
 
-Event = Union[Joined, Said, Renamed, Quit, Private, Asked, Kicked, Banned, Unbanned, TopicSet, NodeLost]
+@dataclass(frozen=True)
+class Resynced:
+    """``node`` replaced all its users in the shared state with the ones it has now.
+
+    Published after a lost link, when what the node did meanwhile never
+    reached the others; they read the node's new list from the bus's store.
+    """
+
+    node: str
+
+
+Event = Union[
+    Joined, Said, Renamed, Quit, Private, Asked, Kicked, Banned, Unbanned, TopicSet, NodeLost, Resynced
+]
 
 
 class DecodeError(ValueError):
@@ -131,9 +142,7 @@ def encode(event: Event) -> bytes:
     if isinstance(event, Said):
         return _join(b"S", event.node, str(event.cid), event.room, tail=event.line)
     if isinstance(event, Joined):
-        return _join(
-            b"J", event.node, str(event.cid), event.nick, event.room, event.address, tail=event.history or b""
-        )
+        return _join(b"J", event.node, str(event.cid), event.nick, event.room, event.address)
     if isinstance(event, Renamed):
         return _join(b"R", event.old, event.new)
     if isinstance(event, Quit):
@@ -150,6 +159,8 @@ def encode(event: Event) -> bytes:
         return _join(b"U", event.address, event.node, str(event.cid))
     if isinstance(event, TopicSet):
         return _join(b"T", event.room, event.text)
+    if isinstance(event, Resynced):
+        return _join(b"Y", event.node)
     return _join(b"L", event.node)
 
 
@@ -160,8 +171,8 @@ def decode(data: bytes) -> Event:
             node, cid, room, line = rest.split(SEP, 3)
             return Said(node.decode(), int(cid), room.decode(), line)
         if tag == b"J":
-            node, cid, nick, room, address, history = rest.split(SEP, 5)
-            return Joined(node.decode(), int(cid), nick.decode(), room.decode(), address.decode(), history)
+            node, cid, nick, room, address = rest.split(SEP)
+            return Joined(node.decode(), int(cid), nick.decode(), room.decode(), address.decode())
         if tag == b"R":
             old, new = rest.split(SEP)
             return Renamed(old.decode(), new.decode())
@@ -188,6 +199,8 @@ def decode(data: bytes) -> Event:
             return TopicSet(room.decode(), text.decode())
         if tag == b"L" and SEP not in rest:
             return NodeLost(rest.decode())
+        if tag == b"Y" and SEP not in rest:
+            return Resynced(rest.decode())
     except ValueError as err:  # too few or too many fields, a bad number, bad UTF-8
         raise DecodeError(f"malformed {tag!r} event: {err}") from None
     raise DecodeError(f"unknown event {data[:20]!r}")

@@ -21,7 +21,7 @@ from typing import Any, Callable, Optional, Protocol
 from gchat import replies
 from gchat.addresses import canonical
 from gchat.budget import Budget
-from gchat.bus import Bus, LocalBus, Snapshot
+from gchat.bus import Bus, Entry, LocalBus, Snapshot
 from gchat.commands import (
     Ban,
     Command,
@@ -62,6 +62,9 @@ from gchat.events import Quit as Left
 
 LOBBY = "#lobby"
 NODE_LOST = "node lost"
+# Why a user of another node is gone when that node resyncs without it: it left
+# while the node was cut off, and how is lost with the events that never came.
+LEFT_UNSEEN = "left while the link was down"
 KICKED = "kicked"
 BANNED = "banned"
 # Wrong /oper tries one connection gets; later ones are refused without a check.
@@ -118,13 +121,16 @@ class Client:
 
 
 class Member:
-    """A user on any node, as the applied events left it."""
+    """A user on any node (client ``cid`` there), as the applied events left it."""
 
-    __slots__ = ("address", "client", "nick", "node", "room")
+    __slots__ = ("address", "cid", "client", "nick", "node", "room")
 
-    def __init__(self, nick: str, node: str, room: "Room", client: Optional[Client], address: str) -> None:
+    def __init__(
+        self, nick: str, node: str, room: "Room", client: Optional[Client], address: str, cid: int
+    ) -> None:
         self.nick = nick
         self.node = node
+        self.cid = cid
         self.room = room
         self.client = client
         self.address = address
@@ -287,43 +293,76 @@ class Hub:
         for client in self._local.values():
             client.mailbox.deliver(replies.LINK_LOST)
 
-    def local_nicks(self) -> "list[str]":
-        return [client.nick for client in self._local.values()]
+    def local_users(self) -> "list[Entry]":
+        return [
+            Entry(self.node, client.cid, client.nick, client.room, client.address)
+            for client in self._local.values()
+        ]
 
-    def rejoin(self, renames: "dict[str, str]", snapshot: Optional[Snapshot]) -> None:
-        """Announce every local client to a cluster that forgot them.
+    def resync(self, renames: "dict[int, str]", snapshot: Snapshot) -> None:
+        """Replace the replica with ``snapshot``, this node's clients as they see themselves.
 
-        ``renames`` gives new nicks to clients whose nick another node took
-        meanwhile (renamed here only, where the old nick means this client).
-        ``snapshot``, after a lost link, is the state of the other nodes.
+        What the node's clients did while cut off, or in flight when the link
+        went (a join Redis ran but whose event never came back), is already in
+        the snapshot: the node published ``local_users()``. Each client is
+        brought to that state here: renamed, moved, or welcomed, as if the
+        events had arrived.
         """
+        for member in list(self._users.values()):
+            client = member.client
+            if client is None or self._local.get(client.cid) is not client:
+                self._remove(member, None)
         for client in list(self._local.values()):
-            nick = renames.get(client.nick)
+            nick = renames.get(client.cid)
             if nick is not None:
-                old = client.nick
                 self._rename(client, nick)
-                self._apply_renamed(Renamed(old, nick))
-        if snapshot is not None:
-            self._install(snapshot)
+            mine = client.member
+            if mine is not None and mine.nick != client.nick:
+                self._apply_renamed(Renamed(mine.nick, client.nick))
+            self._room(client.room)
+        for entry in snapshot.users:
+            if entry.node != self.node and nick_key(entry.nick) not in self._users:
+                self._add(entry)
+        self._bans = {canonical(address) for address in snapshot.bans}
+        for room in self._rooms.values():
+            room.topic = snapshot.topics.get(room.name, "")
+            room.history.clear()
+            room.history.extend(snapshot.history.get(room.name, ()))
         for client in list(self._local.values()):
-            if client.member is not None:
-                self._bus.publish(
-                    Joined(self.node, client.cid, client.nick, client.member.room.name, client.address)
-                )
-            if snapshot is not None:
-                client.mailbox.deliver(replies.LINK_RESTORED)
+            mine = client.member
+            if mine is None or mine.room.name != client.room:
+                self._apply_joined(Joined(self.node, client.cid, client.nick, client.room, client.address))
+            client.mailbox.deliver(replies.LINK_RESTORED)
 
-    def _install(self, snapshot: Snapshot) -> None:
-        for node, nick, name, address in snapshot.users:
-            key = nick_key(nick)
-            if key not in self._users:
-                member = self._users[key] = Member(nick, node, self._room(name), None, address)
-                member.room.users[key] = member
-        self._bans.update(canonical(address) for address in snapshot.bans)
-        for name, text in snapshot.topics.items():
-            room = self._rooms.get(name)
-            if room is not None:
-                room.topic = text
+    def resynced(self, node: str, users: "list[Entry]") -> None:
+        """Make ``node``'s users these, telling rooms what changed as the lost events would have."""
+        if node == self.node:
+            return
+        had = {member.cid: member for member in self._users.values() if member.node == node}
+        now = {entry.cid for entry in users}
+        for cid, gone in had.items():
+            if cid not in now:
+                self._remove(gone, replies.quit_notice(gone.nick, LEFT_UNSEEN))
+        for entry in users:
+            holder = self._users.get(nick_key(entry.nick))
+            member = had.get(entry.cid)
+            if holder is not None and holder is not member:
+                if holder.client is not None:
+                    continue  # this node's own: its resync, coming, settles whose it is
+                self._remove(holder, None)  # the shared state gave the nick to ``node``
+            if member is not None and self._users.get(nick_key(member.nick)) is not member:
+                member = None  # removed just above, its nick now someone else's
+            if member is not None and member.nick != entry.nick:
+                self._apply_renamed(Renamed(member.nick, entry.nick))
+            if member is None or member.room.name != entry.room:
+                self._apply_joined(Joined(node, entry.cid, entry.nick, entry.room, entry.address))
+
+    def _add(self, entry: Entry) -> None:
+        key = nick_key(entry.nick)
+        member = self._users[key] = Member(
+            entry.nick, entry.node, self._room(entry.room), None, entry.address, entry.cid
+        )
+        member.room.users[key] = member
 
     def _claim_guest(self) -> str:
         nick = self._bus.claim_guest()
@@ -394,6 +433,14 @@ class Hub:
     def _apply_joined(self, event: Joined) -> None:
         key = nick_key(event.nick)
         member = self._users.get(key)
+        mine = self._origin(event.node, event.cid)
+        if member is None and mine is not None and mine.member is not None:
+            old = mine.member.nick
+            if self._users.get(nick_key(old)) is mine.member:
+                # One member per client: its rename's event was lost with the
+                # link, and this join, applied here, is the first to carry the new nick.
+                self._apply_renamed(Renamed(old, event.nick))
+                member = mine.member
         room = self._room(event.room)
         if member is not None:
             if member.room is room:
@@ -404,14 +451,14 @@ class Hub:
                 client.mailbox.deliver(replies.now_in(room.name, len(room.users) + 1))
         else:
             client = self._origin(event.node, event.cid)
-            member = self._users[key] = Member(event.nick, event.node, room, client, event.address)
+            member = self._users[key] = Member(event.nick, event.node, room, client, event.address, event.cid)
             if client is not None:
                 client.member = member
                 client.mailbox.deliver(replies.status(event.nick, room.name))
         if client is not None:
             if room.topic:
                 client.mailbox.deliver(replies.topic(room.name, room.topic))
-            history = event.history if event.history is not None else b"".join(room.history)
+            history = b"".join(room.history)
             if history:
                 client.mailbox.deliver(history)
         self._announce(room, replies.joined(event.nick, room.name), member.address)
@@ -546,24 +593,24 @@ class Hub:
             return
         key = nick_key(name)
         old = client.nick
-        if key != nick_key(old):
-            if key in self._clients or key in self._users:
-                client.mailbox.deliver(replies.nick_in_use(name))
-                return
+        fresh = key != nick_key(old)
+        if fresh and (key in self._clients or key in self._users):
+            client.mailbox.deliver(replies.nick_in_use(name))
+            return
+        if fresh:
             # Reserved here while the bus is asked, so no other client of
             # this node can claim it meanwhile.
             self._clients[key] = client
-            claimed = self._bus.claim(name)
+        renamed = self._bus.rename(old, name)
+        if fresh:
             del self._clients[key]
-            if not claimed:
-                client.mailbox.deliver(replies.nick_in_use(name))
-                return
-            if not client.connected:
-                # Gone while the bus was asked: give the claim back.
-                self._bus.publish(Left(name, client.quit_reason or ""))
-                return
-        self._rename(client, name)
-        self._bus.publish(Renamed(old, name))
+        if not renamed:
+            client.mailbox.deliver(replies.nick_in_use(name))
+        elif not client.connected:
+            # Gone while the bus was asked: give the nick back.
+            self._bus.publish(Left(name, client.quit_reason or ""))
+        else:
+            self._rename(client, name)
 
     def _join(self, client: Client, command: Join) -> None:
         name = room_key(command.room)

@@ -40,7 +40,7 @@ from prometheus_client import (
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from gchat.acceptor import Acceptor, refuse
-from gchat.bus import Bus, Listener, Snapshot
+from gchat.bus import Bus, Entry, Listener, Snapshot
 from gchat.config import Config
 from gchat.events import Event, Said
 from gchat.hub import BANNED, KICKED, Hub
@@ -169,12 +169,15 @@ class _LagProbe:
         self._line = None
         self._hub.link_lost()
 
-    def local_nicks(self) -> "list[str]":
-        return self._hub.local_nicks()
+    def local_users(self) -> "list[Entry]":
+        return self._hub.local_users()
 
-    def rejoin(self, renames: "dict[str, str]", snapshot: Optional[Snapshot]) -> None:
+    def resync(self, renames: "dict[int, str]", snapshot: Snapshot) -> None:
         self._up = True
-        self._hub.rejoin(renames, snapshot)
+        self._hub.resync(renames, snapshot)
+
+    def resynced(self, node: str, users: "list[Entry]") -> None:
+        self._hub.resynced(node, users)
 
 
 class _MeteredBus:
@@ -202,8 +205,8 @@ class _MeteredBus:
                 self._probe.published(event)
         self._bus.publish(event)
 
-    def claim(self, nick: str) -> bool:
-        return self._bus.claim(nick)
+    def rename(self, old: str, new: str) -> bool:
+        return self._bus.rename(old, new)
 
     def claim_guest(self) -> Optional[str]:
         return self._bus.claim_guest()

@@ -5,41 +5,57 @@ is where, each room's history) and publishes the event with a sequence
 number, atomically. Redis runs scripts one at a time and pushes messages to
 every subscriber in the order published, so every node applies the same
 sequence, and a snapshot of the state taken with the sequence number tells
-a (re)connecting node exactly which messages it already reflects.
+a (re)connecting node exactly which messages it already reflects. Events are
+small (one chat line at most): a room's history stays in Redis and in each
+node's replica, and is read with a snapshot, never pushed to every node.
+
+A subscription Redis closed (its output buffer limit, a restart) or a gap in
+the sequence numbers means this node missed events, and what its clients did
+meanwhile never reached Redis. The node does not replay anything: it resyncs.
+One script replaces all of its users in Redis with its clients as they are
+now and returns the whole state; the node installs it as its replica, and
+every other node, told by a small ``Resynced`` event, reads the node's new
+user list and replaces that node's users in its own replica.
 
 State in the selected database, all under ``gchat:``: ``users`` (a hash,
-nick key -> ``ROOM NUL NODE NUL NICK NUL ADDRESS``, room empty while a nick
-is claimed but not yet in a room), ``rooms`` (member counts, so a room's
-history and topic can be forgotten with its last member), ``history:ROOM``
-(lists), ``topics``, ``bans``, ``seq``, ``guests`` (the guest counter),
-``nodes`` and ``node:ID`` (heartbeats that expire). Pub/sub channels are
-not per database, so the channel is named after the database.
+nick key -> ``ROOM NUL NODE NUL NICK NUL ADDRESS NUL CID``, room and client
+id empty while a nick is claimed but not yet in a room), ``rooms`` (member
+counts, so a room's history and topic can be forgotten with its last member),
+``history:ROOM`` (lists), ``topics``, ``bans``, ``seq``, ``guests`` (the
+guest counter), ``nodes`` and ``node:ID`` (heartbeats that expire),
+``sync:ID`` (a node's users as of its last resync). Pub/sub channels are not
+per database, so the channel is named after the database.
 
 All network I/O happens in this module's greenlets: one worker sends
 everything queued in one pipeline per round trip, one subscriber applies
 what comes back, one heartbeat keeps this node alive and reaps dead ones.
-A client's greenlet waits only for its own nick claims. When Redis goes
+A client's greenlet waits only for its own renames and guest nick. When Redis goes
 away the node says so, serves its own clients alone, and reconnects with
 backoff.
 """
 
 import logging
 import random
-from typing import Any, Optional
+from dataclasses import replace
+from typing import Any, Optional, cast
 
 import gevent
 import redis
 from gevent.event import AsyncResult, Event
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
-from gchat.bus import BusError, Listener, Snapshot, new_node_id
+from gchat.bus import BusError, Entry, Listener, Snapshot, new_node_id
 from gchat.commands import nick_key
 from gchat.events import (
     Banned,
+    DecodeError,
     Joined,
     Kicked,
     NodeLost,
     Quit,
     Renamed,
+    Resynced,
     Said,
     TopicSet,
     Unbanned,
@@ -57,11 +73,18 @@ LINK_ERRORS = (redis.RedisError, OSError)
 BACKOFF_MIN = 0.1
 BACKOFF_MAX = 5.0
 CLOSE_TIMEOUT = 2.0
+# Resync attempts while this node's clients keep changing what is being published.
+RESYNC_TRIES = 10
+
+
+class LinkBroken(redis.RedisError):
+    """The link is up but this node cannot trust what it applied: resync."""
+
 
 _LUA_HELPERS = """
 local prefix = ARGV[1]
 local users, rooms = prefix .. 'users', prefix .. 'rooms'
--- A registry value's fields: room, node, nick, address.
+-- A registry value's fields: room, node, nick, address, client id.
 local function parse(value)
   local fields, start = {}, 1
   while true do
@@ -108,6 +131,7 @@ _EVENT = (
     _LUA_HELPERS
     + """
 local op, payload = ARGV[3], ARGV[4]
+local sep = '\\0'
 if op == 'S' then
   local limit = tonumber(ARGV[7])
   if limit > 0 then
@@ -115,21 +139,22 @@ if op == 'S' then
     redis.call('RPUSH', history, ARGV[6])
     redis.call('LTRIM', history, -limit, -1)
   end
-elseif op == 'J' then  -- key, node, nick, room, address
+elseif op == 'J' then  -- key, node, nick, room, address, client id
+  redis.call('HINCRBY', rooms, ARGV[8], 1)
   local old = redis.call('HGET', users, ARGV[5])
   if old then left(parse(old)[1]) end
-  redis.call('HSET', users, ARGV[5], table.concat({ARGV[8], ARGV[6], ARGV[7], ARGV[9]}, '\\0'))
-  redis.call('HINCRBY', rooms, ARGV[8], 1)
-  payload = payload .. table.concat(redis.call('LRANGE', prefix .. 'history:' .. ARGV[8], 0, -1))
-elseif op == 'R' then  -- old key, new key, node, new nick
+  redis.call('HSET', users, ARGV[5], table.concat({ARGV[8], ARGV[6], ARGV[7], ARGV[9], ARGV[10]}, sep))
+elseif op == 'R' then  -- old key, new key, node, new nick: 0 if another node holds the new nick
+  local new = redis.call('HGET', users, ARGV[6])
+  if new and parse(new)[2] ~= ARGV[7] then return 0 end
   local old = redis.call('HGET', users, ARGV[5])
-  local fields = {'', ARGV[7], ARGV[8], ''}
-  if old then
-    local was = parse(old)
-    fields[1], fields[4] = was[1], was[4] or ''
+  local fields = {'', ARGV[7], ARGV[8], '', ''}
+  if old and parse(old)[2] == ARGV[7] then  -- the old nick may be another node's since a resync
+    fields = parse(old)
+    fields[3] = ARGV[8]
+    redis.call('HDEL', users, ARGV[5])
   end
-  redis.call('HDEL', users, ARGV[5])
-  redis.call('HSET', users, ARGV[6], table.concat(fields, '\\0'))
+  redis.call('HSET', users, ARGV[6], table.concat(fields, sep))
 elseif op == 'Q' then  -- key, node: only this node's user (the nick may be someone else's by now)
   local old = redis.call('HGET', users, ARGV[5])
   if old then
@@ -156,20 +181,7 @@ elseif op == 'T' then  -- room, text: only while the room exists
   end
 end
 publish(ARGV[2], payload)
-"""
-)
-
-# ARGV: prefix, key, node, nick. 1 if the nick is (now) this node's.
-_CLAIM = (
-    _LUA_HELPERS
-    + """
-local old = redis.call('HGET', users, ARGV[2])
-if not old then
-  redis.call('HSET', users, ARGV[2], table.concat({'', ARGV[3], ARGV[4], ''}, '\\0'))
-  return 1
-end
-if parse(old)[2] == ARGV[3] then return 1 end
-return 0
+return 1
 """
 )
 
@@ -180,7 +192,8 @@ _GUEST = (
 while true do
   local n = redis.call('INCR', prefix .. 'guests')
   local nick = 'guest' .. n
-  if redis.call('HSETNX', users, nick, table.concat({'', ARGV[2], nick, ''}, '\\0')) == 1 then return n end
+  local value = table.concat({'', ARGV[2], nick, '', ''}, '\\0')
+  if redis.call('HSETNX', users, nick, value) == 1 then return n end
 end
 """
 )
@@ -197,6 +210,7 @@ redis.call('SADD', nodes, ARGV[3])
 for _, lost in ipairs(redis.call('SMEMBERS', nodes)) do
   if redis.call('EXISTS', prefix .. 'node:' .. lost) == 0 then
     redis.call('SREM', nodes, lost)
+    redis.call('DEL', prefix .. 'sync:' .. lost)
     if purge(function(fields) return fields[2] ~= lost end) > 0 then
       publish(ARGV[2], 'L\\0' .. lost)
     end
@@ -207,9 +221,62 @@ end
 
 # ARGV: prefix, node. Leaving for good: no heartbeat to wait for.
 _GOODBYE = """
-redis.call('DEL', ARGV[1] .. 'node:' .. ARGV[2])
+redis.call('DEL', ARGV[1] .. 'node:' .. ARGV[2], ARGV[1] .. 'sync:' .. ARGV[2])
 redis.call('SREM', ARGV[1] .. 'nodes', ARGV[2])
 """
+
+# ARGV: prefix, channel, node, lifetime in ms, then for each of this node's
+# clients: key, nick, room, address, client id. Makes this node's users in
+# Redis exactly these (a nick another node took meanwhile becomes a fresh
+# guest nick), keeps a copy for the other nodes (sync:NODE), publishes
+# Resynced, and returns the whole state: seq, renames (client id, nick, ...),
+# every user, bans, topics, and each room's history as room, lines, ...
+_RESYNC = (
+    _LUA_HELPERS
+    + """
+local node, sep = ARGV[3], '\\0'
+redis.call('SET', prefix .. 'node:' .. node, '1', 'PX', ARGV[4])
+redis.call('SADD', prefix .. 'nodes', node)
+local mine, values, renames = {}, {}, {}
+for i = 5, #ARGV, 5 do mine[ARGV[i]] = true end
+for i = 5, #ARGV, 5 do
+  local key, nick, room = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+  local held = redis.call('HGET', users, key)
+  if held and parse(held)[2] ~= node then
+    repeat
+      nick = 'guest' .. redis.call('INCR', prefix .. 'guests')
+      key = nick
+    until not mine[key] and redis.call('HEXISTS', users, key) == 0
+    mine[key] = true
+    renames[#renames + 1] = ARGV[i + 4]
+    renames[#renames + 1] = nick
+  end
+  values[key] = table.concat({room, node, nick, ARGV[i + 3], ARGV[i + 4]}, sep)
+  -- Counted before the purge below uncounts this node's old entries, so a
+  -- room the node stays in never drops to zero and keeps its history.
+  redis.call('HINCRBY', rooms, room, 1)
+end
+purge(function(fields) return fields[2] ~= node end)
+local copy = prefix .. 'sync:' .. node
+redis.call('DEL', copy)
+for key, value in pairs(values) do
+  redis.call('HSET', users, key, value)
+  redis.call('RPUSH', copy, value)
+end
+publish(ARGV[2], 'Y' .. sep .. node)
+local history = {}
+local names = redis.call('HKEYS', rooms)
+names[#names + 1] = '#lobby'
+for _, room in ipairs(names) do
+  history[#history + 1] = room
+  history[#history + 1] = redis.call('LRANGE', prefix .. 'history:' .. room, 0, -1)
+end
+return {
+  redis.call('GET', prefix .. 'seq'), renames, redis.call('HVALS', users),
+  redis.call('SMEMBERS', prefix .. 'bans'), redis.call('HGETALL', prefix .. 'topics'), history,
+}
+"""
+)
 
 
 class _Op:
@@ -236,24 +303,42 @@ class RedisBus:
         self.url = url
         self._history = history
         self._timeout = node_timeout
-        wait = max(node_timeout, 1.0)
-        self._redis = redis.Redis.from_url(url, socket_timeout=wait, socket_connect_timeout=wait)
+        wait = self._wait = max(node_timeout, 1.0)
+        # No retries inside redis-py: a pipeline sent again may run its
+        # scripts twice, and a subscription silently made anew has missed
+        # events. A failure is a lost link, and the resync repairs it.
+        once = Retry(NoBackoff(), 0)
+        self._redis = redis.Redis.from_url(url, socket_timeout=wait, socket_connect_timeout=wait, retry=once)
         # The subscription may rightly be silent for any length of time, so its
         # reads have no timeout: a dead Redis closes it, a vanished one is found
         # by the heartbeat's timeout on the other connection.
-        self._listen_redis = redis.Redis.from_url(url, socket_connect_timeout=wait, socket_keepalive=True)
+        self._listen_redis = redis.Redis.from_url(
+            url, socket_connect_timeout=wait, socket_keepalive=True, retry=once
+        )
         db = self._redis.connection_pool.connection_kwargs.get("db", 0)
         self._channel = f"{PREFIX}{db}:events"
         self._event = self._redis.register_script(_EVENT)
-        self._claim = self._redis.register_script(_CLAIM)
         self._guest = self._redis.register_script(_GUEST)
         self._heartbeat = self._redis.register_script(_HEARTBEAT)
+        self._resync = self._redis.register_script(_RESYNC)
         self._listener: Optional[Listener] = None
         self._ops: list[_Op] = []
         self._wake = Event()
+        # Set while no pipeline is on its way and no client waits for its
+        # rename: a resync must not read the clients before those land.
+        self._idle = Event()
+        self._idle.set()
+        self._renaming = 0
+        self._renamed = Event()
+        self._renamed.set()
         self._up = False
         self._closing = False
         self._seen = 0
+        # Local changes while the link is down: counted, so a resync can tell
+        # that its view of the clients went stale while it waited for Redis,
+        # and operator acts (bans, unbans, topics) kept to publish once back.
+        self._changes = 0
+        self._deferred: list[ChatEvent] = []
         self._pubsub: Any = None
         self._greenlets: list[gevent.Greenlet] = []
         self._subscriber: Optional[gevent.Greenlet] = None
@@ -264,21 +349,47 @@ class RedisBus:
     def start(self) -> None:
         """Join the cluster now, or raise BusError: a node that starts alone would split the chat."""
         try:
-            self._connect()
+            log.info("bus: %s", self._connect())
         except LINK_ERRORS as err:
             raise BusError(str(err)) from None
         self._greenlets = [gevent.spawn(self._work), gevent.spawn(self._beat)]
 
     def publish(self, event: ChatEvent) -> None:
         if not self._up:
-            assert self._listener is not None
-            self._listener.apply(event)
+            self._apply_here(event)
             return
         self._submit(_Op(self._event, self._event_args(event), event))
 
-    def claim(self, nick: str) -> bool:
-        result = self._call(self._claim, (PREFIX, nick_key(nick), self.node, nick))
-        return result is None or bool(result)
+    def _apply_here(self, event: ChatEvent) -> None:
+        """Apply an event of this node's while cut off; what Redis must still learn is kept."""
+        assert self._listener is not None
+        self._changes += 1
+        if isinstance(event, (Banned, Unbanned)):
+            # Published again once back, by no one: the operator has had the answer.
+            self._deferred.append(replace(event, cid=0))
+        elif isinstance(event, TopicSet):
+            self._deferred.append(event)
+        self._listener.apply(event)
+
+    def rename(self, old: str, new: str) -> bool:
+        event = Renamed(old, new)
+        if not self._up:
+            self._apply_here(event)
+            return True
+        result = AsyncResult()
+        self._submit(_Op(self._event, self._event_args(event), event, result))
+        self._renaming += 1
+        self._renamed.clear()
+        try:
+            # None: the link went meanwhile, and the rename was applied here.
+            answer = result.get()
+        finally:
+            # The hub renames its client as soon as this returns, before any
+            # other greenlet runs: then a resync may read the clients.
+            self._renaming -= 1
+            if not self._renaming:
+                self._renamed.set()
+        return answer is None or bool(answer)
 
     def claim_guest(self) -> Optional[str]:
         number = self._call(self._guest, (PREFIX, self.node))
@@ -322,6 +433,7 @@ class RedisBus:
                 event.nick,
                 event.room,
                 event.address,
+                event.cid,
             )
         if isinstance(event, Renamed):
             return (*base, "R", payload, nick_key(event.old), nick_key(event.new), self.node, event.new)
@@ -347,12 +459,15 @@ class RedisBus:
                 pipe = self._redis.pipeline(transaction=False)
                 for op in batch:
                     op.script(args=op.args, client=pipe)
+                self._idle.clear()
                 try:
                     results = pipe.execute(raise_on_error=False)
                 except LINK_ERRORS as err:
                     self._ops[:0] = batch
                     self._lost(err)
                     break
+                finally:
+                    self._idle.set()
                 for op, result in zip(batch, results):
                     if isinstance(result, Exception):
                         log.error("bus: %s", result)
@@ -367,8 +482,8 @@ class RedisBus:
             if self._up:
                 self._submit(_Op(self._heartbeat, (PREFIX, self._channel, self.node, lifetime)))
 
-    def _connect(self) -> None:
-        """Subscribe, snapshot, claim our clients' nicks again, then apply what follows."""
+    def _connect(self) -> str:
+        """Subscribe, resync, install the state, then apply what follows it; a line for the log."""
         pubsub = self._listen_redis.pubsub()  # type: ignore[no-untyped-call]
         try:
             pubsub.subscribe(self._channel)
@@ -376,110 +491,154 @@ class RedisBus:
             # snapshot: nothing published after the snapshot can be missed.
             if pubsub.get_message(timeout=max(self._timeout, 1.0)) is None:
                 raise redis.TimeoutError("no reply to SUBSCRIBE")
-            pipe = self._redis.pipeline(transaction=True)
-            pipe.get(PREFIX + "seq")
-            pipe.hgetall(PREFIX + "users")
-            pipe.smembers(PREFIX + "bans")
-            pipe.hgetall(PREFIX + "topics")
-            seq, entries, bans, topics = pipe.execute()
-            self._heartbeat(args=(PREFIX, self._channel, self.node, int(self._timeout * 1000)))
-            renames = self._reclaim()
+            seq, renames, snapshot = self._republish()
         except BaseException:
             pubsub.close()
             raise
-        self._seen = int(seq or 0)
+        self._seen = seq
         self._pubsub = pubsub
         self._up = True
-        users = []
-        for value in entries.values():
-            room, node, nick, address = value.decode().split("\0")
-            if room and node != self.node:
-                users.append((node, nick, room, address))
-        snapshot = Snapshot(
-            users,
-            [ban.decode() for ban in bans],
-            {room.decode(): text.decode() for room, text in topics.items()},
-        )
         assert self._listener is not None
-        self._listener.rejoin(renames, snapshot)
+        self._listener.resync(renames, snapshot)
+        deferred, self._deferred = self._deferred, []
+        for event in deferred:
+            self.publish(event)
         self._subscriber = gevent.spawn(self._subscribe, pubsub)
+        rooms = {entry.room for entry in snapshot.users}
+        return f"in step with the cluster at event {seq}: {len(snapshot.users)} users in {len(rooms)} rooms"
 
-    def _reclaim(self) -> "dict[str, str]":
-        """Claim every local nick again; the ones taken meanwhile get fresh guest nicks."""
+    def _republish(self) -> "tuple[int, dict[int, str], Snapshot]":
+        """Make this node's users in Redis its clients as they are now; the state that results.
+
+        The clients may change while the script is on its way (they are
+        served locally meanwhile); then what it wrote is stale, and it runs again.
+        """
         assert self._listener is not None
-        nicks = self._listener.local_nicks()
-        if not nicks:
-            return {}
-        pipe = self._redis.pipeline(transaction=False)
-        for nick in nicks:
-            self._claim(args=(PREFIX, nick_key(nick), self.node, nick), client=pipe)
-        taken = [nick for nick, ok in zip(nicks, pipe.execute()) if not ok]
-        renames = {}
-        for nick in taken:
-            renames[nick] = f"guest{int(self._guest(args=(PREFIX, self.node)))}"
-        return renames
+        for _ in range(RESYNC_TRIES):
+            # A pipeline still on its way would land after the resync, and a
+            # client still waiting for its rename is about to change its nick.
+            if not (self._idle.wait(self._wait) and self._renamed.wait(self._wait)):
+                raise LinkBroken("requests sent before the link was lost are still unanswered")
+            changes = self._changes
+            args: list[Any] = [PREFIX, self._channel, self.node, int(self._timeout * 1000)]
+            for user in self._listener.local_users():
+                args += [nick_key(user.nick), user.nick, user.room, user.address, user.cid]
+            reply = self._resync(args=args)
+            if self._changes == changes:
+                return _parse_state(reply)
+        raise LinkBroken("this node's clients kept changing during the resync")
 
     def _subscribe(self, pubsub: Any) -> None:
         listener = self._listener
         assert listener is not None
+        # Until the first event newer than the snapshot, older ones are already in it.
+        fresh = True
         try:
             for message in pubsub.listen():
                 if message["type"] != "message":
                     continue
-                seq, _, payload = message["data"].partition(b"\0")
-                if int(seq) <= self._seen:
+                number, _, payload = message["data"].partition(b"\0")
+                seq = int(number)
+                if fresh and seq <= self._seen:
                     continue
+                fresh = False
+                if seq != self._seen + 1:
+                    # Skipped numbers, or numbers starting over (Redis lost its data).
+                    raise LinkBroken(f"expected event {self._seen + 1}, got {seq}")
+                self._seen = seq
                 try:
                     event = decode(payload)
-                    if isinstance(event, NodeLost) and event.node == self.node:
-                        # Declared dead while alive (a stall longer than the
-                        # node timeout): the others forgot our clients.
-                        gevent.spawn(self._rejoin)
-                    listener.apply(event)
+                except DecodeError:
+                    log.exception("bus: cannot decode %r", payload[:80])
+                    continue
+                if isinstance(event, NodeLost) and event.node == self.node:
+                    # Declared dead while alive (a stall longer than the node
+                    # timeout): the others forgot our clients.
+                    raise LinkBroken("the other nodes declared this node lost")
+                try:
+                    if isinstance(event, Resynced):
+                        self._apply_resynced(event.node, seq)
+                    else:
+                        listener.apply(event)
+                except LINK_ERRORS:
+                    raise
                 except Exception:
                     log.exception("bus: cannot apply %r", payload[:80])
         except LINK_ERRORS as err:
             self._lost(err)
 
-    def _rejoin(self) -> None:
-        try:
-            renames = self._reclaim()
-        except LINK_ERRORS as err:
-            self._lost(err)
+    def _apply_resynced(self, node: str, seq: int) -> None:
+        """Replace ``node``'s users with the list it left in Redis (a read: the subscriber waits)."""
+        if node == self.node:
             return
+        values = cast("list[bytes]", self._redis.lrange(PREFIX + "sync:" + node, 0, -1))
+        users = [user for user in map(_entry, values) if user is not None]
         assert self._listener is not None
-        self._listener.rejoin(renames, None)
+        self._listener.resynced(node, users)
+        log.info("bus: node %s resynced at event %d: %d users", node, seq, len(users))
 
     def _lost(self, err: BaseException) -> None:
         """Serve locally from now on; apply what could not be sent; reconnect in the background."""
-        if not self._up or self._closing:
+        if self._closing:
+            return
+        if not self._up:
+            self._fail_queued()  # a pipeline that failed after the subscriber found out
             return
         self._up = False
         log.warning("cluster link lost (%s): serving local clients only", err)
         assert self._listener is not None
         self._listener.link_lost()
-        ops, self._ops = self._ops, []
-        for op in ops:
-            if op.event is not None:
-                self._listener.apply(op.event)
-            if op.result is not None:
-                op.result.set(None)
+        self._fail_queued()
         subscriber = self._subscriber
         if subscriber is not None and subscriber is not gevent.getcurrent():
             subscriber.kill(block=False)
         self._pubsub.close()
         gevent.spawn(self._reconnect)
 
+    def _fail_queued(self) -> None:
+        """Apply here what could not be sent; whoever waits for an answer gets None."""
+        ops, self._ops = self._ops, []
+        for op in ops:
+            if op.event is not None:
+                self._apply_here(op.event)
+            if op.result is not None:
+                op.result.set(None)
+
     def _reconnect(self) -> None:
         delay = BACKOFF_MIN
         while not self._closing:
             gevent.sleep(random.uniform(delay / 2, delay))
             try:
-                self._connect()
+                state = self._connect()
             except LINK_ERRORS as err:
                 log.debug("cluster link: %s", err)
                 delay = min(delay * 2, BACKOFF_MAX)
                 continue
-            log.warning("cluster link restored")
+            log.warning("cluster link restored, %s", state)
             self._wake.set()
             return
+
+
+def _entry(value: bytes) -> Optional[Entry]:
+    """A user from its registry value; None for a nick claimed but not yet in a room.
+
+    None too for a value an older gchat wrote, so a mixed cluster degrades
+    (those users are missing from this node's replica) instead of failing.
+    """
+    fields = value.decode().split("\0")
+    if len(fields) != 5 or not fields[0] or not fields[4].isdigit():
+        return None
+    room, node, nick, address, cid = fields
+    return Entry(node, int(cid), nick, room, address)
+
+
+def _parse_state(reply: "list[Any]") -> "tuple[int, dict[int, str], Snapshot]":
+    """The resync script's answer: seq, renames by client id, and the snapshot."""
+    seq, renames, values, bans, topics, history = reply
+    snapshot = Snapshot(
+        [user for user in map(_entry, values) if user is not None],
+        [ban.decode() for ban in bans],
+        {topics[i].decode(): topics[i + 1].decode() for i in range(0, len(topics), 2)},
+        {history[i].decode(): history[i + 1] for i in range(0, len(history), 2)},
+    )
+    return int(seq), {int(renames[i]): renames[i + 1].decode() for i in range(0, len(renames), 2)}, snapshot

@@ -419,9 +419,11 @@ class RedisServer:
     without persistence comes back after a crash, which is what nodes must survive.
     """
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, *config: str) -> None:
+        """``config``: more redis-server arguments (``--client-output-buffer-limit``, ...)."""
         self.binary = require("redis-server", "redis-server")
         self.directory = directory
+        self.config = config
         self.logfile = directory / "redis.log"
         self.proc: Optional[subprocess.Popen[bytes]] = None
         self._databases = itertools.count()
@@ -446,6 +448,7 @@ class RedisServer:
                 "--databases", str(REDIS_DATABASES),
                 "--dir", str(self.directory),
                 "--logfile", str(self.logfile),
+                *self.config,
             ],
             cwd=self.directory,
             stdin=subprocess.DEVNULL,

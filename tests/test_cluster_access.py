@@ -4,7 +4,10 @@ Real ``python -m gchat --bus`` nodes on the session's real redis-server, each
 test on a database of its own (conftest).
 """
 
+import signal
+
 import pytest
+from conftest import LINK_LOST, LINK_RESTORED, Cluster, reply
 from test_access import OPER_PASSWORD, hash_password
 
 
@@ -99,3 +102,34 @@ def test_a_ban_on_one_node_closes_the_address_connections_at_another_nodes_passw
     boss.say("/ban guest2")
     boss.expect("*** guest2 was kicked by guest1 (banned)", "*** banned 127.0.0.5")
     assert waiting.read_to_eof() == b"!!! you are banned from this server\n"
+
+
+def test_a_ban_and_a_topic_set_while_cut_off_reach_every_node_once_back(start_server, own_redis, oper_file):
+    """Issue 10, item 11: bans and topics converge too; Redis stalls past --node-timeout meanwhile."""
+    cluster = Cluster(start_server, own_redis.url(0))
+    a_node, b_node = cluster.start(2, "--oper-file", oper_file, "--node-timeout", "1")
+    boss = operator(cluster, a_node)
+    member = cluster.join(b_node)
+    target = a_node.connect(source="127.0.0.5")
+    target.expect("Welcome to the chatroom!", "*** You are guest3 in #lobby. Type /help for commands.")
+    boss.expect("*** guest3 joined #lobby")
+    member.expect("*** guest3 joined #lobby")
+    own_redis.proc.send_signal(signal.SIGSTOP)
+    try:
+        for client in (boss, member, target):
+            client.expect(LINK_LOST)
+        boss.say("/ban guest3", "/topic set while apart")
+        boss.expect(
+            "*** guest3 was kicked by guest1 (banned)",
+            "*** banned 127.0.0.5",
+            "*** topic for #lobby: set while apart",
+        )
+    finally:
+        own_redis.proc.send_signal(signal.SIGCONT)
+    for client in (boss, member):
+        client.read_until(LINK_RESTORED)
+    # Both nodes are back; whatever node a published before this, b has applied after it.
+    boss.say(f"/msg {member.nick} are you in step?")
+    member.read_until(f"*{boss.nick}* are you in step?")
+    assert b_node.connect(source="127.0.0.5").read_to_eof() == b"!!! you are banned from this server\n"
+    assert reply(member, "/topic") == "*** topic for #lobby: set while apart"

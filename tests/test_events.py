@@ -16,6 +16,7 @@ from gchat.events import (
     Private,
     Quit,
     Renamed,
+    Resynced,
     Said,
     TopicSet,
     Unbanned,
@@ -34,7 +35,7 @@ address = st.one_of(st.ip_addresses().map(str), st.just(""))
 
 events = st.one_of(
     st.builds(Said, node, cid, room, lines),
-    st.builds(Joined, node, cid, name, room, address, st.lists(lines).map(b"".join)),
+    st.builds(Joined, node, cid, name, room, address),
     st.builds(Renamed, name, name),
     st.builds(Quit, name, text),
     st.builds(Private, name, lines, node, cid),
@@ -44,6 +45,7 @@ events = st.one_of(
     st.builds(Unbanned, address, node, cid),
     st.builds(TopicSet, room, text),
     st.builds(NodeLost, node),
+    st.builds(Resynced, node),
 )
 
 
@@ -52,20 +54,26 @@ def test_every_event_survives_the_wire(event):
     assert decode(encode(event)) == event
 
 
-def test_a_join_without_history_arrives_with_empty_history():
-    """Redis appends the room's history to a join; a bare join has none yet."""
-    assert decode(encode(Joined("n", 1, "bob", "#lobby"))).history == b""
-
-
-def test_history_appended_to_an_encoded_join_is_its_history():
-    """What the Lua script does: the join's last field is whatever follows it."""
-    data = encode(Joined("n", 1, "bob", "#dev", "::1")) + b"<a> x\n<b> y\n"
-    assert decode(data) == Joined("n", 1, "bob", "#dev", "::1", b"<a> x\n<b> y\n")
+def test_a_join_carries_no_history_and_accepts_none_appended():
+    """A join is a few names: a room's history is never on the bus (issue 10, item 10)."""
+    data = encode(Joined("0123456789ab", 12345, "a" * 24, "#" + "b" * 24, "::ffff:127.0.0.1"))
+    assert len(data) < 120
+    with pytest.raises(DecodeError):
+        decode(data + b"\0<a> history\n")
 
 
 @pytest.mark.parametrize(
     "data",
-    [b"", b"X\0a", b"S\0node\0notanumber\0#a\0x\n", b"R\0only-one", b"Q\0a\0b\0c", b"L\0a\0b", b"J\0n\0\xff"],
+    [
+        b"",
+        b"X\0a",
+        b"S\0node\0notanumber\0#a\0x\n",
+        b"R\0only-one",
+        b"Q\0a\0b\0c",
+        b"L\0a\0b",
+        b"Y\0a\0b",
+        b"J\0n\0\xff",
+    ],
 )
 def test_malformed_bytes_are_a_decode_error(data):
     with pytest.raises(DecodeError):

@@ -9,10 +9,10 @@ commands consistent meanwhile, and change rooms only as events are applied.
 from typing import Optional
 
 import pytest
-from test_hub import RecordingMailbox, User
+from test_hub import RecordingMailbox, User, drain
 
-from gchat.bus import Listener, Snapshot
-from gchat.events import Event, Joined, NodeLost, Quit, Said
+from gchat.bus import Entry, Listener, Snapshot
+from gchat.events import Event, Joined, NodeLost, Quit, Renamed, Said
 from gchat.hub import Hub
 
 OTHER = "othernode"
@@ -36,8 +36,11 @@ class HeldBus:
     def publish(self, event: Event) -> None:
         self.held.append(event)
 
-    def claim(self, nick: str) -> bool:
-        return nick.lower() not in self.taken
+    def rename(self, old: str, new: str) -> bool:
+        if new.lower() in self.taken:
+            return False
+        self.publish(Renamed(old, new))
+        return True
 
     def claim_guest(self) -> Optional[str]:
         return None
@@ -171,15 +174,13 @@ def test_a_lost_link_is_announced_and_forgets_other_nodes(hub, bus):
     assert alice.take() == ["*** users in #lobby (1): guest1"]
 
 
-def test_a_restored_link_brings_back_other_nodes_and_announces_local_clients(hub, bus):
+def test_a_restored_link_brings_back_other_nodes_from_the_snapshot(hub, bus):
     (alice,) = connected(hub, bus, 1)
     hub.link_lost()
     alice.take()
-    hub.rejoin({}, Snapshot([(OTHER, "remote", "#lobby", "10.0.0.2")]))
+    hub.resync({}, Snapshot([Entry(OTHER, 1, "remote", "#lobby", "10.0.0.2")]))
     assert alice.take() == ["*** cluster link restored"]
-    assert bus.held == [Joined(bus.node, alice.client.cid, "guest1", "#lobby", "")]
-    bus.release()
-    assert alice.take() == []
+    assert bus.held == []  # the bus republished this node's clients itself
     alice.send("/who")
     bus.release()
     assert alice.take() == ["*** users in #lobby (2): guest1, remote"]
@@ -190,9 +191,77 @@ def test_a_nick_taken_while_the_link_was_down_is_renamed_to_a_guest(hub, bus):
     assert alice.ask("/nick alice") == ["*** You are now alice"]
     bus.release()
     bob.take()
-    hub.rejoin({"alice": "guest7"}, Snapshot([(OTHER, "Alice", "#dev", "10.0.0.2")]))
+    hub.link_lost()
+    drain(alice, bob)
+    hub.resync({alice.client.cid: "guest7"}, Snapshot([Entry(OTHER, 1, "Alice", "#dev", "10.0.0.2")]))
     assert alice.take() == ["*** You are now guest7", "*** cluster link restored"]
     assert bob.take() == ["*** alice is now known as guest7", "*** cluster link restored"]
+
+
+def test_a_join_whose_event_was_lost_with_the_link_is_completed_by_the_resync(hub, bus):
+    """Redis ran the join, its event never came back: the client is moved as it asked (issue 10, item 11)."""
+    alice, bob = connected(hub, bus, 2)
+    alice.send("/join #h2")
+    bus.held.clear()
+    hub.link_lost()
+    drain(alice, bob)
+    hub.resync({}, Snapshot([Entry(OTHER, 1, "remote", "#h2", "")], history={"#h2": [b"<remote> earlier\n"]}))
+    assert alice.take() == [
+        "*** You are now in #h2 (2 users)",
+        "<remote> earlier",
+        "*** cluster link restored",
+    ]
+    assert bob.take() == ["*** guest1 left #lobby", "*** cluster link restored"]
+
+
+def test_a_newcomer_whose_join_was_lost_with_the_link_is_welcomed_by_the_resync(hub, bus):
+    newcomer = User(hub)
+    bus.held.clear()
+    hub.link_lost()
+    hub.resync({}, Snapshot())
+    assert newcomer.take() == [
+        "*** cluster link lost, local only",
+        "*** You are guest1 in #lobby. Type /help for commands.",
+        "*** cluster link restored",
+    ]
+
+
+def test_a_join_applied_after_its_clients_lost_rename_moves_the_one_member(hub, bus):
+    """The Renamed event went with the link; the next join carries the new nick: no second member."""
+    alice, bob = connected(hub, bus, 2)
+    assert alice.ask("/nick alice") == ["*** You are now alice"]
+    bus.held.clear()
+    alice.send("/join #dev")
+    bus.release()
+    assert bob.take() == ["*** guest1 is now known as alice", "*** alice left #lobby"]
+    alice.send("/rooms")
+    bus.release()
+    assert alice.take() == ["*** You are now in #dev (1 user)", "*** rooms (2): #dev (1), #lobby (1)"]
+
+
+def test_another_nodes_resync_replaces_its_users_with_notices_for_what_changed(hub, bus):
+    (alice,) = connected(hub, bus, 1)
+    for cid, nick in enumerate(("stays", "renamed", "moved", "gone"), 1):
+        bus.play(Joined(OTHER, cid, nick, "#lobby"))
+    alice.take()
+    hub.resynced(
+        OTHER,
+        [
+            Entry(OTHER, 1, "stays", "#lobby", ""),
+            Entry(OTHER, 2, "newname", "#lobby", ""),
+            Entry(OTHER, 3, "moved", "#dev", ""),
+            Entry(OTHER, 5, "newcomer", "#lobby", ""),
+        ],
+    )
+    assert alice.take() == [
+        "*** gone quit (left while the link was down)",
+        "*** renamed is now known as newname",
+        "*** moved left #lobby",
+        "*** newcomer joined #lobby",
+    ]
+    alice.send("/rooms")
+    bus.release()
+    assert alice.take() == ["*** rooms (2): #dev (1), #lobby (4)"]
 
 
 class LeavingBus(HeldBus):
@@ -202,11 +271,12 @@ class LeavingBus(HeldBus):
         super().__init__()
         self.leaving: Optional[User] = None
 
-    def claim(self, nick: str) -> bool:
+    def rename(self, old: str, new: str) -> bool:
+        renamed = super().rename(old, new)
         if self.leaving is not None:
             self.leaving.leave("slow consumer")
             self.leaving = None
-        return True
+        return renamed
 
 
 def test_a_client_gone_while_its_nick_was_claimed_gives_the_claim_back():
@@ -215,7 +285,11 @@ def test_a_client_gone_while_its_nick_was_claimed_gives_the_claim_back():
     alice, bob = connected(hub, bus, 2)
     bus.leaving = alice
     alice.send("/nick gone")
-    assert bus.held == [Quit("guest1", "slow consumer"), Quit("gone", "slow consumer")]
+    assert bus.held == [
+        Renamed("guest1", "gone"),
+        Quit("guest1", "slow consumer"),
+        Quit("gone", "slow consumer"),
+    ]
     bus.release()
     assert bob.ask("/nick gone") == ["*** You are now gone"]
 
