@@ -128,48 +128,50 @@ class HandshakeStaller(Actor):
                 Conn.reset_socket(sock)
 
 
-class PasswordGuesser(Actor):
-    kind = "guesser"
+class Guesser(Actor):
+    """Guesses a secret with ``command`` as fast as the server answers, counting the answers."""
+
     pause = (0.0, 0.05)
+    source = ""
+    command = ""
+    wrong = ""
+
+    def enter(self, conn: Conn) -> None:
+        raise NotImplementedError
 
     def cycle(self) -> None:
-        conn = Conn(self.target, source=GUESS_ADDRESS, check=False)
+        conn = Conn(self.target, source=self.source, check=False)
         try:
-            conn.read_until(lambda _: True, "the welcome line")
-            conn.expect(NEEDS_PASSWORD)
+            self.enter(conn)
             while not self.target.stop.is_set():
-                conn.say(f"/pass guess-{self.rng.random()}")
+                conn.say(f"{self.command} guess-{self.rng.random()}")
                 try:
-                    reply = conn.read_until(lambda text: text.startswith("!!! "), "an answer to /pass")
+                    reply = conn.read_until(
+                        lambda text: text.startswith("!!! "), f"an answer to {self.command}"
+                    )
                 except ClientError:  # closed, or kept waiting past the deadline: either ends a try
-                    self.stats.add("password guessers closed or kept waiting")
+                    self.stats.add(f"{self.kind}s closed or kept waiting")
                     return
-                if reply == WRONG_PASSWORD:
-                    self.stats.add("wrong passwords answered")
+                self.stats.add(f"{self.kind}: answered {'wrong' if reply == self.wrong else 'refused'}")
         finally:
             conn.reset()
 
 
-class OperGuesser(Actor):
-    kind = "oper-guesser"
-    pause = (0.0, 0.05)
+class PasswordGuesser(Guesser):
+    kind = "password guesser"
+    source, command, wrong = GUESS_ADDRESS, "/pass", WRONG_PASSWORD
 
-    def cycle(self) -> None:
-        conn = Conn(self.target, source=OPER_ADDRESS, check=False)
-        try:
-            conn.greet()
-            while not self.target.stop.is_set():
-                conn.say(f"/oper root guess-{self.rng.random()}")
-                try:
-                    reply = conn.read_until(lambda text: text.startswith("!!! "), "an answer to /oper")
-                except ClientError:
-                    self.stats.add("oper guessers closed or kept waiting")
-                    return
-                self.stats.add(
-                    "wrong operator passwords answered" if reply == WRONG_OPERATOR else "oper refusals"
-                )
-        finally:
-            conn.reset()
+    def enter(self, conn: Conn) -> None:
+        conn.read_until(lambda _: True, "the welcome line")
+        conn.expect(NEEDS_PASSWORD)
+
+
+class OperGuesser(Guesser):
+    kind = "oper guesser"
+    source, command, wrong = OPER_ADDRESS, "/oper root", WRONG_OPERATOR
+
+    def enter(self, conn: Conn) -> None:
+        conn.greet()  # it knows the server password
 
 
 class Knower(Actor):

@@ -370,8 +370,8 @@ def attack_figures(name: str, counts: Counter[str], ran_for: float) -> list[tupl
             ("TLS clients from another address served meanwhile", served, served > 0),
         ]
     if name == "auth":
-        guesses = counts["wrong passwords answered"] / ran_for
-        opers = counts["wrong operator passwords answered"] / ran_for
+        guesses = counts["password guesser: answered wrong"] / ran_for
+        opers = counts["oper guesser: answered wrong"] / ran_for
         figures += [
             ("wrong passwords answered per second", f"{guesses:.1f}", guesses <= GUESSES_PER_S_MAX),
             ("wrong /oper passwords answered per second", f"{opers:.1f}", opers <= OPER_GUESSES_PER_S_MAX),
