@@ -7,8 +7,9 @@ out), then the bystander pings (nothing may arrive before its pong).
 """
 
 import re
+import threading
 
-from conftest import PING, PONG, LineClient, move, rename, reply
+from conftest import PING, PONG, TIMEOUT, LineClient, move, rename, reply
 
 WELCOME = "Welcome to the chatroom!"
 HISTORY_FLAGS = ("--rate", "0", "--history", "3")
@@ -780,3 +781,34 @@ def test_scenario_three_clients_two_rooms_and_a_private_message(server):
         "*** bob joined #dev",
         "*** bob quit (connection closed)",
     ]
+
+
+def test_concurrent_senders_lines_reach_every_member_in_one_order_each_senders_in_its_own(server):
+    """The delivery promise under load: several senders flat out, in small writes that interleave."""
+    senders = [server.join() for _ in range(4)]
+    receivers = [server.join() for _ in range(3)]
+    count = 600
+    start = threading.Barrier(len(senders))
+
+    def flood(sender: LineClient) -> None:
+        start.wait(TIMEOUT)
+        for first in range(0, count, 10):
+            sender.say(*(f"line {n:04d}" for n in range(first, first + 10)))
+
+    threads = [threading.Thread(target=flood, args=(sender,)) for sender in senders]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(TIMEOUT)
+    everyone = receivers[0].read_lines(len(senders) * count)
+    for receiver in receivers[1:]:
+        assert receiver.read_lines(len(everyone)) == everyone
+    for sender in senders:
+        own = f"<{sender.nick}> "
+        assert [line for line in everyone if line.startswith(own)] == [
+            f"{own}line {n:04d}" for n in range(count)
+        ]
+        assert sender.read_lines(len(everyone) - count) == [
+            line for line in everyone if not line.startswith(own)
+        ]
+    quiet(*senders, *receivers)

@@ -12,10 +12,12 @@ import sys
 import time
 
 import pytest
-from conftest import ROOT, TIMEOUT, run_gchat
+from conftest import ROOT, TIMEOUT, RedisServer, run_gchat
 
 from gchat.cli import hide_password
 from gchat.logs import JsonFormatter
+
+BUS_SECRET = "s3cret-bus-pass"
 
 
 def test_port_in_use_gives_one_line_and_status_1():
@@ -247,6 +249,17 @@ def test_a_password_in_the_bus_url_is_masked_for_the_log():
     assert hide_password("redis://:s3cret@127.0.0.1:6379/0") == "redis://:***@127.0.0.1:6379/0"
     assert hide_password("rediss://user:s3cret@host/1") == "rediss://user:***@host/1"
     assert hide_password("redis://127.0.0.1:6379/0") == "redis://127.0.0.1:6379/0"
+
+
+def test_the_bus_password_is_masked_in_the_start_up_log_line(start_server, tmp_path):
+    redis = RedisServer(tmp_path, "--requirepass", BUS_SECRET)
+    try:
+        node = start_server("--bus", f"redis://:{BUS_SECRET}@127.0.0.1:{redis.port}/0")
+        node.wait_for_log(rf"^gchat node \S+ on the bus at redis://:\*\*\*@127\.0\.0\.1:{redis.port}/0$")
+        node.join().ping()  # the node really reached Redis with the password
+        assert not [line for line in node.log if BUS_SECRET in line]
+    finally:
+        redis.stop()
 
 
 def test_help_ends_with_the_hash_password_command():

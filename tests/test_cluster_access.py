@@ -133,3 +133,24 @@ def test_a_ban_and_a_topic_set_while_cut_off_reach_every_node_once_back(start_se
     member.read_until(f"*{boss.nick}* are you in step?")
     assert b_node.connect(source="127.0.0.5").read_to_eof() == b"!!! you are banned from this server\n"
     assert reply(member, "/topic") == "*** topic for #lobby: set while apart"
+
+
+def test_an_unban_on_one_node_lets_the_address_back_in_on_another(cluster, oper_file):
+    a_node, b_node = cluster.start(2, "--oper-file", oper_file)
+    boss = a_node.connect(source="127.0.0.2")
+    boss.expect("Welcome to the chatroom!", "*** You are guest1 in #lobby. Type /help for commands.")
+    boss.say(f"/oper boss {OPER_PASSWORD}")
+    boss.expect("*** You are now an operator")
+    target = a_node.connect(source="127.0.0.5")
+    target.expect("Welcome to the chatroom!", "*** You are guest2 in #lobby. Type /help for commands.")
+    boss.expect("*** guest2 joined #lobby")
+    boss.say("/ban guest2")
+    boss.expect("*** guest2 was kicked by guest1 (banned)", "*** banned 127.0.0.5")
+    pardoner = b_node.connect(source="127.0.0.4")
+    pardoner.expect("Welcome to the chatroom!", "*** You are guest3 in #lobby. Type /help for commands.")
+    boss.expect("*** guest3 joined #lobby")
+    pardoner.say(f"/oper boss {OPER_PASSWORD}", "/unban 127.0.0.5", "unbanned it")
+    pardoner.expect("*** You are now an operator", "*** unbanned 127.0.0.5")
+    boss.expect("<guest3> unbanned it")  # a has the unban: the bus keeps one order
+    back = a_node.connect(source="127.0.0.5")
+    assert back.readline() == "Welcome to the chatroom!"
