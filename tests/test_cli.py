@@ -255,7 +255,8 @@ def test_the_bus_password_is_masked_in_the_start_up_log_line(start_server, tmp_p
     redis = RedisServer(tmp_path, "--requirepass", BUS_SECRET)
     try:
         node = start_server("--bus", f"redis://:{BUS_SECRET}@127.0.0.1:{redis.port}/0")
-        node.wait_for_log(rf"^gchat node \S+ on the bus at redis://:\*\*\*@127\.0\.0\.1:{redis.port}/0$")
+        shown = node.wait_for_log(r"^gchat node \S+ on the bus at (\S+)$").group(1)
+        assert shown == f"redis://:***@127.0.0.1:{redis.port}/0"
         node.join().ping()  # the node really reached Redis with the password
         assert not [line for line in node.log if BUS_SECRET in line]
     finally:
