@@ -5,17 +5,15 @@ counted: the server counts before it sends, so a line a client has read was
 counted already.
 """
 
-import os
 import re
 import socket
 import time
 import urllib.error
 import urllib.request
-from pathlib import Path
 
 import pytest
 import test_access
-from conftest import PONG, TIMEOUT, on_free_port, run_gchat
+from conftest import PONG, ROOT, TIMEOUT, listening_ports, on_free_port, run_gchat
 from prometheus_client.parser import text_string_to_metric_families
 
 from gchat.metrics import SCRAPE_DEADLINE, SCRAPERS
@@ -48,22 +46,6 @@ def scrape(port, host="127.0.0.1"):
 
 def disconnects(samples, reason):
     return samples[f'gchat_disconnects_total{{reason="{reason}"}}']
-
-
-def listening_ports(pid):
-    """The TCP ports process ``pid`` listens on, from its descriptors and /proc/net."""
-    inodes = set()
-    for fd in Path(f"/proc/{pid}/fd").iterdir():
-        target = os.readlink(fd)
-        if target.startswith("socket:["):
-            inodes.add(target[len("socket:[") : -1])
-    ports = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        for row in Path(table).read_text().splitlines()[1:]:
-            fields = row.split()
-            if fields[3] == "0A" and fields[9] in inodes:  # 0A: LISTEN
-                ports.add(int(fields[1].rsplit(":", 1)[1], 16))
-    return ports
 
 
 def stuck_reader(server):
@@ -365,7 +347,7 @@ def test_half_sent_request_is_closed_at_its_deadline(start_server):
 
 def readme_reasons():
     """The disconnect reasons the README's metrics table names (each in backquotes)."""
-    text = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    text = (ROOT / "README.md").read_text()
     (row,) = [line for line in text.splitlines() if line.startswith("| `gchat_disconnects_total{reason}`")]
     description = row.split(" | ")[2]
     return {word for word in re.findall(r"`([^`]*)`", description) if re.fullmatch(r"[a-z ]+", word)}
