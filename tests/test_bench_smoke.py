@@ -8,10 +8,9 @@ import socketserver
 import subprocess
 import sys
 import threading
-import time
 
 import pytest
-from conftest import ROOT, TIMEOUT, require
+from conftest import ROOT, require
 
 
 def bench_process(*args):
@@ -138,30 +137,9 @@ def test_a_server_that_loses_lines_fails_the_checks():
     assert "CHECKS FAILED" in run.stderr
 
 
-def test_throughput_against_redis_pubsub_is_clean():
-    with socket.socket() as placeholder:
-        placeholder.bind(("127.0.0.1", 0))
-        port = placeholder.getsockname()[1]
-    binary = require("redis-server", "redis-server")
-    redis = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + TIMEOUT
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                assert time.monotonic() < deadline, "redis-server did not start"
-                time.sleep(0.05)
-        args = ("--clients", "10", "--senders", "2", "--duration", "1", "--warmup", "0.3")
-        run = bench("throughput", "--proto", "redis", *args, "--port", str(port), "--json", "--strict")
-    finally:
-        redis.kill()
-        redis.wait(TIMEOUT)
+def test_throughput_against_redis_pubsub_is_clean(own_redis):
+    args = ("--clients", "10", "--senders", "2", "--duration", "1", "--warmup", "0.3")
+    run = bench("throughput", "--proto", "redis", *args, "--port", str(own_redis.port), "--json", "--strict")
     assert run.returncode == 0, run.stderr
     report = json.loads(run.stdout)
     assert report["ok"]
