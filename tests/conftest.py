@@ -412,6 +412,23 @@ def on_free_port(start: "Callable[[int], ChatServerT]") -> "tuple[ChatServerT, i
     raise AssertionError("five free ports in a row were taken before the server could listen on them")
 
 
+def listening_ports(pid: int) -> "set[int]":
+    """The TCP ports process ``pid`` listens on, from its descriptors and /proc/net (none once it is gone)."""
+    inodes = set()
+    with contextlib.suppress(FileNotFoundError):  # it exited meanwhile
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            target = os.readlink(fd)
+            if target.startswith("socket:["):
+                inodes.add(target[len("socket:[") : -1])
+    ports = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for row in Path(table).read_text().splitlines()[1:]:
+            fields = row.split()
+            if fields[3] == "0A" and fields[9] in inodes:  # 0A: LISTEN
+                ports.add(int(fields[1].rsplit(":", 1)[1], 16))
+    return ports
+
+
 class RedisServer:
     """A real ``redis-server`` on 127.0.0.1, in a directory of its own, persisting nothing.
 

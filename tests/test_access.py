@@ -477,3 +477,16 @@ def test_pass_on_a_server_without_a_password_says_none_is_needed(server):
     client = server.join()
     client.say("/pass anything")
     assert client.readline() == "!!! no password needed"
+
+
+def test_a_client_let_in_by_the_password_sees_the_topic_after_its_status_line(locked_and_moderated):
+    server = locked_and_moderated
+    boss = enter(server, "127.0.0.2")
+    boss.say(f"/oper boss {OPER_PASSWORD}", "/topic members only")
+    boss.expect("*** You are now an operator", "*** topic for #lobby: members only")
+    newcomer = knock(server)
+    newcomer.say(f"/pass {SECRET}")
+    newcomer.expect(
+        "*** You are guest2 in #lobby. Type /help for commands.", "*** topic for #lobby: members only"
+    )
+    newcomer.ping()  # and nothing else before it

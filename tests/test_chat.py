@@ -780,3 +780,29 @@ def test_scenario_three_clients_two_rooms_and_a_private_message(server):
         "*** bob joined #dev",
         "*** bob quit (connection closed)",
     ]
+
+
+def test_concurrent_senders_lines_reach_every_member_in_one_order_each_senders_in_its_own(server):
+    """The delivery promise with several senders at once, their lines interleaved by the server."""
+    senders = [server.join() for _ in range(4)]
+    receivers = [server.join() for _ in range(3)]
+    count, batch = 600, 5
+    # Round after round, a batch on every sender's socket at once: the server finds them all
+    # readable together. A round ends when the first receiver has it all, so that the next one
+    # does not pile up behind it into one read per sender.
+    everyone: list[str] = []
+    for first in range(0, count, batch):
+        for sender in senders:
+            sender.say(*(f"line {n:04d}" for n in range(first, first + batch)))
+        everyone += receivers[0].read_lines(len(senders) * batch)
+    for receiver in receivers[1:]:
+        assert receiver.read_lines(len(everyone)) == everyone
+    for sender in senders:
+        own = f"<{sender.nick}> "
+        assert [line for line in everyone if line.startswith(own)] == [
+            f"{own}line {n:04d}" for n in range(count)
+        ]
+        assert sender.read_lines(len(everyone) - count) == [
+            line for line in everyone if not line.startswith(own)
+        ]
+    quiet(*senders, *receivers)

@@ -12,10 +12,12 @@ import sys
 import time
 
 import pytest
-from conftest import ROOT, TIMEOUT, run_gchat
+from conftest import ROOT, TIMEOUT, PortTaken, RedisServer, listening_ports, on_free_port, run_gchat
 
 from gchat.cli import hide_password
 from gchat.logs import JsonFormatter
+
+BUS_SECRET = "s3cret-bus-pass"
 
 
 def test_port_in_use_gives_one_line_and_status_1():
@@ -139,34 +141,37 @@ def test_log_has_connects_messages_and_disconnects_with_reasons(server):
     server.wait_for_log(rf"^127\.0\.0\.1:\d+ {a.nick} disconnected \(gone fishing\)$")
 
 
-def _free_port():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def _connect_when_listening(port):
-    deadline = time.monotonic() + TIMEOUT
-    while True:
-        try:
-            return socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
-        except ConnectionRefusedError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)
-
-
-def _chat_once_and_stop(port: int, flags: "list[str]", lines: bytes) -> "tuple[int, bytes]":
-    """Run a server, send ``lines`` from one client to the end, SIGTERM it: (status, stderr)."""
+def _start_on(port: int, flags: "list[str]", preexec_fn=None) -> "subprocess.Popen[bytes]":
+    """``python -m gchat FLAGS --port PORT``, once it listens there itself (with ``-q`` it
+    says nothing); PortTaken if another process took the port first."""
     environ = dict(os.environ, PYTHONPATH=str(ROOT))
     proc = subprocess.Popen(
         [sys.executable, "-m", "gchat", *flags, "--port", str(port)],
         cwd=ROOT,
         env=environ,
         stderr=subprocess.PIPE,
+        preexec_fn=preexec_fn,
     )
+    deadline = time.monotonic() + TIMEOUT
+    while port not in listening_ports(proc.pid):
+        if proc.poll() is not None:
+            assert proc.stderr is not None
+            errors = proc.stderr.read().decode()
+            if "Address already in use" in errors:
+                raise PortTaken(errors)
+            raise AssertionError(f"gchat exited with status {proc.returncode}: {errors}")
+        if time.monotonic() > deadline:
+            proc.kill()
+            raise AssertionError(f"gchat did not listen on {port} in {TIMEOUT} s")
+        time.sleep(0.02)  # polling /proc: a quiet server says nothing when it listens
+    return proc
+
+
+def _chat_once_and_stop(flags: "list[str]", lines: bytes) -> "tuple[int, int, bytes]":
+    """Run a server, send ``lines`` from one client to the end, SIGTERM it: (status, port, stderr)."""
+    proc, port = on_free_port(lambda port: _start_on(port, flags))
     try:
-        with _connect_when_listening(port) as client:
+        with socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT) as client:
             client.sendall(lines)
             while client.recv(4096):
                 pass
@@ -174,18 +179,17 @@ def _chat_once_and_stop(port: int, flags: "list[str]", lines: bytes) -> "tuple[i
         _, errors = proc.communicate(timeout=TIMEOUT)
     finally:
         proc.kill()
-    return proc.returncode, errors
+    return proc.returncode, port, errors
 
 
 def test_quiet_logs_nothing_below_warning():
-    status, errors = _chat_once_and_stop(_free_port(), ["-q"], b"a chat line\n/quit\n")
+    status, _, errors = _chat_once_and_stop(["-q"], b"a chat line\n/quit\n")
     assert status == 0
     assert errors == b""
 
 
 def test_json_log_format_writes_one_json_object_per_line():
-    port = _free_port()
-    _, errors = _chat_once_and_stop(port, ["--log-format", "json"], b"caf\xc3\xa9 \xe2\x80\xa8 line\n/quit\n")
+    _, port, errors = _chat_once_and_stop(["--log-format", "json"], b"caf\xc3\xa9 \xe2\x80\xa8 line\n/quit\n")
     entries = [json.loads(line) for line in errors.decode("ascii").splitlines()]
     assert entries[0]["msg"] == f"gchat listening on 127.0.0.1:{port}"
     assert entries[-1]["msg"] == "gchat stopped"
@@ -211,17 +215,8 @@ def test_open_files_limit_is_raised_and_max_clients_lowered_to_fit(tmp_path):
     def low_limits():
         resource.setrlimit(resource.RLIMIT_NOFILE, (256, 1024))
 
-    port = _free_port()
-    environ = dict(os.environ, PYTHONPATH=str(ROOT))
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "gchat", "--port", str(port), "--max-clients", "5000"],
-        cwd=ROOT,
-        env=environ,
-        stderr=subprocess.PIPE,
-        preexec_fn=low_limits,
-    )
+    proc, _ = on_free_port(lambda port: _start_on(port, ["--max-clients", "5000"], preexec_fn=low_limits))
     try:
-        _connect_when_listening(port).close()
         with open(f"/proc/{proc.pid}/limits") as limits:
             files = next(line for line in limits if line.startswith("Max open files")).split()
         proc.send_signal(signal.SIGTERM)
@@ -247,6 +242,18 @@ def test_a_password_in_the_bus_url_is_masked_for_the_log():
     assert hide_password("redis://:s3cret@127.0.0.1:6379/0") == "redis://:***@127.0.0.1:6379/0"
     assert hide_password("rediss://user:s3cret@host/1") == "rediss://user:***@host/1"
     assert hide_password("redis://127.0.0.1:6379/0") == "redis://127.0.0.1:6379/0"
+
+
+def test_the_bus_password_is_masked_in_the_start_up_log_line(start_server, tmp_path):
+    redis = RedisServer(tmp_path, "--requirepass", BUS_SECRET)
+    try:
+        node = start_server("--bus", f"redis://:{BUS_SECRET}@127.0.0.1:{redis.port}/0")
+        shown = node.wait_for_log(r"^gchat node \S+ on the bus at (\S+)$").group(1)
+        assert shown == f"redis://:***@127.0.0.1:{redis.port}/0"
+        node.join().ping()  # the node really reached Redis with the password
+        assert not [line for line in node.log if BUS_SECRET in line]
+    finally:
+        redis.stop()
 
 
 def test_help_ends_with_the_hash_password_command():

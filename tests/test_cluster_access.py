@@ -50,17 +50,24 @@ def test_a_kicked_users_nick_is_free_on_every_node(cluster, oper_file):
     assert boss.readline() == "*** You are now taken"
 
 
-def test_a_ban_on_one_node_refuses_the_address_on_every_node(cluster, oper_file):
-    a_node, b_node = cluster.start(2, "--oper-file", oper_file)
-    boss = a_node.connect(source="127.0.0.2")
+def ban_guest2(boss_node, target_node):
+    """An operator (guest1, 127.0.0.2) of ``boss_node`` bans guest2 (127.0.0.5) of ``target_node``:
+    (the operator, the banned client)."""
+    boss = boss_node.connect(source="127.0.0.2")
     boss.expect("Welcome to the chatroom!", "*** You are guest1 in #lobby. Type /help for commands.")
     boss.say(f"/oper boss {OPER_PASSWORD}")
     boss.expect("*** You are now an operator")
-    target = b_node.connect(source="127.0.0.5")
+    target = target_node.connect(source="127.0.0.5")
     target.expect("Welcome to the chatroom!", "*** You are guest2 in #lobby. Type /help for commands.")
     boss.expect("*** guest2 joined #lobby")
     boss.say("/ban guest2")
     boss.expect("*** guest2 was kicked by guest1 (banned)", "*** banned 127.0.0.5")
+    return boss, target
+
+
+def test_a_ban_on_one_node_refuses_the_address_on_every_node(cluster, oper_file):
+    a_node, b_node = cluster.start(2, "--oper-file", oper_file)
+    _, target = ban_guest2(a_node, b_node)
     assert b"(banned)" in target.read_to_eof()
     for node in (a_node, b_node):
         assert node.connect(source="127.0.0.5").read_to_eof() == b"!!! you are banned from this server\n"
@@ -133,3 +140,16 @@ def test_a_ban_and_a_topic_set_while_cut_off_reach_every_node_once_back(start_se
     member.read_until(f"*{boss.nick}* are you in step?")
     assert b_node.connect(source="127.0.0.5").read_to_eof() == b"!!! you are banned from this server\n"
     assert reply(member, "/topic") == "*** topic for #lobby: set while apart"
+
+
+def test_an_unban_on_one_node_lets_the_address_back_in_on_another(cluster, oper_file):
+    a_node, b_node = cluster.start(2, "--oper-file", oper_file)
+    boss, _ = ban_guest2(a_node, a_node)
+    pardoner = b_node.connect(source="127.0.0.4")
+    pardoner.expect("Welcome to the chatroom!", "*** You are guest3 in #lobby. Type /help for commands.")
+    boss.expect("*** guest3 joined #lobby")
+    pardoner.say(f"/oper boss {OPER_PASSWORD}", "/unban 127.0.0.5", "unbanned it")
+    pardoner.expect("*** You are now an operator", "*** unbanned 127.0.0.5")
+    boss.expect("<guest3> unbanned it")  # a has the unban: the bus keeps one order
+    back = a_node.connect(source="127.0.0.5")
+    assert back.readline() == "Welcome to the chatroom!"

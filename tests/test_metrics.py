@@ -5,19 +5,19 @@ counted: the server counts before it sends, so a line a client has read was
 counted already.
 """
 
-import os
+import re
 import socket
 import time
 import urllib.error
 import urllib.request
-from pathlib import Path
 
 import pytest
 import test_access
-from conftest import PONG, TIMEOUT, on_free_port, run_gchat
+from conftest import PONG, ROOT, TIMEOUT, listening_ports, on_free_port, run_gchat
 from prometheus_client.parser import text_string_to_metric_families
 
 from gchat.metrics import SCRAPE_DEADLINE, SCRAPERS
+from gchat.replies import SERVER_FULL
 
 LINE = "x" * 4000
 # A request whose headers never end: the blank line after them is not sent.
@@ -46,22 +46,6 @@ def scrape(port, host="127.0.0.1"):
 
 def disconnects(samples, reason):
     return samples[f'gchat_disconnects_total{{reason="{reason}"}}']
-
-
-def listening_ports(pid):
-    """The TCP ports process ``pid`` listens on, from its descriptors and /proc/net."""
-    inodes = set()
-    for fd in Path(f"/proc/{pid}/fd").iterdir():
-        target = os.readlink(fd)
-        if target.startswith("socket:["):
-            inodes.add(target[len("socket:[") : -1])
-    ports = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        for row in Path(table).read_text().splitlines()[1:]:
-            fields = row.split()
-            if fields[3] == "0A" and fields[9] in inodes:  # 0A: LISTEN
-                ports.add(int(fields[1].rsplit(":", 1)[1], 16))
-    return ports
 
 
 def stuck_reader(server):
@@ -359,3 +343,75 @@ def test_half_sent_request_is_closed_at_its_deadline(start_server):
     sock.close()
     assert scrape(port)["gchat_connections_open"] == 0
     assert not [line for line in server.log if "Traceback" in line]
+
+
+def readme_reasons():
+    """The disconnect reasons the README's metrics table names (each in backquotes)."""
+    text = (ROOT / "README.md").read_text()
+    (row,) = [line for line in text.splitlines() if line.startswith("| `gchat_disconnects_total{reason}`")]
+    description = row.split(" | ")[2]
+    return {word for word in re.findall(r"`([^`]*)`", description) if re.fullmatch(r"[a-z ]+", word)}
+
+
+def test_every_disconnect_reason_the_readme_names_is_there_at_zero_from_the_start(start_server):
+    _, port = start_metered(start_server)
+    samples = scrape(port)
+    reasons = readme_reasons()
+    assert len(reasons) == 11
+    assert {reason: disconnects(samples, reason) for reason in reasons} == dict.fromkeys(reasons, 0)
+
+
+def assert_connections_add_up(port, open_now, total):
+    """Open and total as the test knows them, and total = open + every disconnect (README)."""
+    samples = scrape(port)
+    gone = sum(value for name, value in samples.items() if name.startswith("gchat_disconnects_total{"))
+    assert (samples["gchat_connections_open"], samples["gchat_connections_total"]) == (open_now, total)
+    assert samples["gchat_connections_total"] == samples["gchat_connections_open"] + gone
+
+
+def test_connections_total_is_open_plus_every_disconnect(start_server):
+    server, port = start_metered(start_server, "--max-clients", "3", "--idle-timeout", "5")
+    a, b, c = server.join(), server.join(), server.join()
+    assert_connections_add_up(port, 3, 3)
+    assert server.connect().read_to_eof() == SERVER_FULL
+    assert_connections_add_up(port, 3, 4)
+    b.say("/quit")
+    a.expect(f"*** {b.nick} quit (leaving)")
+    a.ping()  # activity: a is the one that idles out last
+    assert_connections_add_up(port, 2, 4)
+    c.reset()
+    a.expect(f"*** {c.nick} quit (connection closed)")
+    assert_connections_add_up(port, 1, 4)
+    assert a.read_to_eof().endswith(b"*** disconnected: idle timeout\n")
+    assert_connections_add_up(port, 0, 4)
+
+
+def test_history_replayed_on_joining_counts_as_one_delivery(start_server):
+    server, port = start_metered(start_server, "--history", "20")
+    talker = server.join()
+    talker.say("one", "two", "three")
+    talker.ping()
+    before = scrape(port)["gchat_deliveries_total"]
+    newcomer = server.connect()
+    newcomer.expect(
+        "Welcome to the chatroom!",
+        "*** You are guest2 in #lobby. Type /help for commands.",
+        f"<{talker.nick}> one",
+        f"<{talker.nick}> two",
+        f"<{talker.nick}> three",
+    )
+    talker.expect("*** guest2 joined #lobby")
+    # Welcome, status, the history (one), the join notice to the talker.
+    assert scrape(port)["gchat_deliveries_total"] == before + 4
+
+
+def test_rooms_gauge_counts_the_rooms_of_other_nodes_users(cluster):
+    node, port = on_free_port(lambda port: cluster.node("--metrics-port", str(port)))
+    other = cluster.node()
+    watcher = cluster.join(node)
+    dev, ops = cluster.join(other), cluster.join(other)
+    for client, room in ((dev, "#dev"), (ops, "#ops")):
+        client.say(f"/join {room}")
+        client.read_until(f"*** You are now in {room} (1 user)")
+        watcher.expect(f"*** {client.nick} left #lobby")  # node has applied the move
+    assert scrape(port)["gchat_rooms"] == 3

@@ -315,3 +315,21 @@ def test_unusable_certificate_or_key_gives_one_line_and_nonzero_status(pki, cert
     status, _, errors = run_gchat("--certfile", cert, "--keyfile", key)
     assert status == 1
     assert errors == ["gchat: " + message.format(cert=cert, key=key)]
+
+
+def test_tls_connections_count_once_handshaken_a_refused_one_at_once_a_failed_one_never(start_tls_server):
+    server, metrics = on_free_port(
+        lambda port: start_tls_server(
+            "--metrics-port", str(port), "--max-clients", "1", "--handshake-timeout", "1"
+        )
+    )
+    with socket.create_connection(server.address, timeout=TIMEOUT) as plain:
+        plain.sendall(b"hello\n")
+        _wait_closed(plain)
+    test_metrics.assert_connections_add_up(metrics, 0, 0)
+    server.join().ping()
+    test_metrics.assert_connections_add_up(metrics, 1, 1)
+    with socket.create_connection(server.address, timeout=TIMEOUT) as refused:
+        _wait_closed(refused)  # it never handshakes, so it never reads its refusal line
+    test_metrics.assert_connections_add_up(metrics, 1, 2)
+    assert test_metrics.disconnects(test_metrics.scrape(metrics), "server full") == 1
