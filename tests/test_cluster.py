@@ -32,6 +32,7 @@ from conftest import (
     RedisServer,
     free_port,
     move,
+    on_free_port,
     rename,
     reply,
     run_gchat,
@@ -776,8 +777,7 @@ def test_a_skipped_event_number_makes_every_node_resync(cluster, redis_server):
 
 
 def test_reuse_port_lets_nodes_share_one_port(cluster):
-    port = free_port()
-    nodes = cluster.start(2, "--reuse-port", "--port", str(port))
+    nodes, port = on_free_port(lambda port: cluster.start(2, "--reuse-port", "--port", str(port)))
     assert [node.port for node in nodes] == [port, port]
     # The kernel spreads connections over both; 16 all landing on one is a 1 in 32,768 chance.
     clients = [cluster.join(nodes[0]) for _ in range(16)]
@@ -787,8 +787,7 @@ def test_reuse_port_lets_nodes_share_one_port(cluster):
 
 
 def test_node_without_reuse_port_cannot_take_a_shared_port(cluster):
-    port = free_port()
-    cluster.start(1, "--reuse-port", "--port", str(port))
+    _, port = on_free_port(lambda port: cluster.start(1, "--reuse-port", "--port", str(port)))
     status, _, errors = run_gchat("--bus", cluster.url, "--port", str(port))
     assert status == 1
     assert errors == [f"gchat: cannot listen on 127.0.0.1:{port}: Address already in use"]
