@@ -38,10 +38,10 @@ class RecordingMailbox:
 class User:
     """One connected client: sends lines through ``parse`` into the hub, reads what it got."""
 
-    def __init__(self, hub: Hub) -> None:
+    def __init__(self, hub: Hub, address: str = "") -> None:
         self.hub = hub
         self.mailbox = RecordingMailbox()
-        self.client = hub.connect(self.mailbox)
+        self.client = hub.connect(self.mailbox, address)
         self._read = 0
 
     @property

@@ -5,21 +5,11 @@ including ones an older node could publish that this one never would.
 """
 
 import pytest
-from test_hub import RecordingMailbox, User
+from test_hub import User
 from test_hub_bus import OTHER, HeldBus
 
 from gchat.events import Banned, Joined
 from gchat.hub import Hub
-
-
-class Guest(User):
-    """A user connected from ``address``."""
-
-    def __init__(self, hub: Hub, address: str) -> None:
-        self.hub = hub
-        self.mailbox = RecordingMailbox()
-        self.client = hub.connect(self.mailbox, address)
-        self._read = 0
 
 
 @pytest.fixture
@@ -44,15 +34,15 @@ def who(user: User, bus: HeldBus) -> str:
     return user.take()[-1]
 
 
-def operator(hub: Hub, bus: HeldBus, address: str) -> Guest:
-    boss = Guest(hub, address)
+def operator(hub: Hub, bus: HeldBus, address: str) -> User:
+    boss = User(hub, address)
     bus.release()
     boss.send("/oper boss secret")
     assert boss.take()[-1] == "*** You are now an operator"
     return boss
 
 
-def ban(boss: Guest, target: Guest, bus: HeldBus) -> "list[str]":
+def ban(boss: User, target: User, bus: HeldBus) -> "list[str]":
     """What the operator reads after ``/ban`` of ``target``, everything published applied."""
     bus.release()
     boss.take()
@@ -63,7 +53,7 @@ def ban(boss: Guest, target: Guest, bus: HeldBus) -> "list[str]":
 
 def test_a_ban_by_the_ipv4_form_kicks_a_client_seen_in_the_mapped_form(hub, bus):
     boss = operator(hub, bus, "10.0.0.1")
-    mapped = Guest(hub, "::ffff:10.0.0.2")
+    mapped = User(hub, "::ffff:10.0.0.2")
     bus.release()
     bus.play(Banned("10.0.0.2", "boss", OTHER, 1))
     assert mapped.mailbox.closed
@@ -73,7 +63,7 @@ def test_a_ban_by_the_ipv4_form_kicks_a_client_seen_in_the_mapped_form(hub, bus)
 
 
 def test_a_ban_by_the_mapped_form_kicks_a_client_seen_in_the_ipv4_form(hub, bus):
-    plain = Guest(hub, "10.0.0.2")
+    plain = User(hub, "10.0.0.2")
     bus.release()
     bus.play(Banned("::ffff:10.0.0.2", "boss", OTHER, 1))
     assert plain.mailbox.closed
@@ -82,7 +72,7 @@ def test_a_ban_by_the_mapped_form_kicks_a_client_seen_in_the_ipv4_form(hub, bus)
 
 def test_a_ban_is_shown_and_unbanned_in_the_ipv4_form(hub, bus):
     boss = operator(hub, bus, "::ffff:10.0.0.1")
-    target = Guest(hub, "::ffff:10.0.0.2")
+    target = User(hub, "::ffff:10.0.0.2")
     assert ban(boss, target, bus)[-1] == "*** banned 10.0.0.2"
     boss.send("/unban ::ffff:10.0.0.2")
     bus.release()
@@ -97,7 +87,7 @@ def test_connections_the_hub_does_not_know_yet_are_told_of_every_ban(hub, bus, b
 
 def test_an_operator_is_refused_a_ban_of_its_own_address(hub, bus):
     boss = operator(hub, bus, "10.0.0.1")
-    neighbour = Guest(hub, "::ffff:10.0.0.1")
+    neighbour = User(hub, "::ffff:10.0.0.1")
     assert ban(boss, neighbour, bus) == ["!!! cannot ban your own address: 10.0.0.1"]
     assert not hub.banned("10.0.0.1")
     assert not neighbour.mailbox.closed
@@ -106,7 +96,7 @@ def test_an_operator_is_refused_a_ban_of_its_own_address(hub, bus):
 def test_a_ban_of_its_own_address_never_kicks_the_operator_who_gave_it(hub, bus):
     """As an older node would publish it: the operator stays, told of the ban, to /unban it."""
     boss = operator(hub, bus, "10.0.0.1")
-    neighbour = Guest(hub, "10.0.0.1")
+    neighbour = User(hub, "10.0.0.1")
     bus.release()
     boss.take()
     bus.play(Banned("10.0.0.1", boss.nick, bus.node, boss.client.cid))
@@ -117,7 +107,7 @@ def test_a_ban_of_its_own_address_never_kicks_the_operator_who_gave_it(hub, bus)
 
 
 def test_a_ban_from_another_node_keeps_its_operator_on_every_node(hub, bus):
-    watcher = Guest(hub, "10.0.0.5")
+    watcher = User(hub, "10.0.0.5")
     bus.release()
     bus.play(Joined(OTHER, 1, "boss", "#lobby", "10.0.0.1"))
     bus.play(Joined(OTHER, 2, "sibling", "#lobby", "10.0.0.1"))

@@ -1,6 +1,6 @@
 """The hub's per-address budgets with a clock the test turns: what comes back, and when."""
 
-from test_hub import RecordingMailbox, User
+from test_hub import User
 
 from gchat.budget import Budget
 from gchat.hub import Hub
@@ -16,20 +16,10 @@ class Clock:
         return self.now
 
 
-class Person(User):
-    """A user connected from ``address``."""
-
-    def __init__(self, hub: Hub, address: str) -> None:
-        self.hub = hub
-        self.mailbox = RecordingMailbox()
-        self.client = hub.connect(self.mailbox, address)
-        self._read = 0
-
-
 def test_a_refused_join_is_allowed_again_once_the_rate_gives_a_token_back():
     clock = Clock()
     hub = Hub(joins=Budget(rate=0.5, burst=1), clock=clock)
-    a = Person(hub, "10.0.0.1")
+    a = User(hub, "10.0.0.1")
     assert a.ask("/join #x") == ["*** You are now in #x (1 user)"]
     assert a.ask("/join #y") == [TOO_MANY_JOINS]
     clock.now = 1.9
@@ -40,7 +30,7 @@ def test_a_refused_join_is_allowed_again_once_the_rate_gives_a_token_back():
 
 def test_joins_that_are_answered_at_once_cost_nothing():
     hub = Hub(joins=Budget(rate=0.001, burst=1), clock=Clock())
-    a = Person(hub, "10.0.0.1")
+    a = User(hub, "10.0.0.1")
     assert a.ask("/join #lobby") == ["!!! you are already in #lobby"]
     assert a.ask("/join #no!") == ["!!! invalid room: #no!"]
     assert a.ask("/join #x") == ["*** You are now in #x (1 user)"]
@@ -49,7 +39,7 @@ def test_joins_that_are_answered_at_once_cost_nothing():
 def test_a_refused_private_message_is_allowed_again_after_its_token_comes_back():
     clock = Clock()
     hub = Hub(messages=Budget(rate=1, burst=1), clock=clock)
-    a, b = Person(hub, "10.0.0.1"), Person(hub, "10.0.0.2")
+    a, b = User(hub, "10.0.0.1"), User(hub, "10.0.0.2")
     b.take()
     a.send(f"/msg {b.nick} one")
     assert a.ask(f"/msg {b.nick} two") == [
@@ -63,10 +53,10 @@ def test_a_refused_private_message_is_allowed_again_after_its_token_comes_back()
 def test_a_notice_costs_one_token_per_recipient():
     clock = Clock()
     hub = Hub(announcements=Budget(rate=1, burst=4), clock=clock)
-    room = [Person(hub, "10.0.0.1") for _ in range(3)]  # 0 + 1 + 2 = 3 recipients: no budget left
+    room = [User(hub, "10.0.0.1") for _ in range(3)]  # 0 + 1 + 2 = 3 recipients: no budget left
     for person in room:
         person.take()
-    newcomer = Person(hub, "10.0.0.9")  # another address: announced
+    newcomer = User(hub, "10.0.0.9")  # another address: announced
     newcomer.take()
     assert [person.take() for person in room] == [[f"*** {newcomer.nick} joined #lobby"]] * 3
     room[0].leave()  # 3 recipients, 1 token: left out
@@ -80,8 +70,8 @@ def test_a_notice_costs_one_token_per_recipient():
 
 def test_a_rename_notice_past_the_budget_is_left_out_and_the_nick_still_changes():
     hub = Hub(announcements=Budget(rate=0.001, burst=1), clock=Clock())
-    watcher = Person(hub, "10.0.0.1")
-    a = Person(hub, "10.0.0.2")  # its joined notice spends the budget
+    watcher = User(hub, "10.0.0.1")
+    a = User(hub, "10.0.0.2")  # its joined notice spends the budget
     watcher.take()
     assert a.ask("/nick ann") == ["*** You are now ann"]
     assert watcher.take() == []

@@ -10,7 +10,7 @@ import socket
 import time
 
 import pytest
-from conftest import PONG
+from conftest import PONG, small_window_socket
 from test_metrics import scrape, start_metered
 
 IDLE_NOTICE = "*** disconnected: idle timeout"
@@ -258,16 +258,9 @@ def test_rate_limit_leaves_a_flood_in_tcp_not_in_server_memory(start_server):
     assert grown_kb < 8 * 1024, f"server grew by {grown_kb} KiB while {sent >> 20} MB were pushed at it"
 
 
-def _small_receive_buffer_client(server):
-    raw = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    raw.connect(server.address)
-    return raw
-
-
 def test_reader_that_never_reads_is_dropped_while_others_get_everything(server):
     a, b = server.join(), server.join()
-    stuck = _small_receive_buffer_client(server)
+    stuck = small_window_socket(server.address)
     b.read_until("*** guest3 joined #lobby")
     a.expect("*** guest3 joined #lobby")
     baseline_kb = peak_kb = server.rss_kb()

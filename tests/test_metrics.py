@@ -13,7 +13,7 @@ import urllib.request
 
 import pytest
 import test_access
-from conftest import PONG, ROOT, TIMEOUT, listening_ports, on_free_port, run_gchat
+from conftest import PONG, ROOT, TIMEOUT, listening_ports, on_free_port, run_gchat, small_window_socket
 from prometheus_client.parser import text_string_to_metric_families
 
 from gchat.metrics import SCRAPE_DEADLINE, SCRAPERS
@@ -46,14 +46,6 @@ def scrape(port, host="127.0.0.1"):
 
 def disconnects(samples, reason):
     return samples[f'gchat_disconnects_total{{reason="{reason}"}}']
-
-
-def stuck_reader(server):
-    """A client with a tiny receive buffer that never reads: its lines back up in the server."""
-    raw = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    raw.connect(server.address)
-    return raw
 
 
 def test_metrics_are_off_by_default(server):
@@ -157,7 +149,7 @@ def test_idle_timeout_is_counted(start_server):
 def test_slow_consumer_is_counted(start_server):
     server, port = start_metered(start_server, "--max-backlog", "65536")
     a, b = server.join(), server.join()
-    stuck = stuck_reader(server)
+    stuck = small_window_socket(server.address)  # never reads
     for client in (a, b):
         client.expect("*** guest3 joined #lobby")
     notice = "*** guest3 quit (slow consumer)"
@@ -267,7 +259,7 @@ def test_rooms_gauge_follows_rooms_with_members(start_server):
 def test_queued_bytes_show_the_backlog_of_a_reader_that_never_reads(start_server):
     server, port = start_metered(start_server, "--max-backlog", str(64 * 1024 * 1024))
     a, b = server.join(), server.join()
-    stuck = stuck_reader(server)
+    stuck = small_window_socket(server.address)  # never reads
     for client in (a, b):
         client.expect("*** guest3 joined #lobby")
     assert scrape(port)["gchat_queued_bytes"] == 0
