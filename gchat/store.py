@@ -1,0 +1,461 @@
+"""Rooms' history, topics and bans on disk (``--store``), so a restart loses nothing.
+
+SQLite in WAL mode, written by one thread of its own: the event loop never
+waits for the disk. ``record``, ``topic``, ``ban`` and ``unban`` only note
+what changed; at the end of the loop turn the changes go to the writer as one
+transaction. One transaction is in flight at a time and what changes
+meanwhile waits for the next, so a disk slower than the chat gets fewer,
+bigger transactions. The lines waiting are bounded (``QUEUE_LINES``): past
+that the oldest unwritten lines are dropped and counted, never a room
+blocked. Topics and bans are never dropped: each room's latest topic and
+each address's latest state wait, a few bytes apiece. A write that fails (a
+full disk, an I/O error) is logged once, its lines are lost and counted, its
+topics and bans go with the next transaction; the chat goes on.
+
+Commits use ``synchronous=NORMAL``: a committed transaction is in the
+kernel's hands, so a killed process loses only the changes not yet
+committed (the last loop turn's, and the transaction in flight); a power
+loss may also lose the commits since the last WAL checkpoint.
+"""
+
+import contextlib
+import fcntl
+import logging
+import math
+import os
+import sqlite3
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Optional
+
+import gevent
+from gevent.event import AsyncResult
+from gevent.threadpool import ThreadPool
+
+from gchat.news import Kind, Message
+
+log = logging.getLogger("gchat")
+
+# Lines waiting for the writer, beyond the transaction in flight; past this the oldest go.
+QUEUE_LINES = 20000
+# Seconds between tries after a write failed (a full disk): lines meanwhile wait, within QUEUE_LINES.
+RETRY_SECONDS = 1.0
+# Rows one transaction deletes at most for retention: pruning a big backlog is spread out.
+PRUNE_ROWS = 500
+# "gcht": marks a database as a gchat store, so another program's is refused, not changed.
+APPLICATION_ID = 0x67636874
+SCHEMA_VERSION = 1
+DAY = 86400.0
+
+WRITE_FAILED = "the store cannot write (%s): chat goes on, its lines are not kept until the store can"
+FALLING_BEHIND = "the store falls behind the chat: the oldest unwritten lines are dropped"
+RECOVERED = "the store is writing again; %d lines were not kept"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS rooms (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);
+CREATE TABLE IF NOT EXISTS lines (
+    id INTEGER PRIMARY KEY,
+    room INTEGER NOT NULL,
+    at REAL NOT NULL,
+    nick TEXT NOT NULL,
+    host TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    text TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS lines_by_room ON lines (room, at);
+CREATE TABLE IF NOT EXISTS topics (room TEXT PRIMARY KEY, text TEXT NOT NULL, by TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS bans (address TEXT PRIMARY KEY) WITHOUT ROWID;
+"""
+_COLUMNS = "rooms.name, lines.nick, lines.host, lines.text, lines.kind, lines.at"
+# Lines come in time order: the oldest rows by id are the ones expiring.
+_EXPIRED = "SELECT id, room FROM lines WHERE id IN (SELECT id FROM lines ORDER BY id LIMIT ?) AND at < ?"
+
+
+class StoreError(Exception):
+    """The store cannot be used at start; the message is one line naming the file."""
+
+
+@dataclass(frozen=True)
+class Saved:
+    """What the store gives back at start."""
+
+    # The last lines of every room that has any, oldest first.
+    history: "dict[str, tuple[Message, ...]]"
+    # By room: (text, set by).
+    topics: "dict[str, tuple[str, str]]"
+    bans: "frozenset[str]"
+
+
+@dataclass
+class _Batch:
+    """One transaction: what changed since the last one."""
+
+    lines: "list[Message]" = field(default_factory=list)
+    topics: "dict[str, tuple[str, str]]" = field(default_factory=dict)
+    # By address: True banned, False unbanned.
+    bans: "dict[str, bool]" = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    error: Optional[str]
+    # Retention left rows to delete: another transaction should follow.
+    more: bool
+
+
+def _message(row: "tuple[str, str, str, str, str, float]") -> Message:
+    room, nick, host, text, kind, at = row
+    return Message(room, nick, host, text, Kind(kind), at)
+
+
+class Store:
+    """The one gchat store of a file; the file is locked while it is open."""
+
+    def __init__(
+        self, path: str, lock: int, connection: sqlite3.Connection, keep_days: float, keep_lines: int
+    ) -> None:
+        self.path = path
+        self._lock = lock
+        self._db = connection
+        self._keep_days = keep_days
+        self._keep_lines = keep_lines
+        # Loop side: what the next transaction writes.
+        self._lines: deque[Message] = deque(maxlen=QUEUE_LINES)
+        self._topics: dict[str, tuple[str, str]] = {}
+        self._bans: dict[str, bool] = {}
+        self._writer = ThreadPool(1)
+        self._writing: Optional[AsyncResult] = None
+        self._batch = _Batch()
+        self._scheduled = False
+        self._retry = gevent.get_hub().loop.timer(RETRY_SECONDS)
+        self._prune = False
+        self._closed = False
+        # Lines recorded but never written (dropped or failed): in all, and since the last report.
+        self.lost = 0
+        self.commits = 0
+        self._unreported = 0
+        self._troubled = False
+        # Lost when the transaction in flight was handed over: none lost since, the trouble is over.
+        self._lost_before = 0
+        # Writer side (only the writer thread touches these, one transaction at a time).
+        self._room_ids: dict[str, int] = {}
+        # With --keep-lines: each room's line count, and the rooms over the limit.
+        self._counts: dict[int, int] = {}
+        self._over: set[int] = set()
+        # Readers (/history) take turns on one connection of their own, opened on first use.
+        self._reader = ThreadPool(1)
+        self._reading: Optional[sqlite3.Connection] = None
+
+    @classmethod
+    def open(cls, path: str, keep_days: float = 0.0, keep_lines: int = 0) -> "Store":
+        """Open or create the store at ``path`` for this process alone.
+
+        ``keep_days``, ``keep_lines``: lines older, or beyond a room's newest
+        that many, are no longer given back and are deleted bit by bit; 0: no limit.
+        """
+        try:
+            lock = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except OSError as err:
+            raise StoreError(f"cannot open the store {path}: {err.strerror}") from None
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(lock)
+            raise StoreError(f"the store {path} is in use by another gchat") from None
+        try:
+            connection = _connect(path)
+        except StoreError:
+            os.close(lock)
+            raise
+        store = cls(path, lock, connection, keep_days, keep_lines)
+        if keep_lines:
+            store._count_lines()
+        return store
+
+    # --- the loop's side: note and return -----------------------------------------
+
+    def record(self, message: Message) -> None:
+        """Keep a room's line: noted now, written after this loop turn. Never blocks."""
+        if self._closed:
+            return
+        lines = self._lines
+        if len(lines) == QUEUE_LINES:
+            self._lose(1, None)
+        lines.append(message)
+        self._schedule()
+
+    def topic(self, room: str, text: str, by: str) -> None:
+        """``room``'s topic is now ``text`` (empty: none), set by ``by``."""
+        self._topics[room] = (text, by)
+        self._schedule()
+
+    def ban(self, address: str) -> None:
+        self._bans[address] = True
+        self._schedule()
+
+    def unban(self, address: str) -> None:
+        self._bans[address] = False
+        self._schedule()
+
+    def load(self, per_room: int) -> Saved:
+        """Everything kept, at start (before serving: this reads the disk in the caller)."""
+        cutoff = self._cutoff()
+        history: dict[str, tuple[Message, ...]] = {}
+        if per_room:
+            for room_id, name in self._db.execute("SELECT id, name FROM rooms").fetchall():
+                rows = self._db.execute(
+                    f"SELECT {_COLUMNS} FROM lines JOIN rooms ON rooms.id = lines.room "
+                    "WHERE lines.room = ? AND lines.at >= ? ORDER BY lines.at DESC LIMIT ?",
+                    (room_id, cutoff, per_room),
+                ).fetchall()
+                if rows:
+                    history[name] = tuple(_message(row) for row in reversed(rows))
+        topics = {
+            room: (text, by) for room, text, by in self._db.execute("SELECT room, text, by FROM topics")
+        }
+        bans = frozenset(address for (address,) in self._db.execute("SELECT address FROM bans"))
+        return Saved(history, topics, bans)
+
+    def history(self, room: str, before: float, limit: int) -> "tuple[Message, ...]":
+        """Up to ``limit`` of ``room``'s lines older than ``before``, oldest first.
+
+        Waits for the disk in a thread (only the calling greenlet waits).
+        """
+        if self._closed or limit <= 0:
+            return ()
+        result: tuple[Message, ...] = self._reader.spawn(self._read, room, before, limit).get()
+        return result
+
+    def flush(self) -> None:
+        """Wait until everything noted so far is written, or failed once; only the caller waits."""
+        for _ in range(2):  # the transaction in flight, then one with everything else
+            if self._writing is None:
+                self._submit()
+            writing = self._writing
+            if writing is None:
+                return
+            writing.wait()
+            self._written(writing)
+
+    def close(self) -> None:
+        """Write everything noted so far, then close the file (the shutdown path)."""
+        if self._closed:
+            return
+        self._closed = True
+        self._prune = False
+        self.flush()
+        self._retry.stop()
+        self._reader.spawn(self._close_reader).get()
+        self._writer.spawn(self._db.close).get()
+        self._reader.kill()
+        self._writer.kill()
+        os.close(self._lock)
+
+    def _schedule(self) -> None:
+        """Write at the end of this loop turn, unless a transaction is in flight (then after it)."""
+        if not self._scheduled and self._writing is None and not self._closed:
+            self._scheduled = True
+            gevent.get_hub().loop.run_callback(self._submit)
+
+    def _submit(self) -> None:
+        self._scheduled = False
+        if self._writing is not None:
+            return
+        if not (self._lines or self._topics or self._bans or self._prune):
+            return
+        batch = self._batch = _Batch(list(self._lines), self._topics, self._bans)
+        self._lines.clear()
+        self._topics = {}
+        self._bans = {}
+        self._prune = False
+        self._lost_before = self.lost
+        writing: AsyncResult = self._writer.spawn(self._write, batch)
+        self._writing = writing
+        writing.rawlink(self._written)
+
+    def _written(self, writing: AsyncResult) -> None:
+        """A transaction ended (called once per transaction, in the loop)."""
+        if self._writing is None or writing is not self._writing:
+            return
+        self._writing = None
+        batch = self._batch
+        failed = None if writing.successful() else _Outcome(repr(writing.exception), False)
+        outcome: _Outcome = failed or writing.value
+        if outcome.error is not None:
+            self._lose(len(batch.lines), outcome.error)
+            # Unlike lines, a topic or a ban must not be lost: it goes again, unless changed since.
+            self._topics = {**batch.topics, **self._topics}
+            self._bans = {**batch.bans, **self._bans}
+            if not self._closed and not self._scheduled:
+                # Not at once: a full disk would make the retries a busy loop.
+                self._scheduled = True
+                self._retry.start(self._submit)
+            return
+        self.commits += 1
+        if self._troubled and self.lost == self._lost_before and not self._closed:
+            self._troubled = False
+            log.info(RECOVERED, self._unreported)
+            self._unreported = 0
+        self._prune = outcome.more and not self._closed
+        if self._lines or self._topics or self._bans or self._prune:
+            self._schedule()
+
+    def _lose(self, count: int, error: Optional[str]) -> None:
+        self.lost += count
+        self._unreported += count
+        if not self._troubled:
+            self._troubled = True
+            if error is None:
+                log.warning(FALLING_BEHIND)
+            else:
+                log.error(WRITE_FAILED, error)
+
+    def _cutoff(self) -> float:
+        return time.time() - self._keep_days * DAY if self._keep_days else -math.inf
+
+    # --- the writer's side: in the writer thread, one transaction at a time ---------
+
+    def _write(self, batch: _Batch) -> _Outcome:
+        db = self._db
+        added: dict[int, int] = {}
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            rows = []
+            for line in batch.lines:
+                room_id = self._room_id(line.room)
+                added[room_id] = added.get(room_id, 0) + 1
+                rows.append((room_id, line.at, line.nick, line.host, line.kind.value, line.text))
+            db.executemany(
+                "INSERT INTO lines (room, at, nick, host, kind, text) VALUES (?, ?, ?, ?, ?, ?)", rows
+            )
+            for room, (text, by) in batch.topics.items():
+                if text:
+                    db.execute(
+                        "INSERT OR REPLACE INTO topics (room, text, by) VALUES (?, ?, ?)", (room, text, by)
+                    )
+                else:
+                    db.execute("DELETE FROM topics WHERE room = ?", (room,))
+            for address, banned in batch.bans.items():
+                if banned:
+                    db.execute("INSERT OR IGNORE INTO bans (address) VALUES (?)", (address,))
+                else:
+                    db.execute("DELETE FROM bans WHERE address = ?", (address,))
+            removed, more = self._retain(added)
+            db.execute("COMMIT")
+        except sqlite3.Error as err:
+            self._room_ids.clear()
+            with contextlib.suppress(sqlite3.Error):
+                db.execute("ROLLBACK")
+            return _Outcome(str(err), False)
+        if self._keep_lines:
+            for room_id, count in added.items():
+                self._counts[room_id] = self._counts.get(room_id, 0) + count
+            for room_id, count in removed.items():
+                self._counts[room_id] -= count
+            self._over = {
+                room_id for room_id in self._over | set(added) if self._counts[room_id] > self._keep_lines
+            }
+        return _Outcome(None, more)
+
+    def _room_id(self, name: str) -> int:
+        room_id = self._room_ids.get(name)
+        if room_id is None:
+            self._db.execute("INSERT OR IGNORE INTO rooms (name) VALUES (?)", (name,))
+            (room_id,) = self._db.execute("SELECT id FROM rooms WHERE name = ?", (name,)).fetchone()
+            self._room_ids[name] = room_id
+        return room_id
+
+    def _retain(self, added: "dict[int, int]") -> "tuple[dict[int, int], bool]":
+        """Delete up to PRUNE_ROWS lines past retention: by room, how many; and whether more are due."""
+        db = self._db
+        removed: dict[int, int] = {}
+        budget = PRUNE_ROWS
+        if self._keep_days:
+            expired = db.execute(
+                _EXPIRED,
+                (budget, self._cutoff()),
+            ).fetchall()
+            db.executemany("DELETE FROM lines WHERE id = ?", [(row_id,) for row_id, _ in expired])
+            for _, room_id in expired:
+                removed[room_id] = removed.get(room_id, 0) + 1
+            budget -= len(expired)
+        if self._keep_lines:
+            for room_id in self._over | set(added):
+                excess = self._counts.get(room_id, 0) + added.get(room_id, 0) - removed.get(room_id, 0)
+                excess = min(excess - self._keep_lines, budget)
+                if excess > 0:
+                    db.execute(
+                        "DELETE FROM lines WHERE id IN "
+                        "(SELECT id FROM lines WHERE room = ? ORDER BY at, id LIMIT ?)",
+                        (room_id, excess),
+                    )
+                    removed[room_id] = removed.get(room_id, 0) + excess
+                    budget -= excess
+        return removed, budget <= 0
+
+    def _count_lines(self) -> None:
+        self._counts = dict(self._db.execute("SELECT room, count(*) FROM lines GROUP BY room").fetchall())
+        self._over = {room_id for room_id, count in self._counts.items() if count > self._keep_lines}
+        self._prune = bool(self._over)
+
+    # --- readers ------------------------------------------------------------------
+
+    def _read(self, room: str, before: float, limit: int) -> "tuple[Message, ...]":
+        if self._reading is None:
+            self._reading = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        rows = self._reading.execute(
+            f"SELECT {_COLUMNS} FROM lines JOIN rooms ON rooms.id = lines.room "
+            "WHERE rooms.name = ? AND lines.at < ? AND lines.at >= ? ORDER BY lines.at DESC LIMIT ?",
+            (room, before, self._cutoff(), limit),
+        ).fetchall()
+        return tuple(_message(row) for row in reversed(rows))
+
+    def _close_reader(self) -> None:
+        if self._reading is not None:
+            self._reading.close()
+            self._reading = None
+
+
+def _connect(path: str) -> sqlite3.Connection:
+    """A connection to a gchat store in WAL mode, its schema in place; StoreError if not one."""
+    try:
+        db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    except sqlite3.Error as err:
+        raise StoreError(f"cannot open the store {path}: {err}") from None
+    try:
+        _prepare(db, path)
+    except sqlite3.OperationalError as err:
+        db.close()
+        raise StoreError(f"cannot open the store {path}: {err}") from None
+    except sqlite3.DatabaseError as err:
+        db.close()
+        raise StoreError(f"the store {path} is damaged ({err}): move it away to start afresh") from None
+    except StoreError:
+        db.close()
+        raise
+    return db
+
+
+def _prepare(db: sqlite3.Connection, path: str) -> None:
+    def one(sql: str) -> object:
+        return db.execute(sql).fetchone()[0]
+
+    application = one("PRAGMA application_id")
+    tables = one("SELECT count(*) FROM sqlite_master")
+    if application != APPLICATION_ID and (application or tables):
+        raise StoreError(f"{path} is not a gchat store: give --store a new file or one gchat made")
+    version = one("PRAGMA user_version")
+    if isinstance(version, int) and version > SCHEMA_VERSION:
+        raise StoreError(f"the store {path} was made by a newer gchat (schema {version})")
+    if one("PRAGMA journal_mode = WAL") != "wal":
+        raise StoreError(f"cannot open the store {path}: WAL mode refused")
+    db.execute("PRAGMA synchronous = NORMAL")
+    if not tables:
+        db.executescript(
+            f"BEGIN; {_SCHEMA} PRAGMA application_id = {APPLICATION_ID}; "
+            f"PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+        )
+    check = one("PRAGMA quick_check")
+    if check != "ok":
+        raise sqlite3.DatabaseError(str(check))
