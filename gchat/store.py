@@ -41,6 +41,9 @@ log = logging.getLogger("gchat")
 QUEUE_LINES = 20000
 # Seconds between tries after a write failed (a full disk): lines meanwhile wait, within QUEUE_LINES.
 RETRY_SECONDS = 1.0
+# Seconds without a failed write before the trouble is reported over. A nearly full disk takes
+# some transactions (SQLite reuses the WAL's space) and fails others: that is one trouble, not many.
+CALM_SECONDS = 60.0
 # Rows one transaction deletes at most for retention: pruning a big backlog is spread out.
 PRUNE_ROWS = 500
 # "gcht": marks a database as a gchat store, so another program's is refused, not changed.
@@ -136,6 +139,7 @@ class Store:
         self.commits = 0
         self._unreported = 0
         self._troubled = False
+        self._failed = -math.inf
         # Lost when the transaction in flight was handed over: none lost since, the trouble is over.
         self._lost_before = 0
         # Writer side (only the writer thread touches these, one transaction at a time).
@@ -171,6 +175,9 @@ class Store:
         store = cls(path, lock, connection, keep_days, keep_lines)
         if keep_lines:
             store._count_lines()
+        # Lines a shorter retention than last time's has made due go now, bit by bit.
+        store._prune = bool(keep_days or store._over)
+        store._schedule()
         return store
 
     # --- the loop's side: note and return -----------------------------------------
@@ -199,22 +206,25 @@ class Store:
         self._schedule()
 
     def load(self, per_room: int) -> Saved:
-        """Everything kept, at start (before serving: this reads the disk in the caller)."""
+        """Everything kept, for the start: the last ``per_room`` lines of each room, topics, bans."""
+        saved: Saved = self._reader.spawn(self._load, per_room).get()
+        return saved
+
+    def _load(self, per_room: int) -> Saved:
+        db = self._reads()
         cutoff = self._cutoff()
         history: dict[str, tuple[Message, ...]] = {}
         if per_room:
-            for room_id, name in self._db.execute("SELECT id, name FROM rooms").fetchall():
-                rows = self._db.execute(
+            for room_id, name in db.execute("SELECT id, name FROM rooms").fetchall():
+                rows = db.execute(
                     f"SELECT {_COLUMNS} FROM lines JOIN rooms ON rooms.id = lines.room "
                     "WHERE lines.room = ? AND lines.at >= ? ORDER BY lines.at DESC LIMIT ?",
                     (room_id, cutoff, per_room),
                 ).fetchall()
                 if rows:
                     history[name] = tuple(_message(row) for row in reversed(rows))
-        topics = {
-            room: (text, by) for room, text, by in self._db.execute("SELECT room, text, by FROM topics")
-        }
-        bans = frozenset(address for (address,) in self._db.execute("SELECT address FROM bans"))
+        topics = {room: (text, by) for room, text, by in db.execute("SELECT room, text, by FROM topics")}
+        bans = frozenset(address for (address,) in db.execute("SELECT address FROM bans"))
         return Saved(history, topics, bans)
 
     def history(self, room: str, before: float, limit: int) -> "tuple[Message, ...]":
@@ -293,7 +303,8 @@ class Store:
                 self._retry.start(self._submit)
             return
         self.commits += 1
-        if self._troubled and self.lost == self._lost_before and not self._closed:
+        calm = time.monotonic() - self._failed >= CALM_SECONDS
+        if self._troubled and calm and self.lost == self._lost_before and not self._closed:
             self._troubled = False
             log.info(RECOVERED, self._unreported)
             self._unreported = 0
@@ -304,6 +315,8 @@ class Store:
     def _lose(self, count: int, error: Optional[str]) -> None:
         self.lost += count
         self._unreported += count
+        if error is not None:
+            self._failed = time.monotonic()
         if not self._troubled:
             self._troubled = True
             if error is None:
@@ -397,18 +410,24 @@ class Store:
     def _count_lines(self) -> None:
         self._counts = dict(self._db.execute("SELECT room, count(*) FROM lines GROUP BY room").fetchall())
         self._over = {room_id for room_id, count in self._counts.items() if count > self._keep_lines}
-        self._prune = bool(self._over)
 
     # --- readers ------------------------------------------------------------------
 
-    def _read(self, room: str, before: float, limit: int) -> "tuple[Message, ...]":
+    def _reads(self) -> sqlite3.Connection:
         if self._reading is None:
             self._reading = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        rows = self._reading.execute(
-            f"SELECT {_COLUMNS} FROM lines JOIN rooms ON rooms.id = lines.room "
-            "WHERE rooms.name = ? AND lines.at < ? AND lines.at >= ? ORDER BY lines.at DESC LIMIT ?",
-            (room, before, self._cutoff(), limit),
-        ).fetchall()
+        return self._reading
+
+    def _read(self, room: str, before: float, limit: int) -> "tuple[Message, ...]":
+        rows = (
+            self._reads()
+            .execute(
+                f"SELECT {_COLUMNS} FROM lines JOIN rooms ON rooms.id = lines.room "
+                "WHERE rooms.name = ? AND lines.at < ? AND lines.at >= ? ORDER BY lines.at DESC LIMIT ?",
+                (room, before, self._cutoff(), limit),
+            )
+            .fetchall()
+        )
         return tuple(_message(row) for row in reversed(rows))
 
     def _close_reader(self) -> None:
