@@ -35,3 +35,6 @@ class Config:
     announce_rate: float = 2000.0
     announce_burst: int = 200000
     log_format: str = "text"
+    store: Optional[str] = None
+    keep_days: float = 0.0
+    keep_lines: int = 0
