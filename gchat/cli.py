@@ -289,7 +289,7 @@ def main(argv: Optional[list[str]] = None) -> int:
             config.max_clients,
         )
         config = replace(config, max_clients=fitted)
-    server = ChatServer(config, tls, password, operators)
+    server = ChatServer(config, tls, password, operators, store)
     try:
         server.start()
     except BusError as err:

@@ -18,12 +18,13 @@ from gchat import replies
 from gchat.acceptor import Acceptor, refuse
 from gchat.budget import budget
 from gchat.bus import Bus, LocalBus
-from gchat.chat import BANNED, Chat
+from gchat.chat import BANNED, LOBBY, Chat
 from gchat.config import Config
 from gchat.gate import Door
 from gchat.meter import FULL, TOO_MANY, meter_for
 from gchat.operators import OperatorCheck
 from gchat.session import SHUTDOWN, HangupWatch, Outbox, Session, format_peer
+from gchat.store import Store
 from gchat.tls import accept_tls
 
 LISTEN_BACKLOG = 4096
@@ -52,6 +53,7 @@ class ChatServer:
         tls: Optional[ssl.SSLContext] = None,
         password: Optional[str] = None,
         operators: "Optional[dict[str, str]]" = None,
+        store: Optional[Store] = None,
     ) -> None:
         self.config = config
         self._tls = tls
@@ -67,7 +69,10 @@ class ChatServer:
             announcements=budget(config.announce_rate, config.announce_burst),
             operators=OperatorCheck(operators) if operators else None,
             on_ban=self._banned,
+            keeper=store,
         )
+        if store is not None:
+            self.hub.restore(store.bans(), store.room(LOBBY, config.history))
         self._outbox = Outbox()
         self._hangups = HangupWatch()
         # Places taken under --max-clients and --max-per-ip: sessions, and TLS handshakes in progress.

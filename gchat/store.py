@@ -27,7 +27,7 @@ import sqlite3
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Callable, Optional, TypeVar
 
 import gevent
 from gevent.event import AsyncResult
@@ -36,6 +36,8 @@ from gevent.threadpool import ThreadPool
 from gchat.news import Kind, Message
 
 log = logging.getLogger("gchat")
+
+_T = TypeVar("_T")
 
 # Lines waiting for the writer, beyond the transaction in flight; past this the oldest go.
 QUEUE_LINES = 20000
@@ -54,6 +56,7 @@ DAY = 86400.0
 WRITE_FAILED = "the store cannot write (%s): chat goes on, its lines are not kept until the store can"
 FALLING_BEHIND = "the store falls behind the chat: the oldest unwritten lines are dropped"
 RECOVERED = "the store is writing again; %d lines were not kept"
+READ_FAILED = "the store cannot read (%s): no history from it until it can"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS rooms (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);
@@ -77,17 +80,6 @@ _EXPIRED = "SELECT id, room FROM lines WHERE id IN (SELECT id FROM lines ORDER B
 
 class StoreError(Exception):
     """The store cannot be used at start; the message is one line naming the file."""
-
-
-@dataclass(frozen=True)
-class Saved:
-    """What the store gives back at start."""
-
-    # The last lines of every room that has any, oldest first.
-    history: "dict[str, tuple[Message, ...]]"
-    # By room: (text, set by).
-    topics: "dict[str, tuple[str, str]]"
-    bans: "frozenset[str]"
 
 
 @dataclass
@@ -150,6 +142,7 @@ class Store:
         # Readers (/history) take turns on one connection of their own, opened on first use.
         self._reader = ThreadPool(1)
         self._reading: Optional[sqlite3.Connection] = None
+        self._read_failing = False
 
     @classmethod
     def open(cls, path: str, keep_days: float = 0.0, keep_lines: int = 0) -> "Store":
@@ -205,36 +198,40 @@ class Store:
         self._bans[address] = False
         self._schedule()
 
-    def load(self, per_room: int) -> Saved:
-        """Everything kept, for the start: the last ``per_room`` lines of each room, topics, bans."""
-        saved: Saved = self._reader.spawn(self._load, per_room).get()
-        return saved
-
-    def _load(self, per_room: int) -> Saved:
-        db = self._reads()
-        cutoff = self._cutoff()
-        history: dict[str, tuple[Message, ...]] = {}
-        if per_room:
-            for room_id, name in db.execute("SELECT id, name FROM rooms").fetchall():
-                rows = db.execute(
-                    f"SELECT {_COLUMNS} FROM lines JOIN rooms ON rooms.id = lines.room "
-                    "WHERE lines.room = ? AND lines.at >= ? ORDER BY lines.at DESC LIMIT ?",
-                    (room_id, cutoff, per_room),
-                ).fetchall()
-                if rows:
-                    history[name] = tuple(_message(row) for row in reversed(rows))
-        topics = {room: (text, by) for room, text, by in db.execute("SELECT room, text, by FROM topics")}
-        bans = frozenset(address for (address,) in db.execute("SELECT address FROM bans"))
-        return Saved(history, topics, bans)
+    def bans(self) -> "frozenset[str]":
+        """The addresses banned, for the start (waits as ``history`` does)."""
+        return self._ask(self._read_bans, frozenset())
 
     def history(self, room: str, before: float, limit: int) -> "tuple[Message, ...]":
         """Up to ``limit`` of ``room``'s lines older than ``before``, oldest first.
 
-        Waits for the disk in a thread (only the calling greenlet waits).
+        Waits for the disk in a thread (only the calling greenlet waits); a
+        failed read is logged (once until one succeeds) and gives nothing.
         """
-        if self._closed or limit <= 0:
+        if limit <= 0:
             return ()
-        result: tuple[Message, ...] = self._reader.spawn(self._read, room, before, limit).get()
+        lines: tuple[Message, ...] = self._ask(self._read, (), room, before, limit)
+        return lines
+
+    def room(self, name: str, lines: int) -> "tuple[str, tuple[Message, ...]]":
+        """``name``'s topic (empty: none) and last ``lines`` lines, for a room coming back.
+
+        Waits as ``history`` does.
+        """
+        nothing: tuple[str, tuple[Message, ...]] = ("", ())
+        return self._ask(self._read_room, nothing, name, lines)
+
+    def _ask(self, read: Callable[..., _T], failed: _T, *args: object) -> _T:
+        if self._closed:
+            return failed
+        try:
+            result: _T = self._reader.spawn(read, *args).get()
+        except sqlite3.Error as err:
+            if not self._read_failing:
+                self._read_failing = True
+                log.error(READ_FAILED, err)
+            return failed
+        self._read_failing = False
         return result
 
     def flush(self) -> None:
@@ -429,6 +426,13 @@ class Store:
             .fetchall()
         )
         return tuple(_message(row) for row in reversed(rows))
+
+    def _read_room(self, name: str, lines: int) -> "tuple[str, tuple[Message, ...]]":
+        found = self._reads().execute("SELECT text FROM topics WHERE room = ?", (name,)).fetchone()
+        return (found[0] if found else "", self._read(name, math.inf, lines) if lines else ())
+
+    def _read_bans(self) -> "frozenset[str]":
+        return frozenset(address for (address,) in self._reads().execute("SELECT address FROM bans"))
 
     def _close_reader(self) -> None:
         if self._reading is not None:

@@ -133,7 +133,7 @@ def test_a_topic_cleared_is_gone_after_reopening(path):
     store.topic("#lobby", "", "op")
     store.close()
     reopened = Store.open(str(path))
-    assert reopened.load(10).topics == {"#dev": ("builds", "op")}
+    assert (reopened.room("#lobby", 0), reopened.room("#dev", 0)) == (("", ()), ("builds", ()))
     reopened.close()
 
 
@@ -148,7 +148,7 @@ def test_nothing_is_recorded_after_close(path):
 # --- reading ---------------------------------------------------------------------------
 
 
-def test_load_after_reopening_gives_each_rooms_last_lines_topics_and_bans(path):
+def test_reopened_it_gives_each_rooms_topic_and_last_lines_and_the_bans(path):
     store = Store.open(str(path))
     now = time.time()
     for number in range(30):
@@ -159,11 +159,14 @@ def test_load_after_reopening_gives_each_rooms_last_lines_topics_and_bans(path):
     store.ban("10.0.0.2")
     store.unban("10.0.0.1")
     store.close()
-    saved = Store.open(str(path)).load(20)
-    assert texts(saved.history["#lobby"]) == [f"lobby {number}" for number in range(10, 30)]
-    assert saved.history["#dev"] == (Message("#dev", "alice", "127.0.0.1", "waves", Kind.ACTION, now),)
-    assert saved.topics == {"#dev": ("builds", "op")}
-    assert saved.bans == frozenset({"10.0.0.2"})
+    reopened = Store.open(str(path))
+    topic, lines = reopened.room("#lobby", 20)
+    assert (topic, texts(lines)) == ("", [f"lobby {number}" for number in range(10, 30)])
+    waves = Message("#dev", "alice", "127.0.0.1", "waves", Kind.ACTION, now)
+    assert reopened.room("#dev", 20) == ("builds", (waves,))
+    assert reopened.room("#nowhere", 20) == ("", ())
+    assert reopened.bans() == frozenset({"10.0.0.2"})
+    reopened.close()
 
 
 def test_history_gives_a_rooms_lines_before_a_time_oldest_first(store):
@@ -283,9 +286,10 @@ def test_a_full_disk_is_logged_once_and_what_waits_is_written_when_space_is_back
     # Once: a nearly full disk takes some transactions and fails others, all one trouble.
     (failure,) = [record.getMessage() for record in caplog.records]
     assert failure == WRITE_FAILED % "database or disk is full"
-    saved = Store.open(str(small_disk / "chat.db")).load(1)
-    assert saved.topics == {"#lobby": ("kept through it", "op")}
-    assert texts(saved.history["#lobby"]) == ["after"]
+    reopened = Store.open(str(small_disk / "chat.db"))
+    topic, lines = reopened.room("#lobby", 1)
+    reopened.close()
+    assert (topic, texts(lines)) == ("kept through it", ["after"])
 
 
 # --- retention -------------------------------------------------------------------------
@@ -324,7 +328,7 @@ def test_keep_days_drops_older_lines(path):
     for number in range(5):
         store.record(line(f"new {number}", at=now + number))
     store.flush()
-    assert texts(store.load(100).history["#lobby"]) == [f"new {number}" for number in range(5)]
+    assert texts(store.room("#lobby", 100)[1]) == [f"new {number}" for number in range(5)]
     assert texts(store.history("#lobby", math.inf, 100)) == [f"new {number}" for number in range(5)]
     store.close()
     assert rows(path) == [f"new {number}" for number in range(5)]
