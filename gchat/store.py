@@ -224,6 +224,8 @@ class Store:
     def _ask(self, read: Callable[..., _T], failed: _T, *args: object) -> _T:
         if self._closed:
             return failed
+        # Read what was recorded before the question, even if it was still on its way to the disk.
+        self.flush()
         try:
             result: _T = self._reader.spawn(read, *args).get()
         except sqlite3.Error as err:
@@ -297,6 +299,7 @@ class Store:
             if not self._closed and not self._scheduled:
                 # Not at once: a full disk would make the retries a busy loop.
                 self._scheduled = True
+                self._retry.stop()  # a flush may have taken over from a retry still pending
                 self._retry.start(self._submit)
             return
         self.commits += 1

@@ -372,6 +372,45 @@ def server(start_server: Callable[..., ChatServer]) -> ChatServer:
     return start_server("--rate", "0")
 
 
+# --- operators (--oper-file) -------------------------------------------------------
+
+OPER_PASSWORD = "oper pass phrase"
+
+
+def hash_password(password: str) -> str:
+    """A hash made the way an admin makes one: ``python -m gchat hash-password``, password on stdin."""
+    done = subprocess.run(
+        [sys.executable, "-m", "gchat", "hash-password"],
+        input=password + "\n",
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        timeout=TIMEOUT,
+        check=True,
+    )
+    return done.stdout.strip()
+
+
+@pytest.fixture(scope="module")
+def oper_hash() -> str:
+    return hash_password(OPER_PASSWORD)
+
+
+@pytest.fixture
+def oper_file(tmp_path: Path, oper_hash: str) -> str:
+    path = tmp_path / "opers"
+    path.write_text(f"# name:hash\nboss:{oper_hash}\n")
+    return str(path)
+
+
+def operator(server: ChatServer, source: Optional[str] = None) -> LineClient:
+    client = server.join(source)
+    client.say(f"/oper boss {OPER_PASSWORD}")
+    client.expect("*** You are now an operator")
+    return client
+
+
 # --- Redis and gchat clusters -----------------------------------------------------
 
 # One database per test; a session uses a few dozen.
