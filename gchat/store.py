@@ -20,12 +20,13 @@ loss may also lose the commits since the last WAL checkpoint.
 
 import contextlib
 import fcntl
+import json
 import logging
 import math
 import os
 import sqlite3
 import time
-from collections import deque
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Callable, Optional, TypeVar
 
@@ -43,6 +44,8 @@ _T = TypeVar("_T")
 QUEUE_LINES = 20000
 # Seconds between tries after a write failed (a full disk): lines meanwhile wait, within QUEUE_LINES.
 RETRY_SECONDS = 1.0
+# Seconds from one transaction's start to the next's, at least: what a SIGKILL may lose, about.
+BATCH_SECONDS = 0.05
 # Seconds without a failed write before the trouble is reported over. A nearly full disk takes
 # some transactions (SQLite reuses the WAL's space) and fails others: that is one trouble, not many.
 CALM_SECONDS = 60.0
@@ -52,6 +55,8 @@ PRUNE_ROWS = 500
 APPLICATION_ID = 0x67636874
 SCHEMA_VERSION = 1
 DAY = 86400.0
+# Beyond any time (microseconds): what math.inf becomes in a query.
+FAR = float(2**62)
 
 WRITE_FAILED = "the store cannot write (%s): chat goes on, its lines are not kept until the store can"
 FALLING_BEHIND = "the store falls behind the chat: the oldest unwritten lines are dropped"
@@ -63,7 +68,7 @@ CREATE TABLE IF NOT EXISTS rooms (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNI
 CREATE TABLE IF NOT EXISTS lines (
     id INTEGER PRIMARY KEY,
     room INTEGER NOT NULL,
-    at REAL NOT NULL,
+    at INTEGER NOT NULL,
     nick TEXT NOT NULL,
     host TEXT NOT NULL,
     kind TEXT NOT NULL,
@@ -74,6 +79,12 @@ CREATE TABLE IF NOT EXISTS topics (room TEXT PRIMARY KEY, text TEXT NOT NULL, by
 CREATE TABLE IF NOT EXISTS bans (address TEXT PRIMARY KEY) WITHOUT ROWID;
 """
 _COLUMNS = "rooms.name, lines.nick, lines.host, lines.text, lines.kind, lines.at"
+# The lines of a transaction, as one JSON array of [room id, at, nick, host, kind, text], in order.
+_INSERT_LINES = (
+    "INSERT INTO lines (room, at, nick, host, kind, text) SELECT json_extract(value, '$[0]'),"
+    " json_extract(value, '$[1]'), json_extract(value, '$[2]'), json_extract(value, '$[3]'),"
+    " json_extract(value, '$[4]'), json_extract(value, '$[5]') FROM json_each(?) ORDER BY key"
+)
 # Lines come in time order: the oldest rows by id are the ones expiring.
 _EXPIRED = "SELECT id, room FROM lines WHERE id IN (SELECT id FROM lines ORDER BY id LIMIT ?) AND at < ?"
 
@@ -99,9 +110,14 @@ class _Outcome:
     more: bool
 
 
-def _message(row: "tuple[str, str, str, str, str, float]") -> Message:
+def _micros(at: float) -> int:
+    """A time as kept: whole microseconds, so a line's time read back compares equal to its own."""
+    return round(max(-FAR, min(at * 1e6, FAR)))
+
+
+def _message(row: "tuple[str, str, str, str, str, int]") -> Message:
     room, nick, host, text, kind, at = row
-    return Message(room, nick, host, text, Kind(kind), at)
+    return Message(room, nick, host, text, Kind(kind), at / 1e6)
 
 
 class Store:
@@ -123,7 +139,9 @@ class Store:
         self._writing: Optional[AsyncResult] = None
         self._batch = _Batch()
         self._scheduled = False
-        self._retry = gevent.get_hub().loop.timer(RETRY_SECONDS)
+        self._timer = gevent.get_hub().loop.timer(RETRY_SECONDS)
+        # When the last transaction was handed to the writer (time.monotonic()).
+        self._began = -math.inf
         self._prune = False
         self._closed = False
         # Lines recorded but never written (dropped or failed): in all, and since the last report.
@@ -137,7 +155,7 @@ class Store:
         # Writer side (only the writer thread touches these, one transaction at a time).
         self._room_ids: dict[str, int] = {}
         # With --keep-lines: each room's line count, and the rooms over the limit.
-        self._counts: dict[int, int] = {}
+        self._counts: Counter[int] = Counter()
         self._over: set[int] = set()
         # Readers (/history) take turns on one connection of their own, opened on first use.
         self._reader = ThreadPool(1)
@@ -254,7 +272,7 @@ class Store:
         self._closed = True
         self._prune = False
         self.flush()
-        self._retry.stop()
+        self._timer.stop()
         self._reader.spawn(self._close_reader).get()
         self._writer.spawn(self._db.close).get()
         self._reader.kill()
@@ -262,10 +280,24 @@ class Store:
         os.close(self._lock)
 
     def _schedule(self) -> None:
-        """Write at the end of this loop turn, unless a transaction is in flight (then after it)."""
-        if not self._scheduled and self._writing is None and not self._closed:
-            self._scheduled = True
+        """Write at the end of this loop turn, unless a transaction is in flight (then after it).
+
+        Not sooner than BATCH_SECONDS after the last one began: under load each
+        transaction then carries many loop turns, which costs the disk far less.
+        """
+        if self._scheduled or self._writing is not None or self._closed:
+            return
+        self._scheduled = True
+        wait = self._began + BATCH_SECONDS - time.monotonic()
+        if wait > 0:
+            self._later(wait)
+        else:
             gevent.get_hub().loop.run_callback(self._submit)
+
+    def _later(self, seconds: float) -> None:
+        self._timer.stop()
+        self._timer = gevent.get_hub().loop.timer(seconds)
+        self._timer.start(self._submit)
 
     def _submit(self) -> None:
         self._scheduled = False
@@ -279,6 +311,7 @@ class Store:
         self._bans = {}
         self._prune = False
         self._lost_before = self.lost
+        self._began = time.monotonic()
         writing: AsyncResult = self._writer.spawn(self._write, batch)
         self._writing = writing
         writing.rawlink(self._written)
@@ -299,8 +332,7 @@ class Store:
             if not self._closed and not self._scheduled:
                 # Not at once: a full disk would make the retries a busy loop.
                 self._scheduled = True
-                self._retry.stop()  # a flush may have taken over from a retry still pending
-                self._retry.start(self._submit)
+                self._later(RETRY_SECONDS)
             return
         self.commits += 1
         calm = time.monotonic() - self._failed >= CALM_SECONDS
@@ -324,24 +356,23 @@ class Store:
             else:
                 log.error(WRITE_FAILED, error)
 
-    def _cutoff(self) -> float:
-        return time.time() - self._keep_days * DAY if self._keep_days else -math.inf
+    def _cutoff(self) -> int:
+        return _micros(time.time() - self._keep_days * DAY if self._keep_days else -math.inf)
 
     # --- the writer's side: in the writer thread, one transaction at a time ---------
 
     def _write(self, batch: _Batch) -> _Outcome:
         db = self._db
-        added: dict[int, int] = {}
         try:
             db.execute("BEGIN IMMEDIATE")
-            rows = []
-            for line in batch.lines:
-                room_id = self._room_id(line.room)
-                added[room_id] = added.get(room_id, 0) + 1
-                rows.append((room_id, line.at, line.nick, line.host, line.kind.value, line.text))
-            db.executemany(
-                "INSERT INTO lines (room, at, nick, host, kind, text) VALUES (?, ?, ?, ?, ?, ?)", rows
-            )
+            ids = {name: self._room_id(name) for name in {line.room for line in batch.lines}}
+            # One statement for all the lines: executemany would hand the GIL back and
+            # forth once a row, and under load the loop keeps it, starving this thread.
+            rows = [
+                [ids[line.room], _micros(line.at), line.nick, line.host, line.kind.value, line.text]
+                for line in batch.lines
+            ]
+            db.execute(_INSERT_LINES, (json.dumps(rows, ensure_ascii=False),))
             for room, (text, by) in batch.topics.items():
                 if text:
                     db.execute(
@@ -354,6 +385,7 @@ class Store:
                     db.execute("INSERT OR IGNORE INTO bans (address) VALUES (?)", (address,))
                 else:
                     db.execute("DELETE FROM bans WHERE address = ?", (address,))
+            added = Counter(ids[line.room] for line in batch.lines) if self._keep_lines else Counter()
             removed, more = self._retain(added)
             db.execute("COMMIT")
         except sqlite3.Error as err:
@@ -362,13 +394,11 @@ class Store:
                 db.execute("ROLLBACK")
             return _Outcome(str(err), False)
         if self._keep_lines:
-            for room_id, count in added.items():
-                self._counts[room_id] = self._counts.get(room_id, 0) + count
-            for room_id, count in removed.items():
-                self._counts[room_id] -= count
-            self._over = {
-                room_id for room_id in self._over | set(added) if self._counts[room_id] > self._keep_lines
-            }
+            counts = self._counts
+            counts.update(added)
+            counts.subtract(removed)
+            over = self._over | set(added)
+            self._over = {room_id for room_id in over if counts[room_id] > self._keep_lines}
         return _Outcome(None, more)
 
     def _room_id(self, name: str) -> int:
@@ -379,36 +409,33 @@ class Store:
             self._room_ids[name] = room_id
         return room_id
 
-    def _retain(self, added: "dict[int, int]") -> "tuple[dict[int, int], bool]":
-        """Delete up to PRUNE_ROWS lines past retention: by room, how many; and whether more are due."""
+    def _retain(self, added: "Counter[int]") -> "tuple[Counter[int], bool]":
+        """Delete up to PRUNE_ROWS lines past retention: how many of each room, and whether more are due."""
         db = self._db
-        removed: dict[int, int] = {}
+        removed: Counter[int] = Counter()
         budget = PRUNE_ROWS
         if self._keep_days:
-            expired = db.execute(
-                _EXPIRED,
-                (budget, self._cutoff()),
-            ).fetchall()
+            expired = db.execute(_EXPIRED, (budget, self._cutoff())).fetchall()
             db.executemany("DELETE FROM lines WHERE id = ?", [(row_id,) for row_id, _ in expired])
-            for _, room_id in expired:
-                removed[room_id] = removed.get(room_id, 0) + 1
+            removed.update(room_id for _, room_id in expired)
             budget -= len(expired)
         if self._keep_lines:
             for room_id in self._over | set(added):
-                excess = self._counts.get(room_id, 0) + added.get(room_id, 0) - removed.get(room_id, 0)
-                excess = min(excess - self._keep_lines, budget)
+                excess = self._counts[room_id] + added[room_id] - removed[room_id] - self._keep_lines
+                excess = min(excess, budget)
                 if excess > 0:
                     db.execute(
                         "DELETE FROM lines WHERE id IN "
                         "(SELECT id FROM lines WHERE room = ? ORDER BY at, id LIMIT ?)",
                         (room_id, excess),
                     )
-                    removed[room_id] = removed.get(room_id, 0) + excess
+                    removed[room_id] += excess
                     budget -= excess
         return removed, budget <= 0
 
     def _count_lines(self) -> None:
-        self._counts = dict(self._db.execute("SELECT room, count(*) FROM lines GROUP BY room").fetchall())
+        rows = self._db.execute("SELECT room, count(*) FROM lines GROUP BY room").fetchall()
+        self._counts = Counter(dict(rows))
         self._over = {room_id for room_id, count in self._counts.items() if count > self._keep_lines}
 
     # --- readers ------------------------------------------------------------------
@@ -424,7 +451,7 @@ class Store:
             .execute(
                 f"SELECT {_COLUMNS} FROM lines JOIN rooms ON rooms.id = lines.room "
                 "WHERE rooms.name = ? AND lines.at < ? AND lines.at >= ? ORDER BY lines.at DESC LIMIT ?",
-                (room, before, self._cutoff(), limit),
+                (room, _micros(before), self._cutoff(), limit),
             )
             .fetchall()
         )

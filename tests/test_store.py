@@ -162,8 +162,16 @@ def test_reopened_it_gives_each_rooms_topic_and_last_lines_and_the_bans(path):
     reopened = Store.open(str(path))
     topic, lines = reopened.room("#lobby", 20)
     assert (topic, texts(lines)) == ("", [f"lobby {number}" for number in range(10, 30)])
-    waves = Message("#dev", "alice", "127.0.0.1", "waves", Kind.ACTION, now)
-    assert reopened.room("#dev", 20) == ("builds", (waves,))
+    topic, (waves,) = reopened.room("#dev", 20)
+    assert (topic, waves.room, waves.nick, waves.host, waves.text, waves.kind) == (
+        "builds",
+        "#dev",
+        "alice",
+        "127.0.0.1",
+        "waves",
+        Kind.ACTION,
+    )
+    assert waves.at == pytest.approx(now, abs=1e-6)  # kept to the microsecond
     assert reopened.room("#nowhere", 20) == ("", ())
     assert reopened.bans() == frozenset({"10.0.0.2"})
     reopened.close()
