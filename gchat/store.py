@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Optional, TypeVar
 
 import gevent
-from gevent.event import AsyncResult
+from gevent.monkey import get_original
 from gevent.threadpool import ThreadPool
 
 from gchat.news import Kind, Message
@@ -39,6 +39,9 @@ from gchat.news import Kind, Message
 log = logging.getLogger("gchat")
 
 _T = TypeVar("_T")
+# Real threads and locks, even under gevent's monkey-patching: the writer must not be a greenlet.
+_start_thread = get_original("_thread", "start_new_thread")
+_allocate_lock = get_original("_thread", "allocate_lock")
 
 # Lines waiting for the writer, beyond the transaction in flight; past this the oldest go.
 QUEUE_LINES = 20000
@@ -46,6 +49,8 @@ QUEUE_LINES = 20000
 RETRY_SECONDS = 1.0
 # Seconds from one transaction's start to the next's, at least: what a SIGKILL may lose, about.
 BATCH_SECONDS = 0.05
+# Seconds between looks at the writer while a flush waits for it.
+FLUSH_POLL = 0.002
 # Seconds without a failed write before the trouble is reported over. A nearly full disk takes
 # some transactions (SQLite reuses the WAL's space) and fails others: that is one trouble, not many.
 CALM_SECONDS = 60.0
@@ -135,10 +140,21 @@ class Store:
         self._lines: deque[Message] = deque(maxlen=QUEUE_LINES)
         self._topics: dict[str, tuple[str, str]] = {}
         self._bans: dict[str, bool] = {}
-        self._writer = ThreadPool(1)
-        self._writing: Optional[AsyncResult] = None
-        self._batch = _Batch()
+        # The transaction in flight (None: the writer is idle), and how it ended, set by the
+        # writer thread. The loop notices the end on its next call (a record, a flush) or when
+        # woken: under a flood gevent polls for the wake-up rarely, and a record comes first.
+        self._batch: Optional[_Batch] = None
+        self._outcome: Optional[_Outcome] = None
+        # The writer's next transaction (None: stop), and the lock it waits on for it.
+        self._handed: Optional[_Batch] = None
+        self._go = _allocate_lock()
+        self._go.acquire()
+        self._wake = gevent.get_hub().loop.async_()
+        self._wake.ref = False
+        self._wake.start(self._check)
+        # A submission is due (at the end of this loop turn, or at a retry), and the timer is set.
         self._scheduled = False
+        self._timed = False
         self._timer = gevent.get_hub().loop.timer(RETRY_SECONDS)
         # When the last transaction was handed to the writer (time.monotonic()).
         self._began = -math.inf
@@ -188,6 +204,7 @@ class Store:
             store._count_lines()
         # Lines a shorter retention than last time's has made due go now, bit by bit.
         store._prune = bool(keep_days or store._over)
+        _start_thread(store._run, ())
         store._schedule()
         return store
 
@@ -257,13 +274,18 @@ class Store:
     def flush(self) -> None:
         """Wait until everything noted so far is written, or failed once; only the caller waits."""
         for _ in range(2):  # the transaction in flight, then one with everything else
-            if self._writing is None:
+            self._check()
+            if self._batch is None:
                 self._submit()
-            writing = self._writing
-            if writing is None:
+            if self._batch is None:
                 return
-            writing.wait()
-            self._written(writing)
+            self._await()
+            self._check()
+
+    def _await(self) -> None:
+        """Wait (this greenlet only) for the writer to finish what it was handed."""
+        while self._outcome is None:
+            gevent.sleep(FLUSH_POLL)
 
     def close(self) -> None:
         """Write everything noted so far, then close the file (the shutdown path)."""
@@ -274,9 +296,13 @@ class Store:
         self.flush()
         self._timer.stop()
         self._reader.spawn(self._close_reader).get()
-        self._writer.spawn(self._db.close).get()
         self._reader.kill()
-        self._writer.kill()
+        self._outcome = None
+        self._handed = None  # the writer's last act: closing the file
+        self._go.release()
+        self._await()
+        self._wake.stop()
+        self._wake.close()
         os.close(self._lock)
 
     def _schedule(self) -> None:
@@ -284,24 +310,33 @@ class Store:
 
         Not sooner than BATCH_SECONDS after the last one began: under load each
         transaction then carries many loop turns, which costs the disk far less.
+        Each call looks at the clock itself: under a flood gevent runs its timers
+        late, and a timer only covers a chat that has gone quiet.
         """
-        if self._scheduled or self._writing is not None or self._closed:
+        self._check()
+        if self._scheduled or self._batch is not None or self._closed:
             return
-        self._scheduled = True
         wait = self._began + BATCH_SECONDS - time.monotonic()
-        if wait > 0:
-            self._later(wait)
-        else:
+        if wait <= 0:
+            self._scheduled = True
             gevent.get_hub().loop.run_callback(self._submit)
+        elif not self._timed:
+            self._later(wait)
 
     def _later(self, seconds: float) -> None:
         self._timer.stop()
         self._timer = gevent.get_hub().loop.timer(seconds)
-        self._timer.start(self._submit)
+        self._timer.start(self._on_timer)
+        self._timed = True
+
+    def _on_timer(self) -> None:
+        self._timed = False
+        self._submit()
 
     def _submit(self) -> None:
         self._scheduled = False
-        if self._writing is not None:
+        self._check()
+        if self._batch is not None:
             return
         if not (self._lines or self._topics or self._bans or self._prune):
             return
@@ -312,18 +347,16 @@ class Store:
         self._prune = False
         self._lost_before = self.lost
         self._began = time.monotonic()
-        writing: AsyncResult = self._writer.spawn(self._write, batch)
-        self._writing = writing
-        writing.rawlink(self._written)
+        self._outcome = None
+        self._handed = batch
+        self._go.release()
 
-    def _written(self, writing: AsyncResult) -> None:
-        """A transaction ended (called once per transaction, in the loop)."""
-        if self._writing is None or writing is not self._writing:
+    def _check(self) -> None:
+        """If the transaction in flight has ended, deal with it (in the loop; cheap when not)."""
+        batch, outcome = self._batch, self._outcome
+        if batch is None or outcome is None:
             return
-        self._writing = None
-        batch = self._batch
-        failed = None if writing.successful() else _Outcome(repr(writing.exception), False)
-        outcome: _Outcome = failed or writing.value
+        self._batch = None
         if outcome.error is not None:
             self._lose(len(batch.lines), outcome.error)
             # Unlike lines, a topic or a ban must not be lost: it goes again, unless changed since.
@@ -360,6 +393,23 @@ class Store:
         return _micros(time.time() - self._keep_days * DAY if self._keep_days else -math.inf)
 
     # --- the writer's side: in the writer thread, one transaction at a time ---------
+
+    def _run(self) -> None:
+        """The writer thread: one transaction at a time, as the loop hands them over."""
+        while True:
+            self._go.acquire()
+            batch = self._handed
+            if batch is None:
+                self._db.close()
+                self._outcome = _Outcome(None, False)
+                self._wake.send()
+                return
+            try:
+                outcome = self._write(batch)
+            except Exception as err:  # a bug must not kill the writer: the loop logs it
+                outcome = _Outcome(repr(err), False)
+            self._outcome = outcome
+            self._wake.send()
 
     def _write(self, batch: _Batch) -> _Outcome:
         db = self._db
