@@ -28,7 +28,7 @@ import sqlite3
 import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
-from typing import Callable, Optional, TypeVar
+from typing import Any, Callable, Optional, TypeVar
 
 import gevent
 from gevent.monkey import get_original
@@ -54,8 +54,10 @@ FLUSH_POLL = 0.002
 # Seconds without a failed write before the trouble is reported over. A nearly full disk takes
 # some transactions (SQLite reuses the WAL's space) and fails others: that is one trouble, not many.
 CALM_SECONDS = 60.0
-# Rows one transaction deletes at most for retention: pruning a big backlog is spread out.
-PRUNE_ROWS = 500
+# Lines of one room in one row at most (a chunk): see _SCHEMA.
+CHUNK_LINES = 500
+# Chunks one transaction deletes or trims at most for retention: a big backlog goes bit by bit.
+PRUNE_CHUNKS = 100
 # "gcht": marks a database as a gchat store, so another program's is refused, not changed.
 APPLICATION_ID = 0x67636874
 SCHEMA_VERSION = 1
@@ -68,30 +70,39 @@ FALLING_BEHIND = "the store falls behind the chat: the oldest unwritten lines ar
 RECOVERED = "the store is writing again; %d lines were not kept"
 READ_FAILED = "the store cannot read (%s): no history from it until it can"
 
+# A room's lines of one transaction are one row, a chunk (at most CHUNK_LINES, oldest first,
+# ``data`` a JSON array of [at in microseconds, nick, host, kind, text]): a row and an index entry
+# a line cost the writer thread three times the CPU, taken from the chat's own core.
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS rooms (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);
-CREATE TABLE IF NOT EXISTS lines (
+CREATE TABLE IF NOT EXISTS chunks (
     id INTEGER PRIMARY KEY,
     room INTEGER NOT NULL,
-    at INTEGER NOT NULL,
-    nick TEXT NOT NULL,
-    host TEXT NOT NULL,
-    kind TEXT NOT NULL,
-    text TEXT NOT NULL
+    first INTEGER NOT NULL,
+    last INTEGER NOT NULL,
+    lines INTEGER NOT NULL,
+    data TEXT NOT NULL
 );
-CREATE INDEX IF NOT EXISTS lines_by_room ON lines (room, at);
+CREATE INDEX IF NOT EXISTS chunks_by_room ON chunks (room, last);
 CREATE TABLE IF NOT EXISTS topics (room TEXT PRIMARY KEY, text TEXT NOT NULL, by TEXT NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS bans (address TEXT PRIMARY KEY) WITHOUT ROWID;
 """
-_COLUMNS = "rooms.name, lines.nick, lines.host, lines.text, lines.kind, lines.at"
-# The lines of a transaction, as one JSON array of [room id, at, nick, host, kind, text], in order.
-_INSERT_LINES = (
-    "INSERT INTO lines (room, at, nick, host, kind, text) SELECT json_extract(value, '$[0]'),"
+# A transaction's chunks in one statement, as a JSON array of [room id, first, last, lines, data]:
+# executemany would hand the GIL back and forth once a row, and under load the loop keeps it,
+# starving the writer.
+_INSERT_CHUNKS = (
+    "INSERT INTO chunks (room, first, last, lines, data) SELECT json_extract(value, '$[0]'),"
     " json_extract(value, '$[1]'), json_extract(value, '$[2]'), json_extract(value, '$[3]'),"
-    " json_extract(value, '$[4]'), json_extract(value, '$[5]') FROM json_each(?) ORDER BY key"
+    " json_extract(value, '$[4]') FROM json_each(?) ORDER BY key"
 )
-# Lines come in time order: the oldest rows by id are the ones expiring.
-_EXPIRED = "SELECT id, room FROM lines WHERE id IN (SELECT id FROM lines ORDER BY id LIMIT ?) AND at < ?"
+# Chunks come in time order: the oldest by id are the ones expiring.
+_EXPIRED = (
+    "SELECT id, room, lines FROM chunks WHERE id IN (SELECT id FROM chunks ORDER BY id LIMIT ?) AND last < ?"
+)
+_ROOM_CHUNKS = (
+    "SELECT data FROM chunks WHERE room = (SELECT id FROM rooms WHERE name = ?)"
+    " AND first < ? AND last >= ? ORDER BY last DESC"
+)
 
 
 class StoreError(Exception):
@@ -120,9 +131,27 @@ def _micros(at: float) -> int:
     return round(max(-FAR, min(at * 1e6, FAR)))
 
 
-def _message(row: "tuple[str, str, str, str, str, int]") -> Message:
-    room, nick, host, text, kind, at = row
-    return Message(room, nick, host, text, Kind(kind), at / 1e6)
+# A chunk as written: room id, first, last, lines, and the lines (at in microseconds, nick,
+# host, kind, text).
+_Chunk = tuple[int, int, int, int, list[tuple[int, str, str, str, str]]]
+
+
+def _chunks(lines: "list[Message]", ids: "dict[str, int]") -> "list[_Chunk]":
+    """``lines`` as chunks, in the order of ``_INSERT_CHUNKS``."""
+    rooms: dict[str, list[tuple[int, str, str, str, str]]] = {}
+    for line in lines:
+        kept = (round(line.at * 1e6), line.nick, line.host, line.kind.value, line.text)
+        group = rooms.get(line.room)
+        if group is None:
+            rooms[line.room] = [kept]
+        else:
+            group.append(kept)
+    chunks: list[_Chunk] = []
+    for room, kept_lines in rooms.items():
+        for start in range(0, len(kept_lines), CHUNK_LINES):
+            part = kept_lines[start : start + CHUNK_LINES]
+            chunks.append((ids[room], part[0][0], part[-1][0], len(part), part))
+    return chunks
 
 
 class Store:
@@ -416,13 +445,9 @@ class Store:
         try:
             db.execute("BEGIN IMMEDIATE")
             ids = {name: self._room_id(name) for name in {line.room for line in batch.lines}}
-            # One statement for all the lines: executemany would hand the GIL back and
-            # forth once a row, and under load the loop keeps it, starving this thread.
-            rows = [
-                [ids[line.room], _micros(line.at), line.nick, line.host, line.kind.value, line.text]
-                for line in batch.lines
-            ]
-            db.execute(_INSERT_LINES, (json.dumps(rows, ensure_ascii=False),))
+            chunks = _chunks(batch.lines, ids)
+            if chunks:
+                db.execute(_INSERT_CHUNKS, (json.dumps(chunks, ensure_ascii=False),))
             for room, (text, by) in batch.topics.items():
                 if text:
                     db.execute(
@@ -435,7 +460,9 @@ class Store:
                     db.execute("INSERT OR IGNORE INTO bans (address) VALUES (?)", (address,))
                 else:
                     db.execute("DELETE FROM bans WHERE address = ?", (address,))
-            added = Counter(ids[line.room] for line in batch.lines) if self._keep_lines else Counter()
+            added: Counter[int] = Counter()
+            for room_id, _, _, count, _ in chunks:
+                added[room_id] += count
             removed, more = self._retain(added)
             db.execute("COMMIT")
         except sqlite3.Error as err:
@@ -460,31 +487,46 @@ class Store:
         return room_id
 
     def _retain(self, added: "Counter[int]") -> "tuple[Counter[int], bool]":
-        """Delete up to PRUNE_ROWS lines past retention: how many of each room, and whether more are due."""
+        """Delete or trim up to PRUNE_CHUNKS chunks past retention.
+
+        How many lines of each room went, and whether more are due.
+        """
         db = self._db
         removed: Counter[int] = Counter()
-        budget = PRUNE_ROWS
+        budget = PRUNE_CHUNKS
         if self._keep_days:
             expired = db.execute(_EXPIRED, (budget, self._cutoff())).fetchall()
-            db.executemany("DELETE FROM lines WHERE id = ?", [(row_id,) for row_id, _ in expired])
-            removed.update(room_id for _, room_id in expired)
+            db.executemany("DELETE FROM chunks WHERE id = ?", [(chunk_id,) for chunk_id, _, _ in expired])
+            for _, room_id, lines in expired:
+                removed[room_id] += lines
             budget -= len(expired)
         if self._keep_lines:
             for room_id in self._over | set(added):
                 excess = self._counts[room_id] + added[room_id] - removed[room_id] - self._keep_lines
-                excess = min(excess, budget)
-                if excess > 0:
-                    db.execute(
-                        "DELETE FROM lines WHERE id IN "
-                        "(SELECT id FROM lines WHERE room = ? ORDER BY at, id LIMIT ?)",
-                        (room_id, excess),
-                    )
-                    removed[room_id] += excess
-                    budget -= excess
+                oldest = db.execute(
+                    "SELECT id, lines, data FROM chunks WHERE room = ? ORDER BY last, id LIMIT ?",
+                    (room_id, max(0, budget)),
+                )
+                for chunk_id, lines, data in oldest:
+                    if excess <= 0:
+                        break
+                    if lines <= excess:
+                        db.execute("DELETE FROM chunks WHERE id = ?", (chunk_id,))
+                        gone = lines
+                    else:
+                        kept = json.loads(data)[excess:]
+                        db.execute(
+                            "UPDATE chunks SET first = ?, lines = ?, data = ? WHERE id = ?",
+                            (kept[0][0], len(kept), json.dumps(kept, ensure_ascii=False), chunk_id),
+                        )
+                        gone = excess
+                    removed[room_id] += gone
+                    excess -= gone
+                    budget -= 1
         return removed, budget <= 0
 
     def _count_lines(self) -> None:
-        rows = self._db.execute("SELECT room, count(*) FROM lines GROUP BY room").fetchall()
+        rows = self._db.execute("SELECT room, sum(lines) FROM chunks GROUP BY room").fetchall()
         self._counts = Counter(dict(rows))
         self._over = {room_id for room_id, count in self._counts.items() if count > self._keep_lines}
 
@@ -496,16 +538,18 @@ class Store:
         return self._reading
 
     def _read(self, room: str, before: float, limit: int) -> "tuple[Message, ...]":
-        rows = (
-            self._reads()
-            .execute(
-                f"SELECT {_COLUMNS} FROM lines JOIN rooms ON rooms.id = lines.room "
-                "WHERE rooms.name = ? AND lines.at < ? AND lines.at >= ? ORDER BY lines.at DESC LIMIT ?",
-                (room, _micros(before), self._cutoff(), limit),
-            )
-            .fetchall()
+        """The newest ``limit`` lines of ``room`` before ``before``, from its newest chunks back."""
+        until, cutoff = _micros(before), self._cutoff()
+        found: list[list[Any]] = []
+        for (data,) in self._reads().execute(_ROOM_CHUNKS, (room, until, cutoff)):
+            found.extend(line for line in json.loads(data) if cutoff <= line[0] < until)
+            if len(found) >= limit:
+                break
+        found.sort(key=lambda line: line[0])
+        return tuple(
+            Message(room, nick, host, text, Kind(kind), at / 1e6)
+            for at, nick, host, kind, text in found[-limit:]
         )
-        return tuple(_message(row) for row in reversed(rows))
 
     def _read_room(self, name: str, lines: int) -> "tuple[str, tuple[Message, ...]]":
         found = self._reads().execute("SELECT text FROM topics WHERE room = ?", (name,)).fetchone()

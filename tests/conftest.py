@@ -12,11 +12,13 @@ each other's nicks, rooms or history.
 
 import contextlib
 import itertools
+import json
 import os
 import re
 import shutil
 import signal
 import socket
+import sqlite3
 import ssl
 import struct
 import subprocess
@@ -370,6 +372,17 @@ def start_server() -> Iterator[Callable[..., ChatServer]]:
 def server(start_server: Callable[..., ChatServer]) -> ChatServer:
     """A server with default settings except no rate limit (tests send fast)."""
     return start_server("--rate", "0")
+
+
+# --- the store (--store) ------------------------------------------------------------
+
+
+def on_disk(path: Path) -> "list[tuple[str, str]]":
+    """(room, text) of every chat line in a store's file, oldest first, read by a connection of our own."""
+    with sqlite3.connect(path) as db:
+        chunks = db.execute("SELECT rooms.name, data FROM chunks JOIN rooms ON rooms.id = chunks.room")
+        lines = [(line[0], room, line[4]) for room, data in chunks for line in json.loads(data)]
+    return [(room, text) for _, room, text in sorted(lines, key=lambda line: line[0])]
 
 
 # --- operators (--oper-file) -------------------------------------------------------

@@ -17,10 +17,18 @@ from typing import Callable
 
 import gevent
 import pytest
-from conftest import ROOT, TIMEOUT
+from conftest import ROOT, TIMEOUT, on_disk
 
 from gchat.news import Kind, Message
-from gchat.store import FALLING_BEHIND, QUEUE_LINES, RECOVERED, WRITE_FAILED, Store, StoreError
+from gchat.store import (
+    FALLING_BEHIND,
+    PRUNE_CHUNKS,
+    QUEUE_LINES,
+    RECOVERED,
+    WRITE_FAILED,
+    Store,
+    StoreError,
+)
 
 DAY = 86400.0
 
@@ -34,15 +42,8 @@ def texts(lines: "tuple[Message, ...]") -> "list[str]":
 
 
 def rows(path: Path, room: str = "#lobby") -> "list[str]":
-    """The lines on disk, read by a connection of the test's own."""
-    with sqlite3.connect(path) as db:
-        return [
-            text
-            for (text,) in db.execute(
-                "SELECT text FROM lines JOIN rooms ON rooms.id = lines.room WHERE rooms.name = ? ORDER BY at",
-                (room,),
-            )
-        ]
+    """The texts of ``room``'s lines on disk, read by a connection of the test's own."""
+    return [text for name, text in on_disk(path) if name == room]
 
 
 def wait_until(condition: Callable[[], bool], what: str) -> None:
@@ -318,14 +319,15 @@ def test_keep_lines_keeps_each_rooms_newest_lines(path):
 def test_a_lower_keep_lines_prunes_an_old_store_in_bounded_transactions(path):
     store = Store.open(str(path))
     now = time.time()
-    for number in range(1600):
+    for number in range(3 * PRUNE_CHUNKS):
         store.record(line(f"line {number}", at=now + number))
+        store.flush()  # a transaction each: a chunk each
     store.close()
-    store = Store.open(str(path), keep_lines=100)
-    # 1500 lines to delete, at most 500 a transaction: three transactions at least.
-    wait_until(lambda: store.commits >= 3 and len(rows(path)) == 100, "the pruning")
+    store = Store.open(str(path), keep_lines=1)
+    # PRUNE_CHUNKS chunks a transaction: three transactions at least.
+    wait_until(lambda: store.commits >= 3 and len(rows(path)) == 1, "the pruning")
     store.close()
-    assert rows(path) == [f"line {number}" for number in range(1500, 1600)]
+    assert rows(path) == [f"line {3 * PRUNE_CHUNKS - 1}"]
 
 
 def test_keep_days_drops_older_lines(path):
@@ -333,6 +335,7 @@ def test_keep_days_drops_older_lines(path):
     now = time.time()
     for number in range(10):
         store.record(line(f"old {number}", at=now - 3 * DAY + number))
+    store.flush()
     for number in range(5):
         store.record(line(f"new {number}", at=now + number))
     store.flush()

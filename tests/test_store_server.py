@@ -1,13 +1,12 @@
 """``--store``: a real gchat keeping history, topics and bans across restarts, and its start errors."""
 
 import signal
-import sqlite3
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import TIMEOUT, ChatServer, LineClient, operator, run_gchat
+from conftest import TIMEOUT, ChatServer, LineClient, on_disk, operator, run_gchat
 
 from gchat.commands import HISTORY_USAGE
 
@@ -42,9 +41,8 @@ def stop(server: ChatServer, *clients: LineClient) -> None:
 
 
 def stored_lines(path: Path) -> "list[str]":
-    """The chat lines in the store's file now, read by a connection of the test's own."""
-    with sqlite3.connect(path) as db:
-        return [text for (text,) in db.execute("SELECT text FROM lines ORDER BY at")]
+    """The texts of the chat lines in the store's file now."""
+    return [text for _, text in on_disk(path)]
 
 
 def older(client: LineClient, room: str, count: int) -> "list[str]":
