@@ -17,6 +17,7 @@ Run from the repository root: ``python tests/perf/store_figures.py size`` or ``k
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import random
 import re
@@ -146,7 +147,7 @@ def kill_once(rate: float, seconds: float) -> tuple[float, int, int]:
         talker.close()
         reading.join(5)
         with sqlite3.connect(path) as db:
-            kept = {text for (text,) in db.execute("SELECT text FROM lines")}
+            kept = {line[4] for (data,) in db.execute("SELECT data FROM chunks") for line in json.loads(data)}
         lost = [at for text, at in delivered.items() if text not in kept]
         return (killed - min(lost) if lost else 0.0), len(delivered), len(lost)
 
