@@ -82,6 +82,16 @@ def test_a_restart_after_sigterm_gives_back_history_topics_and_bans(stored):
     assert again.connect(source="127.0.0.3").read_to_eof() == BANNED
 
 
+def test_a_room_everyone_left_comes_back_with_its_topic_and_lines(stored):
+    server = stored("--history", "5")
+    boss = operator(server)
+    boss.say("/join dev", "/topic builds", "green", "/join lobby")
+    boss.read_until("*** You are now in #lobby (1 user)")
+    newcomer = server.join()
+    newcomer.say("/join dev")
+    newcomer.expect("*** You are now in #dev (1 user)", "*** topic for #dev: builds", f"<{boss.nick}> green")
+
+
 def test_history_gives_older_lines_than_those_shown_on_join_until_there_are_none(stored):
     server = stored("--history", "3")
     talker = server.join()
