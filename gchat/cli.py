@@ -20,6 +20,7 @@ import gevent
 from gevent.event import Event
 
 from gchat import __version__
+from gchat.addresses import format_peer
 from gchat.bus import BusError
 from gchat.config import Config
 from gchat.logs import LOG_FORMATS, configure_logging
@@ -27,7 +28,6 @@ from gchat.meter import MetricsError
 from gchat.passwords import SecretsError, hash_password, read_operator_file, read_secret_file
 from gchat.rlimit import fit_open_files
 from gchat.server import ChatServer
-from gchat.session import format_peer
 from gchat.tls import TlsError, server_context
 
 log = logging.getLogger("gchat")

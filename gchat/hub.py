@@ -59,14 +59,9 @@ from gchat.events import (
     Unbanned,
 )
 from gchat.events import Quit as Left
+from gchat.reasons import BANNED, KICKED, LEFT_UNSEEN, NODE_LOST
 
 LOBBY = "#lobby"
-NODE_LOST = "node lost"
-# Why a user of another node is gone when that node resyncs without it: it left
-# while the node was cut off, and how is lost with the events that never came.
-LEFT_UNSEEN = "left while the link was down"
-KICKED = "kicked"
-BANNED = "banned"
 # Wrong /oper tries one connection gets; later ones are refused without a check.
 OPER_TRIES = 3
 
