@@ -47,7 +47,7 @@ from gevent.socket import socket as GreenSocket
 
 from gchat.addresses import format_peer
 from gchat.config import Config
-from gchat.lifecycle import State
+from gchat.lifecycle import ABORTED, CLOSED, CLOSING, LINGERING, OPEN
 from gchat.output import Flusher, Output
 from gchat.reader import RECV_SIZE, Closing, F, Framer, HangupWatch, Reader
 
@@ -129,7 +129,7 @@ class Connection:
         self.sock = sock
         self.host = address[0]
         self.peer = format_peer(address)
-        self.state = State.OPEN
+        self.state = OPEN
         # Why the connection ends, if the server decided (an abort, a refusal at the password).
         self.reason: Optional[str] = None
         self._on_left = on_left
@@ -151,9 +151,9 @@ class Connection:
 
     def close(self, reason: Optional[str] = None) -> None:
         """No more output after what is queued; then a FIN, and the reader ends the connection."""
-        if self.state is not State.OPEN:
+        if self.state is not OPEN:
             return
-        self.state = State.CLOSING
+        self.state = CLOSING
         if reason is not None:
             self.reason = reason
         if self.output.written():
@@ -165,9 +165,9 @@ class Connection:
 
     def abort(self, reason: str) -> None:
         """Drop the connection now: nothing more is owed to this client."""
-        if self.state is State.ABORTED or self.state is State.CLOSED:
+        if self.state is ABORTED or self.state is CLOSED:
             return
-        self.state = State.ABORTED
+        self.state = ABORTED
         self.reason = reason
         self.output.drop()
         # A running reader sees the state at its next check (it never blocks on
@@ -191,19 +191,19 @@ class Connection:
         """Leave the chat, then give the client its last lines (in the reader's greenlet)."""
         self._on_left(self._dialect.leave(self.reason or reason))
         try:
-            if self.state is not State.ABORTED:
+            if self.state is not ABORTED:
                 self.close()
-                if self.state is State.CLOSING:
-                    self.state = State.LINGERING
+                if self.state is CLOSING:
+                    self.state = LINGERING
                 self._linger()
         finally:
             self.release()
 
     def release(self) -> None:
         """Free everything the connection holds; the last step, whatever the path."""
-        if self.state is State.CLOSED:
+        if self.state is CLOSED:
             return
-        self.state = State.CLOSED
+        self.state = CLOSED
         self.output.drop()
         self.reader.release()
         self.sock.close()

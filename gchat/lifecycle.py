@@ -22,6 +22,7 @@ chat yet (see ``gchat.session``).
 """
 
 import enum
+from typing import Final
 
 
 class State(enum.Enum):
@@ -32,5 +33,13 @@ class State(enum.Enum):
     CLOSED = "closed"
 
 
+# The members as plain names: looking a member up on its Enum class costs about 150 ns on
+# CPython 3.11, a global 10, and the hot paths (every delivery, every frame read) check the state.
+OPEN: Final = State.OPEN
+CLOSING: Final = State.CLOSING
+LINGERING: Final = State.LINGERING
+ABORTED: Final = State.ABORTED
+CLOSED: Final = State.CLOSED
+
 # The states in which the output ends with a FIN once everything queued is in the kernel.
-FIN_AFTER_OUTPUT = frozenset({State.CLOSING, State.LINGERING})
+FIN_AFTER_OUTPUT = frozenset({CLOSING, LINGERING})

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Optional
 import gevent
 from gevent.socket import wait_write
 
-from gchat.lifecycle import FIN_AFTER_OUTPUT, State
+from gchat.lifecycle import FIN_AFTER_OUTPUT, OPEN
 from gchat.reasons import CLOSED, SERVER_ERROR, SLOW_CONSUMER
 
 if TYPE_CHECKING:
@@ -82,7 +82,7 @@ class Output:
         self._writer: Optional[gevent.Greenlet] = None
 
     def deliver(self, data: bytes) -> None:
-        if self._connection.state is not State.OPEN:
+        if self._connection.state is not OPEN:
             return
         backlog = self._backlog + len(data)
         self._backlog = backlog

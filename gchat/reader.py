@@ -20,7 +20,7 @@ import enum
 import logging
 import select
 import time
-from typing import TYPE_CHECKING, Any, Generic, Optional, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Final, Generic, Optional, Protocol, TypeVar
 
 import gevent
 from gevent.hub import Waiter
@@ -28,7 +28,7 @@ from gevent.monkey import get_original
 from gevent.socket import socket as GreenSocket
 
 from gchat.config import Config
-from gchat.lifecycle import State
+from gchat.lifecycle import OPEN
 from gchat.ratelimit import TokenBucket
 from gchat.reasons import CLOSED, IDLE_TIMEOUT, SERVER_ERROR, SHUTDOWN
 
@@ -80,6 +80,12 @@ class Input(enum.Enum):
     HUNG_UP = "hung up"
     # The reader read the end of the stream: the kernel holds nothing more of the client's.
     ENDED = "ended"
+
+
+# As plain names, for the read loop (see gchat.lifecycle.OPEN).
+INPUT_OPEN: Final = Input.OPEN
+HUNG_UP: Final = Input.HUNG_UP
+ENDED: Final = Input.ENDED
 
 
 class HangupWatch:
@@ -162,7 +168,7 @@ class Reader(Generic[F]):
         self._sock = sock
         self._chat = chat
         self._hangups = hangups
-        self._input = Input.OPEN
+        self._input = INPUT_OPEN
         # While the reader waits for the rate limit: switching it ends the wait early.
         self._unheld: Optional[Waiter] = None
         self._idle = config.idle_timeout
@@ -176,7 +182,7 @@ class Reader(Generic[F]):
     @property
     def ended(self) -> bool:
         """Whether the end of the stream was read: nothing of the client's is left to drain."""
-        return self._input is Input.ENDED
+        return self._input is ENDED
 
     def start(self) -> None:
         """Let the front-end greet, then read; in the StreamServer handler, the first reader."""
@@ -217,7 +223,7 @@ class Reader(Generic[F]):
         finally:
             timer.close()
             self._unheld = None
-        return self._connection.state is State.OPEN and self._input is not Input.HUNG_UP
+        return self._connection.state is OPEN and self._input is not HUNG_UP
 
     def hung_up(self, reset: bool) -> None:
         """The client reset, or closed its end, while its input waited for the rate limit.
@@ -229,7 +235,7 @@ class Reader(Generic[F]):
         if reset:
             self._connection.abort(CLOSED)
         elif self._unheld is not None:
-            self._input = Input.HUNG_UP
+            self._input = HUNG_UP
             self.wake()
         # Else its reader is running within the rate: it reads up to the end of stream itself.
 
@@ -306,12 +312,12 @@ class Reader(Generic[F]):
         timed = bucket is not None or idle
         now = 0.0
         handled = False
-        while connection.state is State.OPEN and self._input is not Input.HUNG_UP:
+        while connection.state is OPEN and self._input is not HUNG_UP:
             if timed:
                 now = time.monotonic()
             frame = framer.next()
             if frame is None:
-                if self._input is Input.ENDED:
+                if self._input is ENDED:
                     return CLOSED
                 if idle and now >= self._deadline:
                     # No whole frame came in time (frames in hand do count).
@@ -334,13 +340,13 @@ class Reader(Generic[F]):
                 if data:
                     framer.feed(data)
                 else:
-                    self._input = Input.ENDED
+                    self._input = ENDED
                     framer.finish()
                 continue
             if bucket is not None and not chat.closing:
                 wait = bucket.take(now)
                 if wait:
-                    if self._input is Input.ENDED:
+                    if self._input is ENDED:
                         return CLOSED
                     if not self.hold(wait):
                         break

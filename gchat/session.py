@@ -19,7 +19,7 @@ from gchat.connection import Connection
 from gchat.framing import Frame, LineFramer, TooLong
 from gchat.gate import Door, PasswordGate, Verdict
 from gchat.hub import Client, Hub
-from gchat.lifecycle import State
+from gchat.lifecycle import OPEN
 from gchat.reasons import BANNED, KICKED, QUIT, WRONG_PASSWORD
 from gchat.sanitize import sanitize
 
@@ -80,7 +80,7 @@ class Session:
         if (
             self._client is None
             and self._gate is not None
-            and self._connection.state is State.OPEN
+            and self._connection.state is OPEN
             and canonical(self._connection.host) == address
         ):
             self._turn_away(replies.BANNED, BANNED)
