@@ -15,7 +15,8 @@ Writing a front-end (the line protocol, IRC, WebSocket) is implementing
         max_frame: int                         # bytes of the longest frame, its end included
         def __init__(self, connection, ...)    # connection.output is the mailbox to deliver to
         def start(self) -> None                # greet; join the chat (chat.connect) or wait
-        def handle(self, frame: F) -> None     # one frame of input, never while the chat closes
+        def handle(self, frame: F) -> None     # one frame (an over-long one too, e.g. TooLong),
+                                               # never once the chat is closing
         def timed_out(self) -> None            # --idle-timeout: deliver the last words
         def shut_down(self) -> None            # server shutdown (the chat tells those in it)
         def banned(self, address: str) -> None # a ban; the chat kicks those in it

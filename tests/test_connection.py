@@ -63,6 +63,36 @@ class Echo:
         return cause
 
 
+class Pairs:
+    """A framer of another kind than lines: every two bytes are a frame."""
+
+    def __init__(self) -> None:
+        self._buffer = b""
+
+    def feed(self, data: bytes) -> None:
+        self._buffer += data
+
+    def finish(self) -> None:
+        pass
+
+    def next(self):
+        if len(self._buffer) < 2:
+            return None
+        frame, self._buffer = self._buffer[:2], self._buffer[2:]
+        return frame
+
+    @property
+    def buffered(self) -> int:
+        return len(self._buffer)
+
+
+class PairEcho(Echo):
+    def __init__(self, connection: Connection) -> None:
+        super().__init__(connection)
+        self.framer = Pairs()
+        self.max_frame = 2
+
+
 class Counting:
     """A socket counting its ``send`` calls."""
 
@@ -93,7 +123,7 @@ class Rig:
         self.hangups = HangupWatch()
         self.causes: list[str] = []
 
-    def connect(self, config: Config = DEFAULTS, wrap=lambda sock: sock):
+    def connect(self, config: Config = DEFAULTS, wrap=lambda sock: sock, dialect=Echo):
         ours, peer = socket.socketpair()
         peer.settimeout(TIMEOUT)
         connection = Connection(
@@ -105,7 +135,7 @@ class Rig:
             Chat(),
             self.causes.append,
             lambda connection: None,
-            Echo,
+            dialect,
         )
         connection.sock.settimeout(0.0)
         return connection, peer
@@ -163,6 +193,15 @@ def test_idle_connection_holds_no_greenlet(rig):
         peer.sendall(line + b"\n")
         assert receive(peer, len(line) + 5) == b"got " + line + b"\n"
         assert not settle(baseline), "a greenlet outlived the input"
+    connection.terminate()
+
+
+def test_front_end_with_its_own_framer_gets_its_frames(rig):
+    connection, peer = rig.connect(dialect=PairEcho)
+    gevent.spawn(connection.start)
+    assert receive(peer, 6) == b"hello\n"
+    peer.sendall(b"abcd")
+    assert receive(peer, 14) == b"got ab\ngot cd\n"
     connection.terminate()
 
 
