@@ -50,14 +50,9 @@ from gchat.events import (
     decode,
 )
 from gchat.news import Kind, Notice, Style
+from gchat.reasons import BANNED, KICKED, LEFT_UNSEEN, NODE_LOST
 
 LOBBY = "#lobby"
-NODE_LOST = "node lost"
-# Why a user of another node is gone when that node resyncs without it: it left
-# while the node was cut off, and how is lost with the events that never came.
-LEFT_UNSEEN = "left while the link was down"
-KICKED = "kicked"
-BANNED = "banned"
 # Wrong /oper tries one connection gets; later ones are refused without a check.
 OPER_TRIES = 3
 # Rooms one client may be in at once (IRC clients may join many; each is memory and fan-out).
@@ -67,7 +62,7 @@ log = logging.getLogger("gchat")
 
 
 class Mailbox(Protocol):
-    """Where the chat puts a client's outgoing bytes; implemented by the connection's output."""
+    """Where the chat puts a client's outgoing bytes; implemented by ``gchat.output.Output``."""
 
     def deliver(self, data: bytes) -> None:
         """Queue ``data`` for the client. Must not block or re-enter the chat."""
