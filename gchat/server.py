@@ -26,7 +26,7 @@ from gchat.connection import Connection
 from gchat.gate import Door
 from gchat.meter import meter_for
 from gchat.operators import OperatorCheck
-from gchat.output import Flusher
+from gchat.output import Chorus, Flusher
 from gchat.reader import HangupWatch
 from gchat.reasons import BANNED, FULL, SHUTDOWN, TOO_MANY
 from gchat.session import Session
@@ -64,6 +64,8 @@ class ChatServer:
         self._door = Door(password) if password is not None else None
         self._meter = meter_for(config)
         self._bus = self._meter.bus(_make_bus(config))
+        self._flusher = Flusher()
+        flusher = self._flusher
         self.chat = Chat(
             history=config.history,
             bus=self._bus,
@@ -73,8 +75,9 @@ class ChatServer:
             announcements=budget(config.announce_rate, config.announce_burst),
             operators=OperatorCheck(operators) if operators else None,
             on_ban=self._banned,
+            # Each room's clients of one style share each loop turn's lines (see gchat.output).
+            audience=lambda style: Chorus(flusher),
         )
-        self._flusher = Flusher()
         self._hangups = HangupWatch()
         # The line protocol's front-end for each connection.
         self._session = partial(Session, chat=self.chat, config=config, door=self._door)
