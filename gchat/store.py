@@ -2,8 +2,9 @@
 
 SQLite in WAL mode, written by one thread of its own: the event loop never
 waits for the disk. ``record``, ``topic``, ``ban`` and ``unban`` only note
-what changed; at the end of the loop turn the changes go to the writer as one
-transaction. One transaction is in flight at a time and what changes
+what changed; at the end of a loop turn the changes go to the writer as one
+transaction, at most one every ``BATCH_SECONDS`` (a loop turn's changes are
+never split). One transaction is in flight at a time and what changes
 meanwhile waits for the next, so a disk slower than the chat gets fewer,
 bigger transactions. The lines waiting are bounded (``QUEUE_LINES``): past
 that the oldest unwritten lines are dropped and counted, never a room
@@ -14,7 +15,7 @@ topics and bans go with the next transaction; the chat goes on.
 
 Commits use ``synchronous=NORMAL``: a committed transaction is in the
 kernel's hands, so a killed process loses only the changes not yet
-committed (the last loop turn's, and the transaction in flight); a power
+committed (about the last ``BATCH_SECONDS``, and the transaction in flight); a power
 loss may also lose the commits since the last WAL checkpoint.
 """
 
@@ -138,6 +139,7 @@ def _chunks(lines: "list[Message]", ids: "dict[str, int]") -> "list[_Chunk]":
     """``lines`` as chunks: each room's, in order."""
     rooms: dict[str, list[tuple[int, str, str, str, str]]] = {}
     for line in lines:
+        # _micros without its clamp, which would cost a call a line: a line's time is a real time.
         kept = (round(line.at * 1e6), line.nick, line.host, line.kind.value, line.text)
         group = rooms.get(line.room)
         if group is None:
