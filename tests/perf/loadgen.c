@@ -29,7 +29,8 @@
  * connections; IRC clients (--proto irc) register as benchN, JOIN --room and are ready at the
  * server's echo of their JOIN, senders PRIVMSG the room, and every client answers PINGs (searched
  * for only between relayed lines, so the count stays one pass over each read). --port and --pid
- * take lists: clients go round-robin over the ports, and the server's CPU share is the sum over the pids (/proc/PID/stat) during the measured interval.
+ * take lists: clients go round-robin over the ports, and the server's CPU share is the sum over
+ * the pids (/proc/PID/stat) during the measured interval.
  *
  * Build: cc -O2 -o loadgen loadgen.c   (Linux: epoll, timerfd)
  * Usage: loadgen throughput|latency --port P [--pid PID] [--proto redis|irc] [--clients N]
