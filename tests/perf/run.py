@@ -35,6 +35,12 @@ on the server core, clients round-robin over the nodes; and gchat without a
 bus. Ratios are against the one-node cluster of the same run, and the results
 go to ``tests/perf/results/cluster/``.
 
+``--irc`` compares gchat's IRC listener (``gchat-irc``: ``python -m gchat
+--irc-port``) with the IRC servers Debian packages, ``ngircd`` and ``inspircd``
+(each configured per run, in the run's temporary directory, without flood
+penalties or connection caps), and gchat's line protocol for reference, over
+``--proto irc`` in both load generators; results in ``tests/perf/results/irc/``.
+
 Every wait is bounded and every process started here runs in its own session
 (process group) that is killed in a ``finally``, so an interrupted or failed
 run leaves nothing behind.
