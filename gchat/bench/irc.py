@@ -20,6 +20,9 @@ RPL_WELCOME = b"001"
 NICK_TAKEN = (b"433", b"436", b"437")
 # Numerics that only say something is missing or informational, not a refusal.
 _HARMLESS = (b"422",)  # ERR_NOMOTD: the server has no message of the day
+# RPL_TRYAGAIN: the server dropped our command (a JOIN over a per-address
+# budget, say); waiting would only time out.
+RPL_TRYAGAIN = b"263"
 
 
 class IrcRefused(Exception):
@@ -84,7 +87,8 @@ class Registration:
             if params and params[0].lower() == self.room.lower():
                 self.joined = True
             return b""
-        if len(command) == 3 and command.isdigit() and command[:1] in b"45" and command not in _HARMLESS:
+        refusal = len(command) == 3 and command.isdigit() and command[:1] in b"45"
+        if (refusal and command not in _HARMLESS) or command == RPL_TRYAGAIN:
             raise IrcRefused(f"the server said {line.rstrip()!r}")
         return b""
 

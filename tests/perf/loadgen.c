@@ -218,7 +218,8 @@ static void pong(struct conn *c, const char *params, size_t len) {
     queue_raw(c, reply, (size_t)n);
 }
 
-/* One server line (LF removed) before the client is in the room. */
+/* One server line (LF removed) before the client is in the room. A refusal (4xx, 5xx but 422, no
+   MOTD; 263, the command dropped; ERROR) is reported in the server's words. */
 static void irc_line(struct conn *c, char *line, size_t len) {
     char msg[400];
     if (len && line[len - 1] == '\r') line[--len] = 0;
@@ -264,7 +265,7 @@ static void irc_line(struct conn *c, char *line, size_t len) {
         if (source && source_len == strlen(c->nick) && strncasecmp(source, c->nick, source_len) == 0 &&
             (size_t)(room_end - p) == strlen(opt.room) && strncasecmp(p, opt.room, strlen(opt.room)) == 0)
             c->ready = 1;
-    } else if (IS("ERROR") || (command_len == 3 && (command[0] == '4' || command[0] == '5') && !IS("422"))) {
+    } else if (IS("ERROR") || IS("263") || (command_len == 3 && (command[0] == '4' || command[0] == '5') && !IS("422"))) {
         snprintf(msg, sizeof msg, "the server said '%.300s' while %s joined %s", line, c->nick, opt.room);
         add_error(msg);
         c->closed = 1;

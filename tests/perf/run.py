@@ -393,8 +393,16 @@ def _redis_command(port: int, scenario: Scenario, workdir: Path) -> list[str]:
 
 def _gchat_irc_command(port: int, scenario: Scenario, workdir: Path) -> list[str]:
     # The same server and flags as the gchat entry, measured on its IRC listener;
-    # its line listener takes a port of its own that nobody uses.
-    return [*_gchat_command(free_port(), scenario, workdir), "--irc-port", str(port)]
+    # its line listener takes a port of its own that nobody uses. Every IRC client
+    # JOINs, all from one address: no per-address join budget (--join-rate 0),
+    # as the peers have none.
+    return [
+        *_gchat_command(free_port(), scenario, workdir),
+        "--irc-port",
+        str(port),
+        "--join-rate",
+        "0",
+    ]
 
 
 def system_binary(name: str) -> str | None:
