@@ -362,7 +362,7 @@ def ngircd(perf_run, tmp_path):
     scenario = perf_run.Scenario("smoke", "throughput", 10)
     peer = perf_run.SERVERS["ngircd"]
     start = perf_run.one_process(
-        "ngircd", lambda port: peer.command(port, scenario, tmp_path), "irc", False, tmp_path / "ngircd.log"
+        "ngircd", lambda port: peer.command(port, scenario), "irc", False, tmp_path / "ngircd.log"
     )
     with start as (proc, port):
         yield proc.pid, port

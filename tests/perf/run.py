@@ -49,6 +49,7 @@ run leaves nothing behind.
 from __future__ import annotations
 
 import argparse
+import atexit
 import contextlib
 import dataclasses
 import datetime
@@ -317,15 +318,14 @@ class Server:
 
     name: str
     proto: str  # the bench's --proto: "line", "redis" or "irc"
-    # (port, scenario, the run's own directory for config files) -> the command line.
-    command: Callable[[int, Scenario, Path], list[str]]
+    command: Callable[[int, Scenario], list[str]]
     about: str
     nodes: int = 0
     # Passed to either load generator after the scenario's own arguments.
     bench_args: tuple[str, ...] = ()
 
 
-def _gchat_command(port: int, scenario: Scenario, workdir: Path) -> list[str]:
+def _gchat_command(port: int, scenario: Scenario) -> list[str]:
     # --log-level warning: info logs a line per chat message, which would be
     # measured as server cost. --rate/--burst a million: the benchmark is the
     # flood the rate limit exists to slow down, but the limiter stays in the
@@ -361,14 +361,14 @@ def _gchat_command(port: int, scenario: Scenario, workdir: Path) -> list[str]:
     return command
 
 
-def _peer_command(script: str) -> Callable[[int, Scenario, Path], list[str]]:
-    def command(port: int, scenario: Scenario, workdir: Path) -> list[str]:
+def _peer_command(script: str) -> Callable[[int, Scenario], list[str]]:
+    def command(port: int, scenario: Scenario) -> list[str]:
         return [sys.executable, str(PERF_DIR / script), "--port", str(port)]
 
     return command
 
 
-def _redis_command(port: int, scenario: Scenario, workdir: Path) -> list[str]:
+def _redis_command(port: int, scenario: Scenario) -> list[str]:
     # No persistence (nothing to measure there); maxclients above the default
     # 10,000 so the largest rooms fit next to the publishers (the 19,000-client
     # capacity room has 4 of them; Redis lowers it to the open-files limit).
@@ -391,13 +391,13 @@ def _redis_command(port: int, scenario: Scenario, workdir: Path) -> list[str]:
     ]
 
 
-def _gchat_irc_command(port: int, scenario: Scenario, workdir: Path) -> list[str]:
+def _gchat_irc_command(port: int, scenario: Scenario) -> list[str]:
     # The same server and flags as the gchat entry, measured on its IRC listener;
     # its line listener takes a port of its own that nobody uses. Every IRC client
     # JOINs, all from one address: no per-address join budget (--join-rate 0),
     # as the peers have none.
     return [
-        *_gchat_command(free_port(), scenario, workdir),
+        *_gchat_command(free_port(), scenario),
         "--irc-port",
         str(port),
         "--join-rate",
@@ -405,12 +405,25 @@ def _gchat_irc_command(port: int, scenario: Scenario, workdir: Path) -> list[str
     ]
 
 
+_config_dir: Path | None = None
+
+
+def config_dir() -> Path:
+    """Where the IRC peers' configuration files go: one directory per runner, removed at exit."""
+    global _config_dir
+    if _config_dir is None:
+        _config_dir = Path(tempfile.mkdtemp(prefix="gchat-perf-conf-"))
+        atexit.register(shutil.rmtree, _config_dir, True)
+    return _config_dir
+
+
 def system_binary(name: str) -> str | None:
     """A daemon's path: Debian installs IRC servers in /usr/sbin, which a user's PATH may lack."""
     return shutil.which(name, path=os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin"]))
 
 
-# The IRC peers are configured for a benchmark, not for the internet: every
+# The IRC peers are configured for a benchmark, not for the internet (into
+# config_dir(), a file per port, as each run starts on a port of its own): every
 # client comes from 127.0.0.1, and the senders flood. So no per-address or
 # per-class connection limits, no flood penalties or command-rate limits, no
 # DNS or ident lookups, send and receive queues that a saturated receiver does
@@ -441,11 +454,11 @@ NGIRCD_CONF = """\
 """
 
 
-def _ngircd_command(port: int, scenario: Scenario, workdir: Path) -> list[str]:
+def _ngircd_command(port: int, scenario: Scenario) -> list[str]:
     # MaxPenaltyTime = 0 turns off ngIRCd's per-command penalty (its flood control:
     # a client that sends faster than a line a second is read more and more slowly);
     # started as root it switches to "nobody" by itself.
-    config = workdir / f"ngircd-{port}.conf"
+    config = config_dir() / f"ngircd-{port}.conf"
     config.write_text(NGIRCD_CONF.format(host=HOST, port=port))
     return [system_binary("ngircd") or "ngircd", "--nodaemon", "--config", str(config)]
 
@@ -464,10 +477,11 @@ INSPIRCD_CONF = """\
 """
 
 
-def _inspircd_command(port: int, scenario: Scenario, workdir: Path) -> list[str]:
+def _inspircd_command(port: int, scenario: Scenario) -> list[str]:
     # threshold and commandrate (millicommands/s) far above any flood, fakelag off:
     # InspIRCd's flood control; softlimit: its connection cap (it lowers it to
     # the open-files limit). --runasroot: it refuses root otherwise (a CI container).
+    workdir = config_dir()
     config = workdir / f"inspircd-{port}.conf"
     (workdir / f"inspircd-{port}.motd").write_text("gchat perf peer\n")
     config.write_text(INSPIRCD_CONF.format(host=HOST, port=port, workdir=workdir))
@@ -876,15 +890,15 @@ def running_server(
 
         if not server.nodes:
             deployment.ports.append(
-                start("server", lambda port: server.command(port, scenario, logdir), server.proto)[0]
+                start("server", lambda port: server.command(port, scenario), server.proto)[0]
             )
             yield deployment
             return
-        redis_port, _ = start("redis", lambda port: _redis_command(port, scenario, logdir), "redis")
+        redis_port, _ = start("redis", lambda port: _redis_command(port, scenario), "redis")
         bus = ["--bus", f"redis://{HOST}:{redis_port}/0"]
         for index in range(1, server.nodes + 1):
             port, log = start(
-                f"node{index}", lambda port: [*server.command(port, scenario, logdir), *bus], server.proto
+                f"node{index}", lambda port: [*server.command(port, scenario), *bus], server.proto
             )
             deployment.ports.append(port)
             deployment.node_logs.append(log)
