@@ -492,7 +492,9 @@ static void on_readable(struct conn *c, int64_t now) {
                so the whole read is searched only where other lines came: the head and the tail. */
             const char *gap = start, *fresh = buf + off;
             for (char *p = start; (p = memmem(p, (size_t)(end - p), needle, (size_t)needle_len)); p += needle_len) {
-                if (gap == start || memchr(gap, '\n', (size_t)(p - gap))) irc_pings_in(c, gap, p, fresh, end);
+                /* A short line (a damaged one: the checks count it) can put gap past this needle. */
+                if (p > gap && (gap == start || memchr(gap, '\n', (size_t)(p - gap))))
+                    irc_pings_in(c, gap, p, fresh, end);
                 found++;
                 /* Past the payload (size - 1 bytes from the needle on) and its CRLF. */
                 gap = p + opt.size + 1 < end ? p + opt.size + 1 : end;
