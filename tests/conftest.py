@@ -604,3 +604,25 @@ def bus_url(redis_server: RedisServer) -> str:
 def cluster(start_server: Callable[..., ChatServer], bus_url: str) -> Cluster:
     """An empty cluster on a fresh database; ``cluster.start(n)`` adds nodes."""
     return Cluster(start_server, bus_url)
+
+
+@pytest.fixture(scope="session")
+def chromium() -> "Iterator[object]":
+    """Debian's Chromium driven by Playwright, one for the session (each test opens its own contexts).
+
+    No browser can be downloaded here, so Playwright launches the system's by its path; both
+    are part of the suite (tests/run.sh, tox): without either the test fails, never skips.
+    """
+    path = require("chromium", "chromium")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.fail("playwright is not installed (pip install playwright; tox installs it)", pytrace=False)
+    with sync_playwright() as playwright:
+        # Chromium's sandbox cannot start as root (a CI container).
+        args = ["--no-sandbox"] if os.geteuid() == 0 else []
+        browser = playwright.chromium.launch(executable_path=path, args=args)
+        try:
+            yield browser
+        finally:
+            browser.close()

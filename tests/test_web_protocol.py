@@ -332,12 +332,12 @@ def test_same_origin_upgrade_is_accepted(page):
 
 
 def test_a_listed_origin_is_accepted(page):
-    out, events = Browser(page, "https://other.example").handshake()
+    out, _events = Browser(page, "https://other.example").handshake()
     assert out.upgraded
 
 
 def test_a_client_with_no_origin_is_not_a_browser_and_is_accepted(page):
-    out, events = Browser(page, None).handshake()
+    out, _events = Browser(page, None).handshake()
     assert out.upgraded
 
 
@@ -393,7 +393,7 @@ def test_a_message_over_the_limit_is_closed_with_1009(page):
 def test_fragments_adding_up_over_the_limit_are_closed_with_1009(page):
     browser = open_browser(page)
     chunk = TextMessage("x" * (MAX // 2), message_finished=False)
-    out, events = browser.send(chunk, chunk, chunk)
+    _out, events = browser.send(chunk, chunk, chunk)
     assert events[0].code == 1009
 
 
@@ -405,7 +405,7 @@ def test_a_message_at_the_limit_is_accepted(page):
 
 def test_binary_messages_are_closed_with_1003(page):
     browser = open_browser(page)
-    out, events = browser.send(BytesMessage(b"\x00"))
+    _out, events = browser.send(BytesMessage(b"\x00"))
     assert events[0].code == 1003
 
 
