@@ -229,7 +229,7 @@ def responses(data: bytes, method: str = "GET") -> "list[tuple[h11.Response, byt
 
 def test_the_page_is_served_with_a_strict_content_security_policy(page):
     out = WebConnection(page).receive(http_get("/"))
-    [(response, body)] = responses(out.send)
+    [(response, body)] = responses(out.sent)
     headers = dict(response.headers)
     assert response.status_code == 200
     assert body == page.files["/index.html"][1]
@@ -253,36 +253,36 @@ def test_the_page_has_no_inline_script_and_nothing_from_other_hosts(page):
 
 def test_unknown_path_is_404(page):
     out = WebConnection(page).receive(http_get("/../../etc/passwd"))
-    assert responses(out.send)[0][0].status_code == 404
+    assert responses(out.sent)[0][0].status_code == 404
 
 
 def test_post_is_405(page):
     out = WebConnection(page).receive(http_get("/", method="POST"))
-    assert responses(out.send, "POST")[0][0].status_code == 405
+    assert responses(out.sent, "POST")[0][0].status_code == 405
 
 
 def test_head_sends_headers_only(page):
     out = WebConnection(page).receive(http_get("/app.js", method="HEAD"))
-    [(response, body)] = responses(out.send, "HEAD")
+    [(response, body)] = responses(out.sent, "HEAD")
     assert response.status_code == 200
     assert body == b""
 
 
 def test_keep_alive_answers_each_request_in_turn(page):
     out = WebConnection(page).receive(http_get("/style.css") + http_get("/app.js"))
-    found = responses(out.send)
+    found = responses(out.sent)
     assert [body for _, body in found] == [page.files["/style.css"][1], page.files["/app.js"][1]]
 
 
 def test_oversized_headers_are_refused_with_431(page):
     out = WebConnection(page).receive(b"GET / HTTP/1.1\r\nX: " + b"a" * 20000)
-    assert out.send.startswith(b"HTTP/1.1 431 ")
+    assert out.sent.startswith(b"HTTP/1.1 431 ")
     assert out.close
 
 
 def test_garbage_is_refused_with_400(page):
     out = WebConnection(page).receive(b"\x16\x03\x01 hello\r\n\r\n")
-    assert out.send.startswith(b"HTTP/1.1 400 ")
+    assert out.sent.startswith(b"HTTP/1.1 400 ")
     assert out.close
 
 
@@ -309,13 +309,13 @@ class Browser:
 
     def handshake(self, extra: bytes = b""):
         out = self.conn.receive(self.hello + extra)
-        self.client.receive_data(out.send)
+        self.client.receive_data(out.sent)
         return out, list(self.client.events())
 
     def send(self, *events) -> "tuple[object, list]":
         data = b"".join(self.client.send(event) for event in events)
         out = self.conn.receive(data)
-        self.client.receive_data(out.send)
+        self.client.receive_data(out.sent)
         return out, list(self.client.events())
 
 
@@ -352,14 +352,14 @@ def test_another_origin_is_refused_with_403(page, origin):
 
 def test_ws_path_without_upgrade_is_426(page):
     out = WebConnection(page).receive(http_get("/ws"))
-    assert out.send.startswith(b"HTTP/1.1 426 ")
+    assert out.sent.startswith(b"HTTP/1.1 426 ")
 
 
 def test_a_broken_handshake_is_refused_with_400(page):
     out = WebConnection(page).receive(
         http_get("/ws", headers=(("Upgrade", "websocket"), ("Connection", "Upgrade")))
     )
-    assert out.send.startswith(b"HTTP/1.1 400 ")
+    assert out.sent.startswith(b"HTTP/1.1 400 ")
     assert out.close
 
 

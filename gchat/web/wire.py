@@ -11,6 +11,7 @@ extension is negotiated, so frames the chat renders once can be sent as they
 are to every web client (see ``style``).
 """
 
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Union
@@ -93,16 +94,91 @@ def origin_allowed(origin: Optional[str], host: Optional[str], page: Page) -> bo
     return host is not None and origin == f"{scheme}://{host.lower()}"
 
 
+@dataclass(frozen=True)
+class Upgraded:
+    """The WebSocket is open (its 101 response is the bytes just before): the page may join the chat."""
+
+
+Item = Union[bytes, str, Upgraded]
+
+
 @dataclass
 class Output:
-    """What one ``receive`` asks of the session, in this order."""
+    """What one ``receive`` asks of the session, in order: bytes to send, text messages, the upgrade.
 
-    send: bytes = b""
-    texts: "list[str]" = field(default_factory=list)
-    upgraded: bool = False
+    Then, if ``close``: close the connection after sending (``reason``: why,
+    when this side decided it: a refusal, a close code).
+    """
+
+    items: "list[Item]" = field(default_factory=list)
     close: bool = False
-    # Why the connection is being closed, when this side decided it (a refusal, a close code).
     reason: str = ""
+
+    def send(self, data: bytes) -> None:
+        if data:
+            self.items.append(data)
+
+    @property
+    def sent(self) -> bytes:
+        return b"".join(item for item in self.items if isinstance(item, bytes))
+
+    @property
+    def texts(self) -> "list[str]":
+        return [item for item in self.items if isinstance(item, str)]
+
+    @property
+    def upgraded(self) -> bool:
+        return any(isinstance(item, Upgraded) for item in self.items)
+
+
+@dataclass(frozen=True)
+class Closed:
+    """The connection is to be closed once what came before is sent; ``reason``: this side's, or empty."""
+
+    reason: str
+
+
+Frame = Union[bytes, str, Upgraded, Closed]
+
+
+class WebFramer:
+    """A web connection's input as the reader's frames (see ``gchat.reader.Framer``).
+
+    Frames: ``bytes`` to send (HTTP responses, the 101, pongs, close frames),
+    ``str`` (a message from the page), ``Upgraded``, and last ``Closed``. A
+    pong is no frame: it proves the socket alive (``heard``) but not the user
+    (the idle timeout counts frames).
+    """
+
+    __slots__ = ("_conn", "_frames", "heard")
+
+    def __init__(self, conn: "WebConnection") -> None:
+        self._conn = conn
+        self._frames: deque[Frame] = deque()
+        # Whether anything came since the session last looked (its ping timer clears it).
+        self.heard = False
+
+    def feed(self, data: bytes) -> None:
+        self.heard = True
+        self._take(self._conn.receive(data))
+
+    def finish(self) -> None:
+        self._take(self._conn.receive(b""))
+
+    def _take(self, out: Output) -> None:
+        if self._frames and isinstance(self._frames[-1], Closed):
+            return
+        self._frames.extend(out.items)
+        if out.close:
+            self._frames.append(Closed(out.reason))
+
+    def next(self) -> Optional[Frame]:
+        return self._frames.popleft() if self._frames else None
+
+    @property
+    def buffered(self) -> int:
+        waiting = sum(len(frame) for frame in self._frames if isinstance(frame, (bytes, str)))
+        return waiting + self._conn.partial
 
 
 class WebConnection:
@@ -117,19 +193,28 @@ class WebConnection:
         self._upgrade: Optional[h11.Request] = None
         self._partial: list[str] = []
         self._size = 0
+        self._closed = False
 
     @property
     def websocket(self) -> bool:
         return self._ws is not None
 
+    @property
+    def partial(self) -> int:
+        """Bytes of the message being received, held until its last frame."""
+        return self._size
+
     def receive(self, data: bytes) -> Output:
         """Handle what was read; ``b""``: the peer closed its side."""
         out = Output()
-        if self._ws is not None:
+        if self._closed:
+            out.close = True
+        elif self._ws is not None:
             self._receive_ws(self._ws, data, out)
         else:
             assert self._http is not None
             self._receive_http(self._http, data, out)
+        self._closed = out.close
         return out
 
     def ping(self) -> bytes:
@@ -210,8 +295,8 @@ class WebConnection:
             self._error(http, out, 400, str(exc))
             return
         assert accepted
-        out.send += ws.send(AcceptConnection())
-        out.upgraded = True
+        out.send(ws.send(AcceptConnection()))
+        out.items.append(Upgraded())
         trailing, closed = http.trailing_data
         self._http = None
         self._ws = ws
@@ -252,10 +337,10 @@ class WebConnection:
             *SECURITY_HEADERS,
             *extra,
         ]
-        out.send += http.send(h11.Response(status_code=status, headers=headers))
+        out.send(http.send(h11.Response(status_code=status, headers=headers)))
         if not head:
-            out.send += http.send(h11.Data(data=body))
-        out.send += http.send(h11.EndOfMessage())
+            out.send(http.send(h11.Data(data=body)))
+        out.send(http.send(h11.EndOfMessage()))
 
     # --- WebSocket --------------------------------------------------------------------
 
@@ -272,17 +357,17 @@ class WebConnection:
                     return
                 self._partial.append(event.data)
                 if event.message_finished:
-                    out.texts.append("".join(self._partial))
+                    out.items.append("".join(self._partial))
                     self._partial.clear()
                     self._size = 0
             elif isinstance(event, BytesMessage):
                 self._close(ws, out, CloseReason.UNSUPPORTED_DATA, TEXT_ONLY)
                 return
             elif isinstance(event, Ping):
-                out.send += ws.send(event.response())
+                out.send(ws.send(event.response()))
             elif isinstance(event, CloseConnection):
                 if ws.state is ConnectionState.REMOTE_CLOSING:
-                    out.send += ws.send(event.response())
+                    out.send(ws.send(event.response()))
                 elif ws.state is ConnectionState.OPEN:
                     # wsproto found a protocol error and says which code to close with.
                     self._close(ws, out, event.code, event.reason or "protocol error")
@@ -292,6 +377,6 @@ class WebConnection:
                 assert isinstance(event, Pong)
 
     def _close(self, ws: WSConnection, out: Output, code: int, reason: str) -> None:
-        out.send += ws.send(CloseConnection(code=code, reason=reason))
+        out.send(ws.send(CloseConnection(code=code, reason=reason)))
         out.reason = reason
         out.close = True
