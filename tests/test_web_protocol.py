@@ -44,6 +44,15 @@ def decode(frame: bytes) -> dict:
 # --- WebStyle --------------------------------------------------------------------------
 
 STYLE = WebStyle(clock=lambda: 1234.5)
+
+
+class Person:
+    """A member as the chat keeps it (a plain object, read through news.Person)."""
+
+    def __init__(self, nick: str, host: str, oper: bool, away: str) -> None:
+        self.nick, self.host, self.oper, self.away = nick, host, oper, away
+
+
 MESSAGE = news.Message("#lobby", "alice", "10.0.0.1", "hi <b>", news.Kind.SAY, 99.0)
 
 
@@ -76,7 +85,7 @@ def test_a_notice_is_told_by_its_code():
 
 
 def test_arrival_carries_members_topic_and_history_as_message_events():
-    member = news.Member("bob", "10.0.0.2", True, "")
+    member = Person("bob", "10.0.0.2", True, "")
     arrived = news.Arrived("#lobby", "bob", "h", (member,), "welcome", (MESSAGE,), True)
     event = decode(STYLE.tell(arrived, "bob"))
     assert event["members"] == [{"nick": "bob", "oper": True, "away": ""}]
@@ -89,9 +98,13 @@ def test_styles_are_equal_and_hashable_so_clients_share_renderings():
     assert len({WebStyle(), WebStyle()}) == 1
 
 
+_PEOPLE = st.lists(st.builds(Person, st.text(), st.text(), st.booleans(), st.text()), max_size=3)
+_MESSAGES = st.lists(st.from_type(news.Message), max_size=3)
 _NEWS = st.one_of(
     st.sampled_from(list(news.Notice)),
-    *(st.from_type(kind) for kind in TYPES if kind is not news.Notice),
+    st.builds(news.Arrived, members=_PEOPLE, history=_MESSAGES),
+    st.builds(news.MemberList, members=_PEOPLE),
+    *(st.from_type(kind) for kind in TYPES if kind not in (news.Notice, news.Arrived, news.MemberList)),
 )
 
 

@@ -18,8 +18,9 @@ import dataclasses
 import enum
 import json
 import time
+from collections.abc import Collection
 from dataclasses import dataclass
-from typing import Callable, Union
+from typing import Callable, Union, cast
 
 from wsproto.frame_protocol import FrameProtocol
 
@@ -53,6 +54,7 @@ TYPES: "dict[type, str]" = {
     news.InvalidRoom: "invalid_room",
     news.AlreadyIn: "already_in",
     news.NotIn: "not_in",
+    news.TooManyRooms: "too_many_rooms",
     news.TooManyMessages: "too_many_messages",
     news.AddressBanned: "address_banned",
     news.AddressUnbanned: "address_unbanned",
@@ -75,14 +77,20 @@ def event(kind: str, at: float, **fields: Json) -> bytes:
 
 
 def _value(value: object) -> Json:
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
     if isinstance(value, enum.Enum):
         return str(value.value) if isinstance(value, news.Kind) else value.name.lower()
-    if isinstance(value, (tuple, list)):
-        return [_value(item) for item in value]
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return _object(value)
-    assert value is None or isinstance(value, (bool, int, float, str)), value
-    return value
+    if isinstance(value, Collection):
+        return [_value(item) for item in value]
+    return _person(cast(news.Person, value))
+
+
+def _person(person: news.Person) -> Json:
+    """A member of a listing (the chat's own record, read now: ``Arrived`` holds live collections)."""
+    return {"nick": person.nick, "oper": person.oper, "away": person.away}
 
 
 def _object(item: object) -> "dict[str, Json]":
