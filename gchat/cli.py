@@ -29,6 +29,7 @@ from gchat.rlimit import fit_open_files
 from gchat.server import ChatServer
 from gchat.session import format_peer
 from gchat.tls import TlsError, server_context
+from gchat.web.wire import parse_origins
 
 log = logging.getLogger("gchat")
 
@@ -89,6 +90,13 @@ def _bus_url(text: str) -> str:
     return text
 
 
+def _origins(text: str) -> str:
+    try:
+        return ",".join(sorted(parse_origins(text)))
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"invalid value {text!r}: {err}") from None
+
+
 def _switch(text: str) -> bool:
     """A GCHAT_ variable for an on/off flag."""
     value = text.strip().lower()
@@ -135,6 +143,9 @@ _FLAGS: "list[tuple[str, Callable[[str], object], str]]" = [
     ("--msg-burst", _integer(1), "/msg lines one address may send one nick at once"),
     ("--announce-rate", _seconds, "join/leave/rename notices a second about one address's users; 0: off"),
     ("--announce-burst", _integer(1), "such notices at once (each recipient counts one)"),
+    ("--web-port", _integer(0, 65535), "TCP port on --host serving the web page and its WebSocket; 0: off"),
+    ("--web-origin", _origins, "other origins whose pages may open the WebSocket: https://HOST[:PORT],..."),
+    ("--web-ping", _positive_seconds, "seconds between WebSocket pings; a socket silent for two is dropped"),
 ]
 
 

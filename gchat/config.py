@@ -35,3 +35,6 @@ class Config:
     announce_rate: float = 2000.0
     announce_burst: int = 200000
     log_format: str = "text"
+    web_port: int = 0
+    web_origin: str = ""
+    web_ping: float = 30.0

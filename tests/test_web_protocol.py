@@ -24,7 +24,7 @@ from gchat.commands import DEFAULT_QUIT_REASON
 from gchat.web import requests
 from gchat.web.requests import Malformed, parse
 from gchat.web.style import TYPES, WebStyle
-from gchat.web.wire import CONTENT_SECURITY_POLICY, Page, WebConnection
+from gchat.web.wire import CONTENT_SECURITY_POLICY, Page, Upgraded, WebConnection, parse_origins
 
 HOST = "chat.example:8080"
 MAX = 200
@@ -314,11 +314,11 @@ def test_any_bytes_are_answered_or_closed_without_an_exception(page, chunks):
 class Browser:
     """A wsproto client over a WebConnection, bytes passed by hand."""
 
-    def __init__(self, page: Page, origin: "str | None" = f"http://{HOST}") -> None:
+    def __init__(self, page: Page, origin: "str | None" = f"http://{HOST}", target: str = "/ws") -> None:
         self.conn = WebConnection(page)
         self.client = WSConnection(ConnectionType.CLIENT)
         headers = [("Origin", origin)] if origin else []
-        self.hello = self.client.send(Request(host=HOST, target="/ws", extra_headers=headers))
+        self.hello = self.client.send(Request(host=HOST, target=target, extra_headers=headers))
 
     def handshake(self, extra: bytes = b""):
         out = self.conn.receive(self.hello + extra)
@@ -374,6 +374,12 @@ def test_a_broken_handshake_is_refused_with_400(page):
     )
     assert out.sent.startswith(b"HTTP/1.1 400 ")
     assert out.close
+
+
+def test_the_nick_asked_for_in_the_query_comes_with_the_upgrade(page):
+    browser = Browser(page, target="/ws?nick=alice")
+    out, _ = browser.handshake()
+    assert Upgraded("alice") in out.items
 
 
 def test_text_messages_are_passed_on_whole(page):
@@ -462,3 +468,21 @@ def test_any_bytes_after_the_upgrade_never_raise(page, chunks):
     for chunk in [*chunks, b""]:
         if browser.conn.receive(chunk).close:
             break
+
+
+@pytest.mark.parametrize(
+    ("text", "origins"),
+    [
+        ("", set()),
+        ("https://Chat.Example", {"https://chat.example"}),
+        ("http://a:8080, https://b", {"http://a:8080", "https://b"}),
+    ],
+)
+def test_web_origins_parse(text, origins):
+    assert parse_origins(text) == origins
+
+
+@pytest.mark.parametrize("text", ["chat.example", "ftp://a", "https://a/path", "https://", "https://u@a"])
+def test_web_origins_refuse_what_no_browser_sends(text):
+    with pytest.raises(ValueError, match="expected"):
+        parse_origins(text)

@@ -15,6 +15,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Union
+from urllib.parse import parse_qs, urlsplit
 
 import h11
 from wsproto import ConnectionType, WSConnection
@@ -78,6 +79,17 @@ class Page:
         return cls(files, frozenset(origin.lower() for origin in origins), secure, max_message)
 
 
+def parse_origins(text: str) -> "frozenset[str]":
+    """``--web-origin``: comma-separated ``http[s]://HOST[:PORT]``, as browsers send them (lower case)."""
+    origins = set()
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        scheme, sep, rest = item.lower().partition("://")
+        if scheme not in ("http", "https") or not sep or not rest or any(c in rest for c in "/?#@ "):
+            raise ValueError(f"expected http://HOST[:PORT] or https://HOST[:PORT], not {item!r}")
+        origins.add(f"{scheme}://{rest}")
+    return frozenset(origins)
+
+
 def origin_allowed(origin: Optional[str], host: Optional[str], page: Page) -> bool:
     """Whether a browser on ``origin`` may open the socket (cross-site WebSocket hijacking).
 
@@ -96,7 +108,13 @@ def origin_allowed(origin: Optional[str], host: Optional[str], page: Page) -> bo
 
 @dataclass(frozen=True)
 class Upgraded:
-    """The WebSocket is open (its 101 response is the bytes just before): the page may join the chat."""
+    """The WebSocket is open (its 101 response is the bytes just before): the page may join the chat.
+
+    ``nick``: the one the page asked for in ``/ws?nick=NAME`` (its nick of
+    the last visit), so that a page that comes back is not a guest first.
+    """
+
+    nick: str = ""
 
 
 Item = Union[bytes, str, Upgraded]
@@ -296,7 +314,8 @@ class WebConnection:
             return
         assert accepted
         out.send(ws.send(AcceptConnection()))
-        out.items.append(Upgraded())
+        query = parse_qs(urlsplit(request.target.decode("ascii", "replace")).query)
+        out.items.append(Upgraded(query.get("nick", [""])[0]))
         trailing, closed = http.trailing_data
         self._http = None
         self._ws = ws
