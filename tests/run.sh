@@ -14,7 +14,8 @@ say() { printf 'tests/run.sh: %s\n' "$*" >&2; }
 
 # The suite drives the server with a real netcat as one of its clients, makes its TLS
 # certificate with openssl, runs the cluster tests on real redis-servers, and builds the
-# perf runner's C load generator with cc (its smoke test). They are
+# perf runner's C load generator with cc (its smoke test), and drives the web page in
+# Debian's Chromium (Playwright cannot download a browser here). They are
 # required: a test that needs one fails, naming the package, if it is missing.
 missing=()
 command -v nc >/dev/null 2>&1 || missing+=(netcat-openbsd)
