@@ -12,6 +12,7 @@ each other's nicks, rooms or history.
 
 import contextlib
 import itertools
+import json
 import os
 import re
 import shutil
@@ -626,3 +627,66 @@ def chromium() -> "Iterator[object]":
             yield browser
         finally:
             browser.close()
+
+
+# --- The web front-end (--web-port) ------------------------------------------------
+
+# What the server logs at start when --web-port is on; the URL is the page's.
+WEB_LISTENING = r"gchat web page on (https?)://(\[[^\]]*\]|[^\s:/]+):(\d+)/"
+
+
+def web_url(server: ChatServer, scheme: str = "http") -> str:
+    """The URL of ``server``'s page (``ws`` for its socket), from its start-up log line."""
+    match = server.wait_for_log(WEB_LISTENING)
+    secure = "s" if match.group(1) == "https" else ""
+    return f"{scheme}{secure}://{match.group(2)}:{match.group(3)}"
+
+
+class WebClient:
+    """A WebSocket client of the page's JSON protocol (the ``websockets`` library), reads bounded."""
+
+    def __init__(
+        self, server: ChatServer, path: str = "/ws", timeout: float = TIMEOUT, **options: object
+    ) -> None:
+        from websockets.sync.client import connect
+
+        self.timeout = timeout
+        self.ws = connect(web_url(server, "ws") + path, open_timeout=timeout, **options)  # type: ignore[arg-type]
+        self.nick = ""
+
+    def send(self, **event: object) -> None:
+        self.ws.send(json.dumps(event))
+
+    def next(self, timeout: Optional[float] = None) -> "dict[str, object]":
+        try:
+            event: dict[str, object] = json.loads(self.ws.recv(timeout=timeout or self.timeout))
+        except TimeoutError:
+            raise AssertionError("timed out waiting for an event from the server") from None
+        return event
+
+    def until(self, kind: str, **fields: object) -> "dict[str, object]":
+        """The first event of type ``kind`` with ``fields``; what comes before it is passed over."""
+        deadline = time.monotonic() + self.timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise AssertionError(f"no {kind} event with {fields} in time")
+            event = self.next(remaining)
+            if event["type"] == kind and all(event.get(k) == v for k, v in fields.items()):
+                return event
+
+    def arrive(self) -> "dict[str, object]":
+        """The arrival in #lobby every new web client is told first; its nick is kept."""
+        event = self.next()
+        assert event["type"] == "arrived", event
+        assert event["room"] == "#lobby"
+        self.nick = str(event["nick"])
+        return event
+
+    def ping(self) -> None:
+        """Everything the server had for this client is read when the pong comes."""
+        self.send(type="ping", id="sync")
+        self.until("pong", id="sync")
+
+    def close(self) -> None:
+        self.ws.close()
