@@ -50,14 +50,9 @@ from gchat.events import (
     decode,
 )
 from gchat.news import Kind, Notice, Style
+from gchat.reasons import BANNED, KICKED, LEFT_UNSEEN, NODE_LOST
 
 LOBBY = "#lobby"
-NODE_LOST = "node lost"
-# Why a user of another node is gone when that node resyncs without it: it left
-# while the node was cut off, and how is lost with the events that never came.
-LEFT_UNSEEN = "left while the link was down"
-KICKED = "kicked"
-BANNED = "banned"
 # Wrong /oper tries one connection gets; later ones are refused without a check.
 OPER_TRIES = 3
 # Rooms one client may be in at once (IRC clients may join many; each is memory and fan-out).
@@ -67,7 +62,7 @@ log = logging.getLogger("gchat")
 
 
 class Mailbox(Protocol):
-    """Where the chat puts a client's outgoing bytes; implemented by the connection's output."""
+    """Where the chat puts a client's outgoing bytes; implemented by ``gchat.output.Output``."""
 
     def deliver(self, data: bytes) -> None:
         """Queue ``data`` for the client. Must not block or re-enter the chat."""
@@ -77,7 +72,10 @@ class Mailbox(Protocol):
 
 
 class Keeper(Protocol):
-    """Where the chat's lasting state goes as it changes (``--store``); must never block."""
+    """Where the chat's lasting state goes as it changes (``--store``).
+
+    Noting a change must never block; reading back may wait (the caller's greenlet only).
+    """
 
     def record(self, message: news.Message) -> None: ...
 
@@ -86,6 +84,12 @@ class Keeper(Protocol):
     def ban(self, address: str) -> None: ...
 
     def unban(self, address: str) -> None: ...
+
+    def history(self, room: str, before: float, limit: int) -> "tuple[news.Message, ...]":
+        """Up to ``limit`` of ``room``'s lines older than ``before`` (Unix time), oldest first."""
+
+    def room(self, name: str, lines: int) -> "tuple[str, tuple[news.Message, ...]]":
+        """A room no one is in: its topic and last ``lines`` lines, as it comes back."""
 
 
 class Client:
@@ -102,7 +106,9 @@ class Client:
         "oper",
         "oper_failures",
         "quit_reason",
+        "room",
         "rooms",
+        "scrollback",
         "style",
     )
 
@@ -113,8 +119,12 @@ class Client:
         self.address = address
         self.host = host_of(address)
         self.style = style
-        # The rooms it is in, in the order it joined them.
+        # The rooms it is in, in the order it joined them, and the one it joined
+        # last ("" if none): a line client's one room, where its plain lines go.
         self.rooms: dict[str, None] = {}
+        self.room = ""
+        # By room it is in: the time of the oldest line it was shown there (/history goes on from it).
+        self.scrollback: dict[str, float] = {}
         self.member: Optional[Member] = None
         self.oper = False
         self.oper_failures = 0
@@ -125,11 +135,6 @@ class Client:
     @property
     def connected(self) -> bool:
         return self.quit_reason is None
-
-    @property
-    def room(self) -> str:
-        """The room it joined last: a line client's one room, where its plain lines go."""
-        return next(reversed(self.rooms), "")
 
     def tell(self, what: news.Personal) -> None:
         data = self.style.tell(what, self.nick)
@@ -159,33 +164,72 @@ class Member:
         self.away = ""
 
 
-class Room:
-    __slots__ = ("history", "listeners", "local", "name", "topic", "users")
+class Audience(Protocol):
+    """The clients of one style in one room, as the output layer reaches them.
 
-    def __init__(self, name: str, history: int) -> None:
+    ``send`` hands one rendering to all of them but ``sender``. The chat
+    never needs to know how: ``Direct`` delivers to each mailbox at once;
+    ``gchat.output.Chorus`` shares one loop turn's lines among all of them.
+    """
+
+    clients: "dict[Client, None]"
+
+    def add(self, client: Client) -> None: ...
+
+    def discard(self, client: Client) -> None: ...
+
+    def send(self, data: bytes, sender: Optional[Client]) -> None: ...
+
+
+class Direct:
+    """An audience that delivers every rendering to each client's mailbox in turn."""
+
+    __slots__ = ("clients",)
+
+    def __init__(self) -> None:
+        self.clients: dict[Client, None] = {}
+
+    def add(self, client: Client) -> None:
+        self.clients[client] = None
+
+    def discard(self, client: Client) -> None:
+        del self.clients[client]
+
+    def send(self, data: bytes, sender: Optional[Client]) -> None:
+        for client in self.clients:
+            if client is not sender:
+                client.mailbox.deliver(data)
+
+
+class Room:
+    __slots__ = ("_audience", "history", "local", "local_count", "name", "topic", "users")
+
+    def __init__(self, name: str, history: int, audience: "Callable[[Style], Audience]") -> None:
         self.name = name
         # Every member on every node by nick key, and this node's own clients,
-        # grouped by style: the ones news is rendered and written to. Dicts keep
-        # join order, O(1) removal.
+        # an audience per style: the ones news is rendered and written to. Dicts
+        # keep join order, O(1) removal.
         self.users: dict[str, Member] = {}
-        self.local: dict[Style, dict[Client, None]] = {}
-        self.listeners = 0
+        self.local: dict[Style, Audience] = {}
+        self.local_count = 0
+        self._audience = audience
         self.history: deque[news.Message] = deque(maxlen=history)
         self.topic = ""
 
     def add(self, client: Client) -> None:
-        group = self.local.get(client.style)
-        if group is None:
-            group = self.local[client.style] = {}
-        if client not in group:
-            group[client] = None
-            self.listeners += 1
+        audience = self.local.get(client.style)
+        if audience is None:
+            audience = self.local[client.style] = self._audience(client.style)
+        if client not in audience.clients:
+            audience.add(client)
+            self.local_count += 1
 
     def discard(self, client: Client) -> None:
-        group = self.local.get(client.style)
-        if group is not None and group.pop(client, 0) is None:
-            self.listeners -= 1
-            if not group:
+        audience = self.local.get(client.style)
+        if audience is not None and client in audience.clients:
+            audience.discard(client)
+            self.local_count -= 1
+            if not audience.clients:
                 del self.local[client.style]
 
     def broadcast(self, what: news.Shared, sender: Optional[Client] = None, echo: bool = True) -> None:
@@ -194,12 +238,12 @@ class Room:
         The sender too if its style echoes (and ``echo``: news about the sender
         that it is told otherwise, such as its own rename, is never echoed).
         """
-        for style, clients in self.local.items():
-            data = style.render(what)
-            skip = None if echo and style.echo else sender
-            for client in clients:
-                if client is not skip:
-                    client.mailbox.deliver(data)
+        for style, audience in self.local.items():
+            audience.send(style.render(what), None if echo and style.echo else sender)
+
+
+def _direct(style: Style) -> Audience:
+    return Direct()
 
 
 def host_of(address: str) -> str:
@@ -220,6 +264,7 @@ class Chat:
         announcements: Optional[Budget] = None,
         clock: Callable[[], float] = time.monotonic,
         keeper: Optional[Keeper] = None,
+        audience: "Callable[[Style], Audience]" = _direct,
     ) -> None:
         self._bus: Bus = bus if bus is not None else LocalBus()
         # What one address may make the chat send others. Per address (joins) and per
@@ -237,7 +282,9 @@ class Chat:
         self.node = self._bus.node
         self._history = history
         self._announce_limit = announce_limit
-        self._lobby = Room(LOBBY, history)
+        # How each room reaches its local clients of one style (see Audience).
+        self._audience = audience
+        self._lobby = Room(LOBBY, history, audience)
         self._rooms: dict[str, Room] = {LOBBY: self._lobby}
         # This node's clients by nick key (a nick being claimed included), and by id.
         self._clients: dict[str, Client] = {}
@@ -245,6 +292,8 @@ class Chat:
         # Everyone in the chat, by nick key, as applied.
         self._users: dict[str, Member] = {}
         self._bans: set[str] = set()
+        # Rooms the keeper gave back for a join, taken when the join makes the room.
+        self._kept: dict[str, tuple[str, tuple[news.Message, ...]]] = {}
         self._guests = 0
         self._cids = 0
         self._log_chat = log.isEnabledFor(logging.INFO)
@@ -296,6 +345,7 @@ class Chat:
         room = LOBBY if lobby else ""
         if lobby:
             client.rooms[LOBBY] = None
+            client.room = LOBBY
         self._bus.publish(Joined(self.node, client.cid, client.nick, room, client.address, client.host))
         if self.closing:
             # Shutdown began while the bus was claiming the nick.
@@ -305,6 +355,16 @@ class Chat:
 
     def banned(self, address: str) -> bool:
         return canonical(address) in self._bans
+
+    def restore(self, bans: Iterable[str], lobby: "tuple[str, Iterable[news.Message]]") -> None:
+        """What the keeper kept, at start: the bans, and the lobby's topic and last lines."""
+        self._bans = {canonical(address) for address in bans}
+        self._lobby.topic, lines = lobby
+        self._lobby.history.extend(lines)
+
+    def history(self, room: str, before: float, limit: int) -> "tuple[news.Message, ...]":
+        """Up to ``limit`` of ``room``'s lines older than ``before``, from the keeper; may wait."""
+        return self._keeper.history(room, before, limit) if self._keeper is not None else ()
 
     def leave(self, client: Client, reason: str) -> None:
         """Forget a client and tell its rooms why. Safe to call more than once."""
@@ -324,7 +384,7 @@ class Chat:
 
     def say(self, client: Client, room: Optional[str], text: str, kind: Kind = Kind.SAY) -> None:
         """A line to ``room`` (None: the room the client joined last)."""
-        if not self._usable(client):
+        if client.quit_reason is not None or self.closing:  # not _usable(): a call less per line
             return
         name = client.room if room is None else self._room_name(client, room)
         if name is None:
@@ -333,7 +393,7 @@ class Chat:
             client.tell(news.NotIn(name))
             return
         self._bus.publish(
-            Said(self.node, client.cid, name, client.nick, client.host, kind, time.time(), text)
+            Said(self.node, client.cid, news.Message(name, client.nick, client.host, text, kind, time.time()))
         )
 
     def private(self, client: Client, nick: str, text: str, kind: Kind = Kind.SAY) -> None:
@@ -383,12 +443,21 @@ class Chat:
             # Each join is a notice to everyone in a room or two: toggling would flood them.
             client.tell(Notice.TOO_MANY_JOINS)
             return
+        if self._keeper is not None and name not in self._rooms:
+            # A room no one is in comes back as it was (only this client waits for the disk).
+            kept = self._keeper.room(name, self._history)
+            if not self._usable(client):
+                return
+            if name not in self._rooms:
+                self._kept[name] = kept
         if switch:
             client.rooms.clear()
         client.rooms[name] = None
+        client.room = name
         self._bus.publish(
             Joined(self.node, client.cid, client.nick, name, client.address, client.host, switch)
         )
+        self._kept.pop(name, None)
 
     def part(self, client: Client, room: str, reason: str) -> None:
         if not self._usable(client):
@@ -400,6 +469,7 @@ class Chat:
             client.tell(news.NotIn(name))
             return
         del client.rooms[name]
+        client.room = next(reversed(client.rooms), "")
         self._bus.publish(Parted(self.node, client.cid, client.nick, name, reason))
 
     def list_rooms(self, client: Client) -> None:
@@ -663,7 +733,11 @@ class Chat:
     def _room(self, name: str) -> Room:
         room = self._rooms.get(name)
         if room is None:
-            room = self._rooms[name] = Room(name, self._history)
+            room = self._rooms[name] = Room(name, self._history, self._audience)
+            kept = self._kept.pop(name, None)
+            if kept is not None:
+                room.topic, lines = kept
+                room.history.extend(lines)
         return room
 
     def _within(self, budget: Optional[Budget], key: Hashable) -> bool:
@@ -689,7 +763,7 @@ class Chat:
         address coming and going on many connections would cost that many times over.
         """
         limit = self._announce_limit
-        if (not limit or len(room.users) < limit) and self._affordable(address, room.listeners):
+        if (not limit or len(room.users) < limit) and self._affordable(address, room.local_count):
             room.broadcast(what)
 
     def _affordable(self, address: str, recipients: int) -> bool:
@@ -707,15 +781,15 @@ class Chat:
             room = rooms[0]
             if limited and self._announce_limit and len(room.users) > self._announce_limit:
                 return
-            if self._affordable(member.address, room.listeners - (member.client is not None)):
+            if self._affordable(member.address, room.local_count - (member.client is not None)):
                 room.broadcast(what, member.client, echo=False)
             return
         groups: dict[Style, dict[Client, None]] = {}
         for room in rooms:
             if limited and self._announce_limit and len(room.users) > self._announce_limit:
                 continue
-            for style, clients in room.local.items():
-                groups.setdefault(style, {}).update(clients)
+            for style, audience in room.local.items():
+                groups.setdefault(style, {}).update(audience.clients)
         if member.client is not None:
             groups.get(member.client.style, {}).pop(member.client, None)
         if not self._affordable(member.address, sum(map(len, groups.values()))):
@@ -739,6 +813,7 @@ class Chat:
         del member.rooms[room]
         if member.client is not None:
             room.discard(member.client)
+            member.client.scrollback.pop(room.name, None)
         if notice is not None:
             self._announce(room, notice, member.address)
         if not room.users and room is not self._lobby:
@@ -770,10 +845,10 @@ class Chat:
     # --- Appliers: every node, in bus order --------------------------------------------------
 
     def _apply_said(self, event: Said) -> None:
-        room = self._rooms.get(event.room)
+        message = event.message
+        room = self._rooms.get(message.room)
         if room is None:
             return
-        message = news.Message(event.room, event.nick, event.host, event.text, event.kind, event.at)
         if self._history:
             room.history.append(message)
         sender = self._origin(event.node, event.cid)
@@ -782,7 +857,7 @@ class Chat:
             if self._keeper is not None:
                 self._keeper.record(message)
             if self._log_chat:
-                log.info("%s <%s> %s", room.name, event.nick, event.text)
+                log.info("%s <%s> %s", room.name, message.nick, message.text)
 
     def _apply_joined(self, event: Joined) -> None:
         key = nick_key(event.nick)
@@ -819,14 +894,15 @@ class Chat:
                     room.name, member.nick, member.host, room.users.values(), room.topic, room.history, first
                 )
             )
+            client.scrollback[room.name] = room.history[0].at if room.history else time.time()
         self._announce_entry(room, member)
         if client is not None:
             room.add(client)
 
     def _announce_entry(self, room: Room, member: Member) -> None:
-        """The room hears of a newcomer already counted among its users (but not yet a listener)."""
+        """The room hears of a newcomer counted among its users, not yet among its local clients."""
         limit = self._announce_limit
-        if (not limit or len(room.users) - 1 < limit) and self._affordable(member.address, room.listeners):
+        if (not limit or len(room.users) - 1 < limit) and self._affordable(member.address, room.local_count):
             room.broadcast(news.Entered(room.name, member.nick, member.host))
 
     def _apply_parted(self, event: Parted) -> None:
@@ -955,5 +1031,5 @@ def _messages(history: Iterable[bytes]) -> "list[news.Message]":
     for data in history:
         event = decode(data)
         if isinstance(event, Said):
-            found.append(news.Message(event.room, event.nick, event.host, event.text, event.kind, event.at))
+            found.append(event.message)
     return found

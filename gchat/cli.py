@@ -20,6 +20,7 @@ import gevent
 from gevent.event import Event
 
 from gchat import __version__
+from gchat.addresses import format_peer
 from gchat.bus import BusError
 from gchat.config import Config
 from gchat.logs import LOG_FORMATS, configure_logging
@@ -27,7 +28,7 @@ from gchat.meter import MetricsError
 from gchat.passwords import SecretsError, hash_password, read_operator_file, read_secret_file
 from gchat.rlimit import fit_open_files
 from gchat.server import ChatServer
-from gchat.session import format_peer
+from gchat.store import Store, StoreError
 from gchat.tls import TlsError, server_context
 from gchat.web.wire import parse_origins
 
@@ -97,6 +98,11 @@ def _origins(text: str) -> str:
         raise argparse.ArgumentTypeError(f"invalid value {text!r}: {err}") from None
 
 
+def _path(text: str) -> Optional[str]:
+    """A file flag; empty (GCHAT_STORE=) is none."""
+    return text or None
+
+
 def _switch(text: str) -> bool:
     """A GCHAT_ variable for an on/off flag."""
     value = text.strip().lower()
@@ -146,6 +152,9 @@ _FLAGS: "list[tuple[str, Callable[[str], object], str]]" = [
     ("--web-port", _integer(0, 65535), "TCP port on --host serving the web page and its WebSocket; 0: off"),
     ("--web-origin", _origins, "other origins whose pages may open the WebSocket: https://HOST[:PORT],..."),
     ("--web-ping", _positive_seconds, "seconds between WebSocket pings; a socket silent for two is dropped"),
+    ("--store", _path, "SQLite file keeping history, topics and bans across restarts; none: memory only"),
+    ("--keep-days", _seconds, "with --store: days a line is kept; 0: no limit"),
+    ("--keep-lines", _integer(0), "with --store: lines kept per room; 0: no limit"),
 ]
 
 
@@ -202,6 +211,10 @@ def parse_config(argv: Optional[Sequence[str]], environ: Mapping[str, str]) -> C
     config = Config(**vars(parser.parse_args(argv)))
     if (config.certfile is None) != (config.keyfile is None):
         parser.error("--certfile and --keyfile go together: give both or neither")
+    if config.store is not None and config.bus:
+        parser.error("--store and --bus do not go together: with --bus, Redis keeps the chat")
+    if config.store is None and (config.keep_days or config.keep_lines):
+        parser.error("--keep-days and --keep-lines need --store")
     return config
 
 
@@ -271,6 +284,13 @@ def main(argv: Optional[list[str]] = None) -> int:
         except TlsError as err:
             print(f"gchat: {err}", file=sys.stderr)
             return 1
+    store = None
+    if config.store is not None:
+        try:
+            store = Store.open(config.store, config.keep_days, config.keep_lines)
+        except StoreError as err:
+            print(f"gchat: {err}", file=sys.stderr)
+            return 1
     configure_logging(config.log_level, config.log_format)
     fitted = fit_open_files(config.max_clients)
     if fitted < config.max_clients:
@@ -280,7 +300,7 @@ def main(argv: Optional[list[str]] = None) -> int:
             config.max_clients,
         )
         config = replace(config, max_clients=fitted)
-    server = ChatServer(config, tls, password, operators)
+    server = ChatServer(config, tls, password, operators, store)
     try:
         server.start()
     except BusError as err:
@@ -296,7 +316,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         return 1
     log.info("gchat listening on %s", format_peer(server.address))
     if config.bus:
-        log.info("gchat node %s on the bus at %s", server.hub.node, hide_password(config.bus))
+        log.info("gchat node %s on the bus at %s", server.chat.node, hide_password(config.bus))
     if tls is not None:
         log.info("TLS on, certificate %s", config.certfile)
 
@@ -307,7 +327,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         stopped.set()
 
     def on_signal(signum: int) -> None:
-        if server.hub.closing:
+        if server.chat.closing:
             log.warning("second signal: exiting without waiting for clients")
             os._exit(128 + signum)
         log.info("gchat shutting down")
@@ -316,5 +336,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     for signum in (signal.SIGINT, signal.SIGTERM):
         gevent.signal_handler(signum, on_signal, signum)
     stopped.wait()
+    if store is not None:
+        store.close()
     log.info("gchat stopped")
     return 0

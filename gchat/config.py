@@ -38,3 +38,6 @@ class Config:
     web_port: int = 0
     web_origin: str = ""
     web_ping: float = 30.0
+    store: Optional[str] = None
+    keep_days: float = 0.0
+    keep_lines: int = 0

@@ -181,14 +181,26 @@ def too_many_rooms(room: str) -> bytes:
     return line(f"!!! too many rooms, cannot join {room}")
 
 
+def older_lines(room: str, lines: "Iterable[news_.Message]") -> bytes:
+    """/history's answer: a count, then the lines as a join replays them, oldest first."""
+    parts = [_message(message) for message in lines]
+    if not parts:
+        return line(f"*** no older lines in {room}")
+    count = "1 older line" if len(parts) == 1 else f"{len(parts)} older lines"
+    return b"".join([line(f"*** {count} in {room}:"), *parts])
+
+
+_ACTION = news_.Kind.ACTION
+
+
 def _message(news: "news_.Message") -> bytes:
-    if news.kind is news_.Kind.ACTION:
+    if news.kind is _ACTION:
         return action(news.nick, news.text)
     return chat(news.nick, news.text)
 
 
 def _private(news: "news_.Private") -> bytes:
-    if news.kind is news_.Kind.ACTION:
+    if news.kind is _ACTION:
         return private(news.nick, f"* {news.nick} {news.text}")
     return private(news.nick, news.text)
 

@@ -33,7 +33,8 @@ Output: a ratio table (gchat/peer) on stdout, and ``tests/perf/results/latest.js
 and 3 nodes (``--bus``) on a fresh redis-server each run, nodes and Redis all
 on the server core, clients round-robin over the nodes; and gchat without a
 bus. Ratios are against the one-node cluster of the same run, and the results
-go to ``tests/perf/results/cluster/``.
+go to ``tests/perf/results/cluster/``. ``--store`` compares gchat with and
+without ``--store`` (a fresh SQLite file each run); results in ``tests/perf/results/store/``.
 
 Every wait is bounded and every process started here runs in its own session
 (process group) that is killed in a ``finally``, so an interrupted or failed
@@ -72,6 +73,8 @@ from gchat.rlimit import raise_open_files  # noqa: E402
 
 PERF_DIR = ROOT / "tests" / "perf"
 RESULTS_DIR = PERF_DIR / "results"
+# The --store runs' SQLite files (one per port, replaced each run).
+STORE_DIR = Path(tempfile.gettempdir()) / "gchat-perf-store"
 HOST = "127.0.0.1"
 SERVER_CPU = 0
 BENCH_CPU = 1
@@ -352,6 +355,25 @@ def _gchat_command(port: int, scenario: Scenario) -> list[str]:
     return command
 
 
+def _gchat_store_command(port: int, scenario: Scenario) -> list[str]:
+    """gchat keeping history in SQLite (--store): a fresh file every run, named after its port."""
+    STORE_DIR.mkdir(exist_ok=True)
+    path = STORE_DIR / f"chat-{port}.db"
+    for suffix in ("", "-wal", "-shm"):
+        path.with_name(path.name + suffix).unlink(missing_ok=True)
+    return [*_gchat_command(port, scenario), "--store", str(path)]
+
+
+def _tree_command(tree: Path) -> Callable[[int, Scenario], list[str]]:
+    """The 'gchat' entry's command, but running the gchat package found in ``tree``."""
+
+    def command(port: int, scenario: Scenario) -> list[str]:
+        run = f"import runpy, sys; sys.path.insert(0, {str(tree)!r}); runpy.run_module('gchat', run_name='__main__')"  # noqa: E501
+        return [sys.executable, "-c", run, *_gchat_command(port, scenario)[3:]]
+
+    return command
+
+
 def _peer_command(script: str) -> Callable[[int, Scenario], list[str]]:
     def command(port: int, scenario: Scenario) -> list[str]:
         return [sys.executable, str(PERF_DIR / script), "--port", str(port)]
@@ -386,6 +408,7 @@ SERVERS: dict[str, Server] = {
     server.name: server
     for server in (
         Server("gchat", "line", _gchat_command, "this project (gevent)"),
+        Server("gchat-store", "line", _gchat_store_command, "gchat with --store: every line kept in SQLite"),
         Server(
             "card",
             "line",
@@ -467,6 +490,19 @@ CLUSTER = Comparison(
     " gchat's in-process bus (gchat, no `--bus`). Above 1 is better for X where `better` is `higher`,"
     " below 1 where it is `lower`. The nodes and their redis-server all share the server core, so"
     " more nodes cannot mean more throughput here; server CPU and peak RSS are sums over all of them.",
+)
+
+STORE = Comparison(
+    title="gchat with and without --store",
+    servers=("gchat", "gchat-store"),
+    reference="gchat",
+    reference_first=False,
+    modes=("throughput", "latency"),
+    out=RESULTS_DIR / "store",
+    how_to_read="`gchat-store/gchat` is the figure with `--store` (every line written to SQLite by a"
+    " thread of its own) divided by the one without, measured in the same run: above 1 is better with"
+    " the store where `better` is `higher`, below 1 where it is `lower`. Issue 15 asks 0.9 or more of"
+    " the throughput.",
 )
 
 
@@ -1369,6 +1405,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         f" scenarios, ratios against {CLUSTER.reference}, results in tests/perf/results/cluster",
     )
     parser.add_argument(
+        "--store",
+        action="store_true",
+        help=f"the --store comparison: {', '.join(STORE.servers)} in the throughput and latency"
+        " scenarios, results in tests/perf/results/store",
+    )
+    parser.add_argument(
         "--repeat", type=int, default=None, help="repetitions per server and scenario (default 3)"
     )
     parser.add_argument(
@@ -1422,6 +1464,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         " scenarios against each --only server (default gchat,card,redis) and check that they agree",
     )
     parser.add_argument(
+        "--baseline",
+        type=Path,
+        default=None,
+        metavar="TREE",
+        help="add the server 'baseline': gchat as it is in TREE (e.g. a `git worktree add` of an older"
+        " commit), with the flags of the 'gchat' entry: a change measured against what it changed",
+    )
+    parser.add_argument(
         "--out",
         type=Path,
         default=None,
@@ -1429,7 +1479,15 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         " (default tests/perf/results; with --cluster tests/perf/results/cluster)",
     )
     options = parser.parse_args(argv)
-    options.comparison = CLUSTER if options.cluster else PEERS
+    if options.baseline is not None:
+        if not (options.baseline / "gchat" / "__main__.py").is_file():
+            parser.error(f"--baseline: no gchat package in {options.baseline}")
+        SERVERS["baseline"] = Server(
+            "baseline", "line", _tree_command(options.baseline.resolve()), f"gchat as in {options.baseline}"
+        )
+    if options.cluster and options.store:
+        parser.error("--cluster and --store are two comparisons: run them one at a time")
+    options.comparison = CLUSTER if options.cluster else STORE if options.store else PEERS
     if options.out is None:
         options.out = options.comparison.out
     if options.repeat is None:
