@@ -315,6 +315,9 @@ def main(argv: Optional[list[str]] = None) -> int:
         print(f"gchat: cannot listen on {format_peer((config.host, config.port))}: {reason}", file=sys.stderr)
         return 1
     log.info("gchat listening on %s", format_peer(server.address))
+    if server.web_address is not None:
+        scheme = "https" if tls is not None else "http"
+        log.info("gchat web page on %s://%s/", scheme, format_peer(server.web_address))
     if config.bus:
         log.info("gchat node %s on the bus at %s", server.chat.node, hide_password(config.bus))
     if tls is not None:

@@ -17,7 +17,7 @@ from wsproto.events import (
     Request,
     TextMessage,
 )
-from wsproto.frame_protocol import FrameProtocol
+from wsproto.frame_protocol import FrameProtocol, Opcode
 
 from gchat import news
 from gchat.commands import DEFAULT_QUIT_REASON
@@ -30,15 +30,20 @@ HOST = "chat.example:8080"
 MAX = 200
 
 
-def decode(frame: bytes) -> dict:
-    """The one event in ``frame``, read as a browser would (it must be a whole, unmasked text frame)."""
+def frames(data: bytes) -> list:
+    """The frames in ``data``, read as a browser would (whole and unmasked, or an error)."""
     reader = FrameProtocol(client=True, extensions=[])
-    reader.receive_bytes(frame)
-    frames = list(reader.received_frames())
-    assert len(frames) == 1
-    assert frames[0].message_finished
-    assert isinstance(frames[0].payload, str)
-    return json.loads(frames[0].payload)
+    reader.receive_bytes(data)
+    return list(reader.received_frames())
+
+
+def decode(data: bytes) -> dict:
+    """The event in ``data``: one whole text frame, but for a close frame after the last words."""
+    found = frames(data)
+    assert len(found) == 1 or (len(found) == 2 and found[1].opcode is Opcode.CLOSE)
+    assert found[0].message_finished
+    assert isinstance(found[0].payload, str)
+    return json.loads(found[0].payload)
 
 
 # --- WebStyle --------------------------------------------------------------------------
@@ -82,6 +87,16 @@ def test_a_notice_is_told_by_its_code():
         "code": "shutting_down",
         "at": 1234.5,
     }
+
+
+@pytest.mark.parametrize(("notice", "code"), [(news.Notice.BYE, 1000), (news.Notice.SHUTTING_DOWN, 1001)])
+def test_the_notices_a_connection_is_closed_after_come_with_a_close_frame(notice, code):
+    close = frames(STYLE.tell(notice, "bob"))[1]
+    assert close.payload[0] == code
+
+
+def test_other_notices_are_one_frame():
+    assert len(frames(STYLE.tell(news.Notice.NOW_OPERATOR, "bob"))) == 1
 
 
 def test_arrival_carries_members_topic_and_history_as_message_events():

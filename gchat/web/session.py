@@ -19,7 +19,6 @@ import time
 from typing import Any, Optional, Union
 
 import gevent
-
 from wsproto.frame_protocol import CloseReason
 
 from gchat.addresses import canonical
@@ -54,23 +53,6 @@ ALREADY_IN = "password already accepted"
 NO_PASSWORD = "no password needed"
 
 
-class _Mailbox:
-    """The chat's mailbox for a web client: a close frame before the FIN, as RFC 6455 wants."""
-
-    __slots__ = ("_output", "_wire")
-
-    def __init__(self, output: Any, wire: WebConnection) -> None:
-        self._output = output
-        self._wire = wire
-
-    def deliver(self, data: bytes) -> None:
-        self._output.deliver(data)
-
-    def close(self) -> None:
-        self._output.deliver(self._wire.close(CloseReason.NORMAL_CLOSURE, ""))
-        self._output.close()
-
-
 class WebSession:
     """A browser: fetching files, at the password prompt (``client`` None), or in the chat."""
 
@@ -79,7 +61,6 @@ class WebSession:
         "_client",
         "_connection",
         "_gate",
-        "_mailbox",
         "_output",
         "_ping",
         "_timer",
@@ -88,7 +69,9 @@ class WebSession:
         "max_frame",
     )
 
-    def __init__(self, connection: Connection, chat: Chat, config: Config, page: Page, door: Optional[Door]) -> None:
+    def __init__(
+        self, connection: Connection, chat: Chat, config: Config, page: Page, door: Optional[Door]
+    ) -> None:
         self._connection = connection
         self._output = connection.output
         self._chat = chat
@@ -96,7 +79,6 @@ class WebSession:
         self.framer = WebFramer(self._wire)
         self.max_frame = max(MAX_HEADERS, config.max_line + MAX_FRAME_HEADER)
         self._gate = PasswordGate(door, connection.host) if door is not None else None
-        self._mailbox = _Mailbox(self._output, self._wire)
         self._client: Optional[Client] = None
         self._ping = config.web_ping
         self._timer: Any = None
@@ -151,7 +133,9 @@ class WebSession:
                 cause = KICKED if client.kicked else QUIT
             self._chat.leave(client, cause)
             if log.isEnabledFor(logging.INFO):
-                log.info("%s web %s disconnected (%s)", self._connection.peer, client.nick, client.quit_reason)
+                log.info(
+                    "%s web %s disconnected (%s)", self._connection.peer, client.nick, client.quit_reason
+                )
         return cause
 
     # ----------------------------------------------------------------------------------------
@@ -178,9 +162,9 @@ class WebSession:
             return
         client = None
         if valid_nick(nick):
-            client = self._chat.connect(self._mailbox, host, STYLE, nick)
+            client = self._chat.connect(self._output, host, STYLE, nick)
         if client is None:
-            client = self._chat.connect(self._mailbox, host, STYLE)
+            client = self._chat.connect(self._output, host, STYLE)
         assert client is not None
         self._client = client
         if log.isEnabledFor(logging.INFO):
@@ -203,7 +187,9 @@ class WebSession:
         elif isinstance(request, requests.Private):
             chat.private(client, request.nick, request.text, request.kind)
             # The chat does not echo private messages; the page shows them as its rooms' lines.
-            echo = PrivateNews(client.nick, client.host, request.nick, request.text, request.kind, time.time())
+            echo = PrivateNews(
+                client.nick, client.host, request.nick, request.text, request.kind, time.time()
+            )
             self._output.deliver(STYLE.tell(echo, client.nick))
         elif isinstance(request, requests.Nick):
             chat.nick(client, request.name)

@@ -11,18 +11,21 @@ the sender's time for a message, the time it was rendered for the rest.
 Server-to-client frames are never masked (RFC 6455 section 5.1) and no
 extension is negotiated, so a frame's bytes do not depend on the connection:
 the style encodes each event once and the same ``bytes`` object is queued for
-every web client of a room.
+every web client of a room. The two notices the chat always closes a
+connection after (``bye``, ``shutting_down``) are followed by a close frame
+(1000, 1001), RFC 6455's closing handshake, since the chat closes the
+connection with no word of the wire.
 """
 
 import dataclasses
 import enum
 import json
 import time
-from collections.abc import Collection
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from typing import Callable, Union, cast
 
-from wsproto.frame_protocol import FrameProtocol
+from wsproto.frame_protocol import CloseReason, FrameProtocol
 
 from gchat import news
 
@@ -61,6 +64,8 @@ TYPES: "dict[type, str]" = {
     news.NotBanned: "not_banned",
     news.OwnAddress: "own_address",
 }
+# The notices the chat closes a client's connection after, and the close code that follows them.
+_LAST_WORDS = {news.Notice.BYE: CloseReason.NORMAL_CLOSURE, news.Notice.SHUTTING_DOWN: CloseReason.GOING_AWAY}
 # Fields no web client is sent (see the module's docstring).
 _HIDDEN = frozenset({"host"})
 
@@ -81,7 +86,7 @@ def _value(value: object) -> Json:
         return value
     if isinstance(value, enum.Enum):
         return str(value.value) if isinstance(value, news.Kind) else value.name.lower()
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+    if isinstance(value, news.Message) or (dataclasses.is_dataclass(value) and not isinstance(value, type)):
         return _object(value)
     if isinstance(value, Collection):
         return [_value(item) for item in value]
@@ -97,9 +102,13 @@ def _object(item: object) -> "dict[str, Json]":
     obj: dict[str, Json] = {}
     if type(item) in TYPES:
         obj["type"] = TYPES[type(item)]
-    for field in dataclasses.fields(item):  # type: ignore[arg-type]
-        if field.name not in _HIDDEN:
-            obj[field.name] = _value(getattr(item, field.name))
+    if isinstance(item, news.Message):
+        names: Iterable[str] = item._fields
+    else:
+        names = (field.name for field in dataclasses.fields(item))  # type: ignore[arg-type]
+    for name in names:
+        if name not in _HIDDEN:
+            obj[name] = _value(getattr(item, name))
     return obj
 
 
@@ -124,6 +133,10 @@ class WebStyle:
     def _frame(self, item: "Union[news.Personal, news.Shared]") -> bytes:
         if isinstance(item, news.Notice):
             obj: dict[str, Json] = {"type": TYPES[news.Notice], "code": _value(item)}
+            obj["at"] = self.clock()
+            code = _LAST_WORDS.get(item)
+            if code is not None:
+                return text_frame(obj) + bytes(_ENCODER.close(code, item.value))
         else:
             obj = _object(item)
         obj.setdefault("at", self.clock())

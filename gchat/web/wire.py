@@ -13,6 +13,7 @@ are to every web client (see ``style``).
 
 from collections import deque
 from dataclasses import dataclass, field
+from http import HTTPStatus
 from pathlib import Path
 from typing import Optional, Union
 from urllib.parse import parse_qs, urlsplit
@@ -77,6 +78,21 @@ class Page:
                 files["/" + path.name] = (CONTENT_TYPES[path.suffix], path.read_bytes())
         files["/"] = files["/" + INDEX]
         return cls(files, frozenset(origin.lower() for origin in origins), secure, max_message)
+
+
+def refusal_response(line: bytes) -> bytes:
+    """A refusal at accept (server full, too many from the address, banned) as HTTP: 503, then close.
+
+    The body is the line a line client would get; the page's script sees the
+    upgrade fail and tries again later, as it does when the server is down.
+    """
+    http = h11.Connection(h11.SERVER)
+    http.receive_data(b"GET / HTTP/1.1\r\nHost: gchat\r\n\r\n")
+    http.next_event()
+    out = Output()
+    headers = (("Connection", "close"),)
+    _respond(http, out, 503, line, extra=headers)
+    return out.sent
 
 
 def parse_origins(text: str) -> "frozenset[str]":
@@ -277,14 +293,14 @@ class WebConnection:
     def _request(self, http: h11.Connection, request: h11.Request, out: Output) -> None:
         path = request.target.split(b"?", 1)[0].decode("ascii", "replace")
         if request.method not in (b"GET", b"HEAD"):
-            self._respond(http, out, 405, b"method not allowed\n", extra=(("Allow", "GET, HEAD"),))
+            _respond(http, out, 405, b"method not allowed\n", extra=(("Allow", "GET, HEAD"),))
         elif path == WS_PATH:
             self._websocket_request(http, request, out)
         elif path in self._page.files:
             kind, body = self._page.files[path]
-            self._respond(http, out, 200, body, kind, head=request.method == b"HEAD")
+            _respond(http, out, 200, body, kind, head=request.method == b"HEAD")
         else:
-            self._respond(http, out, 404, b"not found\n")
+            _respond(http, out, 404, b"not found\n")
 
     def _websocket_request(self, http: h11.Connection, request: h11.Request, out: Output) -> None:
         headers = {name: value for name, value in request.headers}
@@ -334,32 +350,8 @@ class WebConnection:
     ) -> None:
         out.reason = reason
         if http.our_state in (h11.IDLE, h11.SEND_RESPONSE):
-            self._respond(
-                http, out, status, (reason + "\n").encode(), extra=(("Connection", "close"), *extra)
-            )
+            _respond(http, out, status, (reason + "\n").encode(), extra=(("Connection", "close"), *extra))
         out.close = True
-
-    def _respond(
-        self,
-        http: h11.Connection,
-        out: Output,
-        status: int,
-        body: bytes,
-        kind: str = "text/plain; charset=utf-8",
-        head: bool = False,
-        extra: "tuple[tuple[str, str], ...]" = (),
-    ) -> None:
-        headers = [
-            ("Server", SERVER),
-            ("Content-Type", kind),
-            ("Content-Length", str(len(body))),
-            *SECURITY_HEADERS,
-            *extra,
-        ]
-        out.send(http.send(h11.Response(status_code=status, headers=headers)))
-        if not head:
-            out.send(http.send(h11.Data(data=body)))
-        out.send(http.send(h11.EndOfMessage()))
 
     # --- WebSocket --------------------------------------------------------------------
 
@@ -399,3 +391,26 @@ class WebConnection:
         out.send(ws.send(CloseConnection(code=code, reason=reason)))
         out.reason = reason
         out.close = True
+
+
+def _respond(
+    http: h11.Connection,
+    out: Output,
+    status: int,
+    body: bytes,
+    kind: str = "text/plain; charset=utf-8",
+    head: bool = False,
+    extra: "tuple[tuple[str, str], ...]" = (),
+) -> None:
+    headers = [
+        ("Server", SERVER),
+        ("Content-Type", kind),
+        ("Content-Length", str(len(body))),
+        *SECURITY_HEADERS,
+        *extra,
+    ]
+    reason = HTTPStatus(status).phrase.encode()
+    out.send(http.send(h11.Response(status_code=status, headers=headers, reason=reason)))
+    if not head:
+        out.send(http.send(h11.Data(data=body)))
+    out.send(http.send(h11.EndOfMessage()))
