@@ -699,6 +699,12 @@ def chromium() -> "Iterator[object]":
 WEB_LISTENING = r"gchat web page on (https?)://(\[[^\]]*\]|[^\s:/]+):(\d+)/"
 
 
+def start_web(start: Callable[..., ChatServer], *flags: str, **options: object) -> ChatServer:
+    """A server with --web-port on a free port (0 turns the page off), and ``flags``."""
+    server, _ = on_free_port(lambda port: start("--rate", "0", "--web-port", str(port), *flags, **options))
+    return server
+
+
 def web_url(server: ChatServer, scheme: str = "http") -> str:
     """The URL of ``server``'s page (``ws`` for its socket), from its start-up log line."""
     match = server.wait_for_log(WEB_LISTENING)
@@ -715,7 +721,9 @@ class WebClient:
         from websockets.sync.client import connect
 
         self.timeout = timeout
-        self.ws = connect(web_url(server, "ws") + path, open_timeout=timeout, **options)  # type: ignore[arg-type]
+        self._exit = contextlib.ExitStack()
+        url = web_url(server, "ws") + path
+        self.ws = self._exit.enter_context(connect(url, open_timeout=timeout, **options))
         self.nick = ""
 
     def send(self, **event: object) -> None:
@@ -753,4 +761,4 @@ class WebClient:
         self.until("pong", id="sync")
 
     def close(self) -> None:
-        self.ws.close()
+        self._exit.close()
