@@ -144,7 +144,7 @@
       const text = document.createElement("span");
       text.className = "text";
       text.textContent = e.text;
-      line(key, e.kind === "notice" ? "chat-notice " + cls : cls, e.at, nickSpan(e.nick), text);
+      line(key, e.kind === "notice" ? "chat-notice " + cls : cls, e.at, nickSpan(e.nick), " ", text);
     }
   }
 
@@ -511,7 +511,10 @@
 
   function connect() {
     const scheme = location.protocol === "https:" ? "wss:" : "ws:";
-    socket = new WebSocket(`${scheme}//${location.host}/ws`);
+    // The nick of the last visit (or of before the reconnection) is asked for in the upgrade.
+    const wanted = reconnecting.nick || localStorage.getItem(NICK_KEY);
+    const query = wanted ? "?nick=" + encodeURIComponent(wanted) : "";
+    socket = new WebSocket(`${scheme}//${location.host}/ws${query}`);
     socket.addEventListener("open", () => {
       attempt = 0;
       if (everConnected) {
