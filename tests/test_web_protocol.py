@@ -19,7 +19,7 @@ from wsproto.events import (
 )
 from wsproto.frame_protocol import FrameProtocol, Opcode
 
-from gchat import news
+from gchat import commands, news
 from gchat.commands import DEFAULT_QUIT_REASON
 from gchat.web import requests
 from gchat.web.requests import Malformed, parse
@@ -142,21 +142,21 @@ def test_every_news_is_one_frame_naming_its_type_with_no_address(item):
         ({"type": "me", "room": "#dev", "text": "waves"}, requests.Say("#dev", "waves", news.Kind.ACTION)),
         ({"type": "me", "nick": "bob", "text": "waves"}, requests.Private("bob", "waves", news.Kind.ACTION)),
         ({"type": "msg", "nick": "bob", "text": "psst"}, requests.Private("bob", "psst", news.Kind.SAY)),
-        ({"type": "nick", "nick": "carol"}, requests.Nick("carol")),
-        ({"type": "join", "room": "dev"}, requests.Join("dev")),
+        ({"type": "nick", "nick": "carol"}, commands.Nick("carol")),
+        ({"type": "join", "room": "dev"}, commands.Join("dev")),
         ({"type": "part", "room": "#dev"}, requests.Part("#dev", requests.DEFAULT_PART_REASON)),
         ({"type": "part", "room": "#dev", "reason": "bye"}, requests.Part("#dev", "bye")),
         ({"type": "who", "room": "#dev"}, requests.Who("#dev")),
-        ({"type": "rooms"}, requests.Rooms()),
+        ({"type": "rooms"}, commands.Rooms()),
         ({"type": "topic", "room": "#dev"}, requests.Topic("#dev", None)),
         ({"type": "topic", "room": "#dev", "text": "new"}, requests.Topic("#dev", "new")),
-        ({"type": "oper", "name": "root", "password": "pw"}, requests.Oper("root", "pw")),
-        ({"type": "kick", "nick": "eve"}, requests.Kick("eve", requests.DEFAULT_KICK_REASON)),
-        ({"type": "ban", "nick": "eve"}, requests.Ban("eve")),
-        ({"type": "unban", "address": "10.0.0.9"}, requests.Unban("10.0.0.9")),
+        ({"type": "oper", "name": "root", "password": "pw"}, commands.Oper("root", "pw")),
+        ({"type": "kick", "nick": "eve"}, commands.Kick("eve")),
+        ({"type": "ban", "nick": "eve"}, commands.Ban("eve")),
+        ({"type": "unban", "address": "10.0.0.9"}, commands.Unban("10.0.0.9")),
         ({"type": "away", "text": "lunch"}, requests.Away("lunch")),
-        ({"type": "quit"}, requests.Quit(DEFAULT_QUIT_REASON)),
-        ({"type": "pass", "password": "s3cret"}, requests.Pass("s3cret")),
+        ({"type": "quit"}, commands.Quit(DEFAULT_QUIT_REASON)),
+        ({"type": "pass", "password": "s3cret"}, commands.Pass("s3cret")),
         ({"type": "ping", "id": "7"}, requests.Ping("7")),
     ],
 )

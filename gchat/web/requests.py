@@ -1,6 +1,7 @@
 """The page's events in: one JSON object per WebSocket message, parsed into a request.
 
-Pure, like ``gchat.commands`` for the line protocol. Names (nicks, rooms) are
+Pure, like ``gchat.commands`` for the line protocol. Requests that mean what a line command means are
+its dataclass (``gchat.commands``). Names (nicks, rooms) are
 passed on as given: the chat judges them, with the same rules and replies for
 every front-end. Text is made safe as a line client's is (no control
 characters, so nothing a web user sends can break a line or drive a
@@ -12,7 +13,7 @@ import json
 from dataclasses import dataclass
 from typing import Callable, Optional, Union
 
-from gchat.commands import DEFAULT_QUIT_REASON
+from gchat.commands import DEFAULT_QUIT_REASON, Ban, Join, Kick, Nick, Oper, Pass, Quit, Rooms, Unban
 from gchat.news import Kind
 from gchat.sanitize import strip_controls
 
@@ -36,16 +37,6 @@ class Private:
 
 
 @dataclass(frozen=True)
-class Nick:
-    name: str
-
-
-@dataclass(frozen=True)
-class Join:
-    room: str
-
-
-@dataclass(frozen=True)
 class Part:
     room: str
     reason: str
@@ -57,11 +48,6 @@ class Who:
 
 
 @dataclass(frozen=True)
-class Rooms:
-    pass
-
-
-@dataclass(frozen=True)
 class Topic:
     """``text`` None: tell the topic; else set it (operators)."""
 
@@ -70,42 +56,10 @@ class Topic:
 
 
 @dataclass(frozen=True)
-class Oper:
-    name: str
-    password: str
-
-
-@dataclass(frozen=True)
-class Kick:
-    nick: str
-    reason: str
-
-
-@dataclass(frozen=True)
-class Ban:
-    nick: str
-
-
-@dataclass(frozen=True)
-class Unban:
-    address: str
-
-
-@dataclass(frozen=True)
 class Away:
     """``text`` empty: back."""
 
     text: str
-
-
-@dataclass(frozen=True)
-class Quit:
-    reason: str
-
-
-@dataclass(frozen=True)
-class Pass:
-    secret: str
 
 
 @dataclass(frozen=True)
@@ -127,7 +81,6 @@ Request = Union[
 ]
 
 DEFAULT_PART_REASON = "leaving"
-DEFAULT_KICK_REASON = "no reason given"
 NOT_JSON = "not JSON"
 NOT_AN_OBJECT = 'expected a JSON object with a string "type"'
 
@@ -184,7 +137,7 @@ _PARSERS: "dict[str, Callable[[_Fields], Request]]" = {
     "rooms": lambda f: Rooms(),
     "topic": lambda f: Topic(f.get("room"), f.optional("text")),
     "oper": lambda f: Oper(f.get("name"), f.get("password")),
-    "kick": lambda f: Kick(f.get("nick"), f.get("reason", DEFAULT_KICK_REASON)),
+    "kick": lambda f: Kick(f.get("nick"), f.get("reason")) if f.has("reason") else Kick(f.get("nick")),
     "ban": lambda f: Ban(f.get("nick")),
     "unban": lambda f: Unban(f.get("address")),
     "away": lambda f: Away(f.get("text", "")),

@@ -21,9 +21,9 @@ from typing import Any, Optional, Union
 import gevent
 from wsproto.frame_protocol import CloseReason
 
+from gchat import commands
 from gchat.addresses import canonical
 from gchat.chat import Chat, Client
-from gchat.commands import Pass as LinePass
 from gchat.commands import valid_nick
 from gchat.config import Config
 from gchat.connection import Connection
@@ -191,52 +191,51 @@ class WebSession:
                 client.nick, client.host, request.nick, request.text, request.kind, time.time()
             )
             self._output.deliver(STYLE.tell(echo, client.nick))
-        elif isinstance(request, requests.Nick):
+        elif isinstance(request, commands.Nick):
             chat.nick(client, request.name)
-        elif isinstance(request, requests.Join):
+        elif isinstance(request, commands.Join):
             chat.join(client, request.room, switch=False)
         elif isinstance(request, requests.Part):
             chat.part(client, request.room, request.reason)
         elif isinstance(request, requests.Who):
             chat.list_members(client, request.room)
-        elif isinstance(request, requests.Rooms):
+        elif isinstance(request, commands.Rooms):
             chat.list_rooms(client)
         elif isinstance(request, requests.Topic):
             chat.topic(client, request.room, request.text)
-        elif isinstance(request, requests.Oper):
+        elif isinstance(request, commands.Oper):
             chat.oper(client, request.name, request.password)
-        elif isinstance(request, requests.Kick):
+        elif isinstance(request, commands.Kick):
             chat.kick(client, request.nick, request.reason)
-        elif isinstance(request, requests.Ban):
+        elif isinstance(request, commands.Ban):
             chat.ban(client, request.nick)
-        elif isinstance(request, requests.Unban):
+        elif isinstance(request, commands.Unban):
             chat.unban(client, request.address)
         elif isinstance(request, requests.Away):
             chat.away(client, request.text)
-        elif isinstance(request, requests.Quit):
+        elif isinstance(request, commands.Quit):
             chat.quit(client, request.reason)
         else:
-            assert isinstance(request, requests.Pass)
+            assert isinstance(request, commands.Pass)
             self._say(ERROR, text=ALREADY_IN if self._gate is not None else NO_PASSWORD)
 
     def _knock(self, request: Request) -> None:
         """A request before the password: only ``pass`` and ``quit`` mean anything."""
         gate = self._gate
         assert gate is not None
-        if isinstance(request, requests.Quit):
+        if isinstance(request, commands.Quit):
             self._output.deliver(self._wire.close(CloseReason.NORMAL_CLOSURE, ""))
             self._connection.close(QUIT)
             return
-        if not isinstance(request, requests.Pass):
+        if not isinstance(request, commands.Pass):
             self._say(PASSWORD_REQUIRED)
             return
-        attempt = LinePass(request.secret)
-        if not gate.opens(attempt):
+        if not gate.opens(request):
             # As for a line client: wrong tries from this address delay the next answer.
             while (pause := gate.turn(time.monotonic())) > 0:
                 if not self._connection.reader.hold(pause):
                     return
-        _, verdict = gate.knock(attempt, time.monotonic())
+        _, verdict = gate.knock(request, time.monotonic())
         if verdict is Verdict.ADMIT:
             self._admit()
         elif verdict is Verdict.LAST:
