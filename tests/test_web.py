@@ -7,7 +7,7 @@ import urllib.error
 import urllib.request
 
 import pytest
-from conftest import PING, PONG, TIMEOUT, WebClient, require, start_web, web_url
+from conftest import PING, PONG, TIMEOUT, WebClient, free_port, require, start_web, web_url
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from wsproto import ConnectionType, WSConnection
 from wsproto.events import AcceptConnection, Request
@@ -231,3 +231,16 @@ def test_wss_with_certfile(start_server, tmp_path):
     server = start_web(start_server, "--certfile", cert, "--keyfile", key)
     assert web_url(server).startswith("https://")
     WebClient(server, ssl=ssl.create_default_context(cafile=cert)).arrive()
+
+
+def test_a_web_client_and_a_line_client_of_another_node_talk(cluster):
+    web_node = cluster.node("--web-port", str(free_port()))
+    line_node = cluster.node()
+    line = cluster.join(line_node)
+    web = WebClient(web_node)
+    web.arrive()
+    line.expect(f"*** {web.nick} joined #lobby")
+    web.send(type="say", room="#lobby", text="across the bus")
+    line.expect(f"<{web.nick}> across the bus")
+    line.say("and back")
+    assert web.until("message", nick=line.nick)["text"] == "and back"
