@@ -18,6 +18,7 @@ from gchat.web.wire import Page, WebConnection
 
 MS = TIMEOUT * 1000
 SCREENSHOT = ROOT / "docs" / "web.png"
+PHONE_SCREENSHOT = ROOT / "docs" / "web-phone.png"
 
 
 class Browser:
@@ -193,6 +194,8 @@ def test_screenshot_of_a_conversation(start_server, browsers):
     alice.page.locator("#conversations .unread").wait_for()
     SCREENSHOT.parent.mkdir(exist_ok=True)
     alice.page.screenshot(path=str(SCREENSHOT))
+    alice.page.set_viewport_size({"width": 390, "height": 760})
+    alice.page.screenshot(path=str(PHONE_SCREENSHOT))
 
 
 class _Static(socketserver.BaseRequestHandler):
