@@ -27,7 +27,7 @@ from gchat.logs import LOG_FORMATS, configure_logging
 from gchat.meter import MetricsError
 from gchat.passwords import SecretsError, hash_password, read_operator_file, read_secret_file
 from gchat.rlimit import fit_open_files
-from gchat.server import ChatServer
+from gchat.server import ChatServer, ListenError
 from gchat.store import Store, StoreError
 from gchat.tls import TlsError, server_context
 from gchat.web.wire import parse_origins
@@ -312,7 +312,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     except OSError as err:
         # gevent appends the address to strerror; the original text is in args.
         reason = err.args[1] if len(err.args) == 2 else str(err)
-        print(f"gchat: cannot listen on {format_peer((config.host, config.port))}: {reason}", file=sys.stderr)
+        port = err.port if isinstance(err, ListenError) else config.port
+        print(f"gchat: cannot listen on {format_peer((config.host, port))}: {reason}", file=sys.stderr)
         return 1
     log.info("gchat listening on %s", format_peer(server.address))
     if server.web_address is not None:

@@ -54,6 +54,15 @@ class _SessionServer(Acceptor):
         pass
 
 
+class ListenError(OSError):
+    """Listening on a port other than ``--port`` failed; ``port`` says which."""
+
+    def __init__(self, port: int, err: OSError) -> None:
+        # gevent appends the address to strerror; the original text is in args.
+        super().__init__(err.errno, err.args[1] if len(err.args) == 2 else str(err))
+        self.port = port
+
+
 class ChatServer:
     def __init__(
         self,
@@ -112,7 +121,10 @@ class ChatServer:
         web = None
         try:
             if config.web_port:
-                web = _listen(config.host, config.web_port, config.reuse_port)
+                try:
+                    web = _listen(config.host, config.web_port, config.reuse_port)
+                except OSError as err:
+                    raise ListenError(config.web_port, err) from None
             self._meter.start(self.chat, self._open)
             self._bus.start()
         except BaseException:

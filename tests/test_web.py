@@ -7,7 +7,7 @@ import urllib.error
 import urllib.request
 
 import pytest
-from conftest import PING, PONG, TIMEOUT, WebClient, free_port, require, start_web, web_url
+from conftest import PING, PONG, TIMEOUT, WebClient, free_port, require, run_gchat, start_web, web_url
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from wsproto import ConnectionType, WSConnection
 from wsproto.events import AcceptConnection, Request
@@ -244,3 +244,13 @@ def test_a_web_client_and_a_line_client_of_another_node_talk(cluster):
     line.expect(f"<{web.nick}> across the bus")
     line.say("and back")
     assert web.until("message", nick=line.nick)["text"] == "and back"
+
+
+def test_web_port_in_use_gives_one_line_naming_it():
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        status, _, errors = run_gchat("--port", "0", "--web-port", str(port))
+    assert status == 1
+    assert errors == [f"gchat: cannot listen on 127.0.0.1:{port}: Address already in use"]
