@@ -254,3 +254,13 @@ def test_web_port_in_use_gives_one_line_naming_it():
         status, _, errors = run_gchat("--port", "0", "--web-port", str(port))
     assert status == 1
     assert errors == [f"gchat: cannot listen on 127.0.0.1:{port}: Address already in use"]
+
+
+def test_a_browser_that_does_not_read_is_a_slow_consumer(start_server):
+    server = start_web(start_server, "--max-backlog", "65536")
+    line = server.join()
+    sock = silent_socket(server)
+    nick = line.readline().split()[1]
+    line.say(*(f"{n:05d} " + "q" * 994 for n in range(3000)))
+    line.read_until(f"*** {nick} quit (slow consumer)")
+    sock.close()
