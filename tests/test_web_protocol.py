@@ -72,6 +72,10 @@ def test_a_room_message_is_one_text_frame_with_its_senders_time():
     }
 
 
+def test_a_message_renders_as_the_generic_walk_would():
+    assert STYLE.render(MESSAGE) == STYLE.tell(MESSAGE, "bob")
+
+
 def test_an_action_says_so_in_its_kind():
     action = news.Message("#lobby", "alice", "h", "waves", news.Kind.ACTION, 1.0)
     assert decode(STYLE.render(action))["kind"] == "action"

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from typing import Callable, NoReturn, Optional
 
 from gchat.bench.message import MIN_SIZE, new_token
-from gchat.bench.options import MODES, PROTOCOLS, Options, make_plans
+from gchat.bench.options import MEMBER_PROTOCOLS, MODES, PROTOCOLS, Options, make_plans
 from gchat.bench.report import build, to_json, to_text, warnings
 
 EPILOG = """\
@@ -82,7 +82,12 @@ def parser() -> argparse.ArgumentParser:
         default=(5000,),
         help="server port (default 5000); PORT,PORT,...: a cluster's nodes, clients spread round-robin",
     )
-    p.add_argument("--proto", choices=PROTOCOLS, default="line", help="line (default) or redis pub/sub")
+    p.add_argument(
+        "--proto",
+        choices=PROTOCOLS,
+        default="line",
+        help="line (default), redis pub/sub, or ws (gchat's web page protocol at --port: give it --web-port)",
+    )
     p.add_argument("--room", default="#lobby", help="room, or Redis channel (default #lobby)")
     p.add_argument(
         "--size", type=_whole(MIN_SIZE), default=64, help="bytes per line, LF included (default 64)"
@@ -175,7 +180,7 @@ def _problem(options: Options) -> Optional[str]:
         return None
     if options.clients < options.procs:
         return f"--clients {options.clients} is fewer than --procs {options.procs}"
-    if stream and options.proto == "line":
+    if stream and options.proto in MEMBER_PROTOCOLS:
         if options.senders > options.clients:
             return (
                 f"--senders {options.senders} exceeds --clients {options.clients} (line senders are clients)"

@@ -4,7 +4,9 @@ from dataclasses import dataclass
 from typing import Optional
 
 MODES = ("throughput", "latency", "fanout", "slow", "capacity")
-PROTOCOLS = ("line", "redis")
+PROTOCOLS = ("line", "redis", "ws")
+# The protocols whose senders are room members, as receivers are.
+MEMBER_PROTOCOLS = ("line", "ws")
 
 
 @dataclass(frozen=True)
@@ -93,7 +95,7 @@ def make_plans(options: Options, tokens: tuple[bytes, ...]) -> list[Plan]:
     workers = options.procs
     total_senders = sender_count(options)
     stream = options.mode in ("throughput", "latency", "slow")
-    senders_are_clients = stream and options.proto == "line"
+    senders_are_clients = stream and options.proto in MEMBER_PROTOCOLS
     plans = []
     for worker in range(workers):
         indices = range(worker, options.clients, workers)

@@ -70,10 +70,12 @@ _LAST_WORDS = {news.Notice.BYE: CloseReason.NORMAL_CLOSURE, news.Notice.SHUTTING
 _HIDDEN = frozenset({"host"})
 
 
+_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
+
 def text_frame(event: "dict[str, Json]") -> bytes:
     """One event as the bytes of a final, unmasked WebSocket text frame."""
-    text = json.dumps(event, ensure_ascii=False, separators=(",", ":"))
-    return bytes(_ENCODER.send_data(text, fin=True))
+    return bytes(_ENCODER.send_data(_JSON.encode(event), fin=True))
 
 
 def event(kind: str, at: float, **fields: Json) -> bytes:
@@ -125,6 +127,18 @@ class WebStyle:
     echo: bool = True
 
     def render(self, item: news.Shared) -> bytes:
+        if type(item) is news.Message:
+            # Every chat line: its event built directly, the generic walk costs twice as much.
+            return text_frame(
+                {
+                    "type": "message",
+                    "room": item.room,
+                    "nick": item.nick,
+                    "text": item.text,
+                    "kind": item.kind.value,
+                    "at": item.at,
+                }
+            )
         return self._frame(item)
 
     def tell(self, item: news.Personal, nick: str) -> bytes:
