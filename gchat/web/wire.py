@@ -11,7 +11,6 @@ extension is negotiated, so frames the chat renders once can be sent as they
 are to every web client (see ``style``).
 """
 
-from collections import deque
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from pathlib import Path
@@ -20,7 +19,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import h11
 from wsproto import ConnectionType, WSConnection
-from wsproto.connection import ConnectionState
+from wsproto.connection import Connection, ConnectionState
 from wsproto.events import (
     AcceptConnection,
     BytesMessage,
@@ -188,7 +187,8 @@ class WebFramer:
 
     def __init__(self, conn: "WebConnection") -> None:
         self._conn = conn
-        self._frames: deque[Frame] = deque()
+        # A list, not a deque: it holds a frame or two, and an empty deque costs 600 bytes.
+        self._frames: list[Frame] = []
         # Whether anything came since the session last looked (its ping timer clears it).
         self.heard = False
 
@@ -207,7 +207,7 @@ class WebFramer:
             self._frames.append(Closed(out.reason))
 
     def next(self) -> Optional[Frame]:
-        return self._frames.popleft() if self._frames else None
+        return self._frames.pop(0) if self._frames else None
 
     @property
     def buffered(self) -> int:
@@ -223,7 +223,7 @@ class WebConnection:
         self._http: Optional[h11.Connection] = h11.Connection(
             h11.SERVER, max_incomplete_event_size=MAX_HEADERS
         )
-        self._ws: Optional[WSConnection] = None
+        self._ws: Optional[Connection] = None
         self._upgrade: Optional[h11.Request] = None
         self._partial: list[str] = []
         self._size = 0
@@ -330,15 +330,19 @@ class WebConnection:
             return
         assert accepted
         out.send(ws.send(AcceptConnection()))
+        # Only the open connection is kept: the handshake's h11 state and buffers go.
+        connection = ws.connection
+        assert connection is not None
+        self._upgrade = None
         query = parse_qs(urlsplit(request.target.decode("ascii", "replace")).query)
         out.items.append(Upgraded(query.get("nick", [""])[0]))
         trailing, closed = http.trailing_data
         self._http = None
-        self._ws = ws
+        self._ws = connection
         if trailing:
-            self._receive_ws(ws, trailing, out)
+            self._receive_ws(connection, trailing, out)
         if closed and not out.close:
-            self._receive_ws(ws, b"", out)
+            self._receive_ws(connection, b"", out)
 
     def _error(
         self,
@@ -355,7 +359,7 @@ class WebConnection:
 
     # --- WebSocket --------------------------------------------------------------------
 
-    def _receive_ws(self, ws: WSConnection, data: bytes, out: Output) -> None:
+    def _receive_ws(self, ws: Connection, data: bytes, out: Output) -> None:
         if ws.state is ConnectionState.CLOSED:
             out.close = True
             return
@@ -387,7 +391,7 @@ class WebConnection:
             else:
                 assert isinstance(event, Pong)
 
-    def _close(self, ws: WSConnection, out: Output, code: int, reason: str) -> None:
+    def _close(self, ws: Connection, out: Output, code: int, reason: str) -> None:
         out.send(ws.send(CloseConnection(code=code, reason=reason)))
         out.reason = reason
         out.close = True
