@@ -7,7 +7,7 @@ import urllib.error
 import urllib.request
 
 import pytest
-from conftest import PING, PONG, TIMEOUT, WebClient, free_port, require, run_gchat, start_web, web_url
+from conftest import PING, PONG, TIMEOUT, LineClient, WebClient, free_port, require, start_web, web_url
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from wsproto import ConnectionType, WSConnection
 from wsproto.events import AcceptConnection, Request
@@ -16,6 +16,15 @@ from wsproto.events import AcceptConnection, Request
 @pytest.fixture
 def web_server(start_server):
     return start_web(start_server)
+
+
+def line_and_web(server) -> "tuple[LineClient, WebClient]":
+    """A line client, then a web client whose arrival the line client has read."""
+    line = server.join()
+    web = WebClient(server)
+    web.arrive()
+    line.expect(f"*** {web.nick} joined #lobby")
+    return line, web
 
 
 def test_a_web_client_arrives_in_the_lobby_with_its_history(web_server):
@@ -30,10 +39,7 @@ def test_a_web_client_arrives_in_the_lobby_with_its_history(web_server):
 
 
 def test_web_and_line_clients_talk_both_ways(web_server):
-    line = web_server.join()
-    web = WebClient(web_server)
-    web.arrive()
-    line.expect(f"*** {web.nick} joined #lobby")
+    line, web = line_and_web(web_server)
     web.send(type="say", room="#lobby", text="hi from the web")
     line.expect(f"<{web.nick}> hi from the web")
     line.say("hi from nc")
@@ -48,19 +54,13 @@ def test_a_web_client_sees_its_own_message_as_the_room_did(web_server):
 
 
 def test_me_from_the_web_is_an_action(web_server):
-    line = web_server.join()
-    web = WebClient(web_server)
-    web.arrive()
-    line.expect(f"*** {web.nick} joined #lobby")
+    line, web = line_and_web(web_server)
     web.send(type="me", room="#lobby", text="waves")
     line.expect(f"* {web.nick} waves")
 
 
 def test_private_messages_both_ways(web_server):
-    line = web_server.join()
-    web = WebClient(web_server)
-    web.arrive()
-    line.expect(f"*** {web.nick} joined #lobby")
+    line, web = line_and_web(web_server)
     line.say(f"/msg {web.nick} psst")
     assert web.until("private", nick=line.nick)["text"] == "psst"
     web.send(type="msg", nick=line.nick, text="hush")
@@ -244,16 +244,6 @@ def test_a_web_client_and_a_line_client_of_another_node_talk(cluster):
     line.expect(f"<{web.nick}> across the bus")
     line.say("and back")
     assert web.until("message", nick=line.nick)["text"] == "and back"
-
-
-def test_web_port_in_use_gives_one_line_naming_it():
-    with socket.socket() as taken:
-        taken.bind(("127.0.0.1", 0))
-        taken.listen()
-        port = taken.getsockname()[1]
-        status, _, errors = run_gchat("--port", "0", "--web-port", str(port))
-    assert status == 1
-    assert errors == [f"gchat: cannot listen on 127.0.0.1:{port}: Address already in use"]
 
 
 def test_a_browser_that_does_not_read_is_a_slow_consumer(start_server):
