@@ -27,9 +27,10 @@ from gchat.logs import LOG_FORMATS, configure_logging
 from gchat.meter import MetricsError
 from gchat.passwords import SecretsError, hash_password, read_operator_file, read_secret_file
 from gchat.rlimit import fit_open_files
-from gchat.server import ChatServer
+from gchat.server import ChatServer, ListenError
 from gchat.store import Store, StoreError
 from gchat.tls import TlsError, server_context
+from gchat.web.wire import parse_origins
 
 log = logging.getLogger("gchat")
 
@@ -90,6 +91,13 @@ def _bus_url(text: str) -> str:
     return text
 
 
+def _origins(text: str) -> str:
+    try:
+        return ",".join(sorted(parse_origins(text)))
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"invalid value {text!r}: {err}") from None
+
+
 def _path(text: str) -> Optional[str]:
     """A file flag; empty (GCHAT_STORE=) is none."""
     return text or None
@@ -141,6 +149,9 @@ _FLAGS: "list[tuple[str, Callable[[str], object], str]]" = [
     ("--msg-burst", _integer(1), "/msg lines one address may send one nick at once"),
     ("--announce-rate", _seconds, "join/leave/rename notices a second about one address's users; 0: off"),
     ("--announce-burst", _integer(1), "such notices at once (each recipient counts one)"),
+    ("--web-port", _integer(0, 65535), "TCP port on --host serving the web page and its WebSocket; 0: off"),
+    ("--web-origin", _origins, "other origins whose pages may open the WebSocket: https://HOST[:PORT],..."),
+    ("--web-ping", _positive_seconds, "seconds between WebSocket pings; a socket silent for two is dropped"),
     ("--store", _path, "SQLite file keeping history, topics and bans across restarts; none: memory only"),
     ("--keep-days", _seconds, "with --store: days a line is kept; 0: no limit"),
     ("--keep-lines", _integer(0), "with --store: lines kept per room; 0: no limit"),
@@ -301,9 +312,13 @@ def main(argv: Optional[list[str]] = None) -> int:
     except OSError as err:
         # gevent appends the address to strerror; the original text is in args.
         reason = err.args[1] if len(err.args) == 2 else str(err)
-        print(f"gchat: cannot listen on {format_peer((config.host, config.port))}: {reason}", file=sys.stderr)
+        port = err.port if isinstance(err, ListenError) else config.port
+        print(f"gchat: cannot listen on {format_peer((config.host, port))}: {reason}", file=sys.stderr)
         return 1
     log.info("gchat listening on %s", format_peer(server.address))
+    if server.web_address is not None:
+        scheme = "https" if tls is not None else "http"
+        log.info("gchat web page on %s://%s/", scheme, format_peer(server.web_address))
     if config.bus:
         log.info("gchat node %s on the bus at %s", server.chat.node, hide_password(config.bus))
     if tls is not None:

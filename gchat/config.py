@@ -35,6 +35,9 @@ class Config:
     announce_rate: float = 2000.0
     announce_burst: int = 200000
     log_format: str = "text"
+    web_port: int = 0
+    web_origin: str = ""
+    web_ping: float = 30.0
     store: Optional[str] = None
     keep_days: float = 0.0
     keep_lines: int = 0

@@ -16,6 +16,8 @@ IDLE_TIMEOUT: Final = "idle timeout"
 SHUTDOWN: Final = "server shutdown"
 SERVER_ERROR: Final = "server error"
 KICKED: Final = "kicked"
+# A WebSocket that answered no ping for --web-ping seconds (the browser is gone).
+NO_PONG: Final = "no pong"
 # The password gate closed the connection after the last wrong try.
 WRONG_PASSWORD: Final = "wrong password"
 # A connection turned away at accept (BANNED and SHUTDOWN too).
@@ -33,6 +35,7 @@ COUNTED: Final = (
     SHUTDOWN,
     SERVER_ERROR,
     KICKED,
+    NO_PONG,
     WRONG_PASSWORD,
     FULL,
     TOO_MANY,

@@ -10,7 +10,7 @@ import socket
 import ssl
 from collections import Counter
 from functools import partial
-from typing import Optional
+from typing import Any, Callable, Optional
 
 from gevent.event import Event
 from gevent.socket import socket as GreenSocket
@@ -22,7 +22,7 @@ from gchat.budget import budget
 from gchat.bus import Bus, LocalBus
 from gchat.chat import LOBBY, Chat
 from gchat.config import Config
-from gchat.connection import Connection
+from gchat.connection import Connection, Dialect
 from gchat.gate import Door
 from gchat.meter import meter_for
 from gchat.operators import OperatorCheck
@@ -32,6 +32,8 @@ from gchat.reasons import BANNED, FULL, SHUTDOWN, TOO_MANY
 from gchat.session import Session
 from gchat.store import Store
 from gchat.tls import accept_tls
+from gchat.web.session import WebSession
+from gchat.web.wire import Page, parse_origins, refusal_response
 
 LISTEN_BACKLOG = 4096
 # TLS handshakes at once whose only purpose is to deliver a refusal line, one per address at
@@ -50,6 +52,15 @@ class _SessionServer(Acceptor):
 
     def do_close(self, sock: GreenSocket, *args: object) -> None:
         pass
+
+
+class ListenError(OSError):
+    """Listening on a port other than ``--port`` failed; ``port`` says which."""
+
+    def __init__(self, port: int, err: OSError) -> None:
+        # gevent appends the address to strerror; the original text is in args.
+        super().__init__(err.errno, err.args[1] if len(err.args) == 2 else str(err))
+        self.port = port
 
 
 class ChatServer:
@@ -86,6 +97,9 @@ class ChatServer:
         self._hangups = HangupWatch()
         # The line protocol's front-end for each connection.
         self._session = partial(Session, chat=self.chat, config=config, door=self._door)
+        # The web page's, with --web-port: the page's files are read once, here.
+        page = Page.load(parse_origins(config.web_origin), tls is not None, config.max_line)
+        self._web_session = partial(WebSession, chat=self.chat, config=config, page=page, door=self._door)
         # Places taken under --max-clients and --max-per-ip: connections, and TLS handshakes in progress.
         self._per_address: Counter[str] = Counter()
         self._connections = 0
@@ -95,21 +109,34 @@ class ChatServer:
         self._all_closed = Event()
         self._all_closed.set()
         self._server: Optional[_SessionServer] = None
+        self._web: Optional[_SessionServer] = None
 
     def start(self) -> None:
         """Bind, serve metrics, join the bus, serve.
 
         Raises OSError (e.g. address in use), MetricsError or BusError before serving anyone.
         """
-        listening = _listen(self.config.host, self.config.port, self.config.reuse_port)
+        config = self.config
+        listening = _listen(config.host, config.port, config.reuse_port)
+        web = None
         try:
+            if config.web_port:
+                try:
+                    web = _listen(config.host, config.web_port, config.reuse_port)
+                except OSError as err:
+                    raise ListenError(config.web_port, err) from None
             self._meter.start(self.chat, self._open)
             self._bus.start()
         except BaseException:
             listening.close()
+            if web is not None:
+                web.close()
             raise
         self._server = _SessionServer(listening, self._handle)
         self._server.start()
+        if web is not None:
+            self._web = _SessionServer(web, self._handle_web)
+            self._web.start()
 
     @property
     def address(self) -> tuple[str, int]:
@@ -117,10 +144,20 @@ class ChatServer:
         host, port = self._server.address[:2]
         return host, port
 
+    @property
+    def web_address(self) -> "Optional[tuple[str, int]]":
+        """Where the web page is served (--web-port), if it is."""
+        if self._web is None:
+            return None
+        host, port = self._web.address[:2]
+        return host, port
+
     def shutdown(self) -> None:
         """Stop accepting, tell everyone, and wait for them up to shutdown_timeout."""
         assert self._server is not None
         self._server.close()
+        if self._web is not None:
+            self._web.close()
         self.chat.shutdown()
         for connection in list(self._open):
             connection.shut_down()
@@ -130,6 +167,19 @@ class ChatServer:
         self.chat.close(SHUTDOWN)
 
     def _handle(self, sock: GreenSocket, address: tuple[str, int]) -> None:
+        self._serve(sock, address, self._session, _as_line)
+
+    def _handle_web(self, sock: GreenSocket, address: tuple[str, int]) -> None:
+        self._serve(sock, address, self._web_session, refusal_response)
+
+    def _serve(
+        self,
+        sock: GreenSocket,
+        address: tuple[str, int],
+        dialect: "Callable[[Connection], Dialect[Any]]",
+        wrap: Callable[[bytes], bytes],
+    ) -> None:
+        """One connection of a front-end (``dialect``); ``wrap`` puts a refusal line in its wire format."""
         host = address[0]
         if self._shutting_down(sock):
             return
@@ -137,7 +187,7 @@ class ChatServer:
         if refusal is not None:
             reason, line = refusal
             self._meter.refused(reason)
-            self._refuse(sock, address, line)
+            self._refuse(sock, address, wrap(line))
             return
         # The place is taken before the TLS handshake, so that handshakes in progress count
         # against the limits: a stalled one holds a place for --handshake-timeout at most.
@@ -165,7 +215,7 @@ class ChatServer:
             self.chat,
             left,
             self._closed,
-            self._session,
+            dialect,
         )
         self._open.add(connection)
         self._all_closed.clear()
@@ -232,6 +282,10 @@ class ChatServer:
         self._open.discard(connection)
         if not self._open:
             self._all_closed.set()
+
+
+def _as_line(line: bytes) -> bytes:
+    return line
 
 
 def _make_bus(config: Config) -> Bus:

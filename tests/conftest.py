@@ -669,3 +669,96 @@ def bus_url(redis_server: RedisServer) -> str:
 def cluster(start_server: Callable[..., ChatServer], bus_url: str) -> Cluster:
     """An empty cluster on a fresh database; ``cluster.start(n)`` adds nodes."""
     return Cluster(start_server, bus_url)
+
+
+@pytest.fixture(scope="session")
+def chromium() -> "Iterator[object]":
+    """Debian's Chromium driven by Playwright, one for the session (each test opens its own contexts).
+
+    No browser can be downloaded here, so Playwright launches the system's by its path; both
+    are part of the suite (tests/run.sh, tox): without either the test fails, never skips.
+    """
+    path = require("chromium", "chromium")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.fail("playwright is not installed (pip install playwright; tox installs it)", pytrace=False)
+    with sync_playwright() as playwright:
+        # Chromium's sandbox cannot start as root (a CI container).
+        args = ["--no-sandbox"] if os.geteuid() == 0 else []
+        browser = playwright.chromium.launch(executable_path=path, args=args)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+# --- The web front-end (--web-port) ------------------------------------------------
+
+# What the server logs at start when --web-port is on; the URL is the page's.
+WEB_LISTENING = r"gchat web page on (https?)://(\[[^\]]*\]|[^\s:/]+):(\d+)/"
+
+
+def start_web(start: Callable[..., ChatServer], *flags: str, **options: object) -> ChatServer:
+    """A server with --web-port on a free port (0 turns the page off), and ``flags``."""
+    server, _ = on_free_port(lambda port: start("--rate", "0", "--web-port", str(port), *flags, **options))
+    return server
+
+
+def web_url(server: ChatServer, scheme: str = "http") -> str:
+    """The URL of ``server``'s page (``ws`` for its socket), from its start-up log line."""
+    match = server.wait_for_log(WEB_LISTENING)
+    secure = "s" if match.group(1) == "https" else ""
+    return f"{scheme}{secure}://{match.group(2)}:{match.group(3)}"
+
+
+class WebClient:
+    """A WebSocket client of the page's JSON protocol (the ``websockets`` library), reads bounded."""
+
+    def __init__(
+        self, server: ChatServer, path: str = "/ws", timeout: float = TIMEOUT, **options: object
+    ) -> None:
+        from websockets.sync.client import connect
+
+        self.timeout = timeout
+        self._exit = contextlib.ExitStack()
+        url = web_url(server, "ws") + path
+        self.ws = self._exit.enter_context(connect(url, open_timeout=timeout, **options))
+        self.nick = ""
+
+    def send(self, **event: object) -> None:
+        self.ws.send(json.dumps(event))
+
+    def next(self, timeout: Optional[float] = None) -> "dict[str, object]":
+        try:
+            event: dict[str, object] = json.loads(self.ws.recv(timeout=timeout or self.timeout))
+        except TimeoutError:
+            raise AssertionError("timed out waiting for an event from the server") from None
+        return event
+
+    def until(self, kind: str, **fields: object) -> "dict[str, object]":
+        """The first event of type ``kind`` with ``fields``; what comes before it is passed over."""
+        deadline = time.monotonic() + self.timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise AssertionError(f"no {kind} event with {fields} in time")
+            event = self.next(remaining)
+            if event["type"] == kind and all(event.get(k) == v for k, v in fields.items()):
+                return event
+
+    def arrive(self) -> "dict[str, object]":
+        """The arrival in #lobby every new web client is told first; its nick is kept."""
+        event = self.next()
+        assert event["type"] == "arrived", event
+        assert event["room"] == "#lobby"
+        self.nick = str(event["nick"])
+        return event
+
+    def ping(self) -> None:
+        """Everything the server had for this client is read when the pong comes."""
+        self.send(type="ping", id="sync")
+        self.until("pong", id="sync")
+
+    def close(self) -> None:
+        self._exit.close()

@@ -14,7 +14,8 @@ say() { printf 'tests/run.sh: %s\n' "$*" >&2; }
 
 # The suite drives the server with a real netcat as one of its clients, makes its TLS
 # certificate with openssl, runs the cluster tests on real redis-servers, and builds the
-# perf runner's C load generator with cc (its smoke test). They are
+# perf runner's C load generator with cc (its smoke test), and drives the web page in
+# Debian's Chromium (Playwright cannot download a browser here). They are
 # required: a test that needs one fails, naming the package, if it is missing.
 missing=()
 command -v nc >/dev/null 2>&1 || missing+=(netcat-openbsd)
@@ -23,6 +24,7 @@ command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v cc >/dev/null 2>&1 || missing+=(gcc)
 # The IRC load generators' smoke tests (Debian puts the daemon in /usr/sbin).
 [ -x /usr/sbin/ngircd ] || command -v ngircd >/dev/null 2>&1 || missing+=(ngircd)
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" -eq 0 ]; then
         as_root=()

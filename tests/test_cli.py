@@ -20,12 +20,13 @@ from gchat.logs import JsonFormatter
 BUS_SECRET = "s3cret-bus-pass"
 
 
-def test_port_in_use_gives_one_line_and_status_1():
+@pytest.mark.parametrize("flag", ["--port", "--web-port"])
+def test_port_in_use_gives_one_line_and_status_1(flag):
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        status, _, errors = run_gchat("--port", str(port))
+        status, _, errors = run_gchat("--port", "0", flag, str(port))
     assert status == 1
     assert errors == [f"gchat: cannot listen on 127.0.0.1:{port}: Address already in use"]
 

@@ -88,7 +88,8 @@ def parser() -> argparse.ArgumentParser:
         "--proto",
         choices=PROTOCOLS,
         default="line",
-        help="line (default), redis pub/sub, or irc (clients register as benchN and JOIN --room)",
+        help="line (default), redis pub/sub, irc (clients register as benchN and JOIN --room), or ws"
+        " (gchat's web page protocol: give --port the server's --web-port)",
     )
     p.add_argument("--room", default="#lobby", help="room, Redis or IRC channel (default #lobby)")
     p.add_argument(

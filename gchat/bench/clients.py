@@ -7,6 +7,9 @@ all) and asks ``frame`` for the bytes that send a batch of payloads. ``index``
 names a connection (IRC nicks); ``pings``: its receivers must answer PINGs.
 """
 
+import base64
+import json
+import os
 import socket
 import time
 from typing import Callable, Optional, Union
@@ -140,6 +143,10 @@ class LineProtocol:
     def frame(self, payloads: "list[bytes]") -> bytes:
         return b"\n".join(payloads) + b"\n"
 
+    def decoder(self) -> "Optional[Callable[[bytes], bytes]]":
+        """Its stream is lines already."""
+        return None
+
 
 class RedisProtocol:
     """Redis pub/sub: receivers SUBSCRIBE to the room, senders are separate PUBLISH connections.
@@ -187,6 +194,10 @@ class RedisProtocol:
 
     def frame(self, payloads: "list[bytes]") -> bytes:
         return self._prefix + self._separator.join(payloads) + b"\r\n"
+
+    def decoder(self) -> "Optional[Callable[[bytes], bytes]]":
+        """Its stream is lines already."""
+        return None
 
 
 class IrcProtocol:
@@ -239,8 +250,116 @@ class IrcProtocol:
     def frame(self, payloads: "list[bytes]") -> bytes:
         return self._prefix + self._separator.join(payloads) + b"\r\n"
 
+    def decoder(self) -> "Optional[Callable[[bytes], bytes]]":
+        """Its stream is lines already."""
+        return None
 
-Protocol = Union[LineProtocol, RedisProtocol, IrcProtocol]
+
+def _client_frame(text: bytes) -> bytes:
+    """A final text frame from a client: masked, as RFC 6455 wants, with the all-zero key.
+
+    Any key is valid and the server cannot tell; zero leaves the payload as it
+    is, so the generator spends nothing masking (it measures the server).
+    """
+    size = len(text)
+    if size < 126:
+        head = bytes((0x81, 0x80 | size))
+    elif size < 65536:
+        head = bytes((0x81, 0x80 | 126)) + size.to_bytes(2, "big")
+    else:
+        head = bytes((0x81, 0x80 | 127)) + size.to_bytes(8, "big")
+    return head + b"\0\0\0\0" + text
+
+
+def _server_frames(data: bytes) -> "tuple[list[tuple[int, bytes, int]], int]":
+    """The whole frames at the start of ``data`` (server frames: never masked): opcode, payload, end."""
+    frames = []
+    pos = 0
+    while len(data) - pos >= 2:
+        size = data[pos + 1] & 0x7F
+        head = 2
+        if size == 126:
+            head, size = 4, int.from_bytes(data[pos + 2 : pos + 4], "big")
+        elif size == 127:
+            head, size = 10, int.from_bytes(data[pos + 2 : pos + 10], "big")
+        if len(data) - pos < head + size:
+            break
+        frames.append((data[pos] & 0x0F, data[pos + head : pos + head + size], pos + head + size))
+        pos += head + size
+    return frames, pos
+
+
+class WsLines:
+    """The room's messages in a web client's stream, as the lines a line client would read."""
+
+    __slots__ = ("_pending",)
+
+    def __init__(self) -> None:
+        self._pending = b""
+
+    def __call__(self, chunk: bytes) -> bytes:
+        frames, end = _server_frames(self._pending + chunk)
+        self._pending = (self._pending + chunk)[end:]
+        lines = []
+        for opcode, payload, _ in frames:
+            if opcode == 1 and payload.startswith(b'{"type":"message"'):
+                lines.append(json.loads(payload)["text"].encode() + b"\n")
+        return b"".join(lines)
+
+
+class WsProtocol:
+    """gchat's web page protocol (``--web-port``): a WebSocket per client, JSON in and out.
+
+    Ready once the room's ``arrived`` event has come (the lobby's comes by
+    itself after the upgrade). The payload is counted in the raw frames, as
+    in lines; the sampled receivers read it out of each ``message`` event.
+    Run with ``--echo``: the page's style echoes a sender's own lines.
+    """
+
+    name = "ws"
+    senders_receive = True
+    pings = False
+
+    def __init__(self, room: str, host: str) -> None:
+        self.room = "#" + room.lower().lstrip("#")
+        self._host = host
+        self._say = json.dumps({"type": "say", "room": self.room, "text": ""}).encode()[:-2]
+
+    def join(self, sock: gsocket.socket, deadline: Deadline, index: int) -> bytes:
+        key = base64.b64encode(os.urandom(16))
+        sock.sendall(
+            b"GET /ws HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n\r\n" % (self._host.encode(), key)
+        )
+
+        def upgraded(data: bytes) -> int:
+            end = data.find(b"\r\n\r\n")
+            if end >= 0 and not data.startswith(b"HTTP/1.1 101 "):
+                raise ProtocolError(f"the server refused the WebSocket: {data[:end]!r}")
+            return end + 4 if end >= 0 else -1
+
+        rest = read_until(sock, b"", upgraded, deadline, "the WebSocket upgrade", b"HTTP/1.1 5")
+        if self.room != "#lobby":
+            sock.sendall(_client_frame(json.dumps({"type": "join", "room": self.room}).encode()))
+        wanted = b'{"type":"arrived","room":"%s"' % self.room.encode()
+
+        def arrived(data: bytes) -> int:
+            frames, _ = _server_frames(data)
+            return next((end for _, payload, end in frames if payload.startswith(wanted)), -1)
+
+        return read_until(sock, rest, arrived, deadline, f"the arrival in {self.room}", b"\x88")
+
+    def ready_sender(self, sock: gsocket.socket, deadline: Deadline, index: int) -> bytes:
+        return self.join(sock, deadline, index)
+
+    def frame(self, payloads: "list[bytes]") -> bytes:
+        return b"".join(_client_frame(self._say + payload + b'"}') for payload in payloads)
+
+    def decoder(self) -> "Optional[Callable[[bytes], bytes]]":
+        return WsLines()
+
+
+Protocol = Union[LineProtocol, RedisProtocol, IrcProtocol, WsProtocol]
 
 
 def make_protocol(options: Options) -> Protocol:
@@ -248,4 +367,6 @@ def make_protocol(options: Options) -> Protocol:
         return RedisProtocol(options.room, options.size)
     if options.proto == "irc":
         return IrcProtocol(options.room)
+    if options.proto == "ws":
+        return WsProtocol(options.room, options.host)
     return LineProtocol(options.room, await_join=options.await_join)

@@ -195,7 +195,9 @@ def stream_phase(plan: Plan, coordinator: Coordinator, token: bytes, slow: bool)
     def inspector(spec: ReceiverSpec) -> Optional[Inspector]:
         if not spec.sampled:
             return None
-        made = Inspector(token, options.size, measure, result.latency, windows if spec.probe else None)
+        made = Inspector(
+            token, options.size, measure, result.latency, windows if spec.probe else None, proto.decoder()
+        )
         inspectors.append((made, spec.own))
         return made
 
@@ -381,7 +383,7 @@ def fanout_phase(plan: Plan, coordinator: Coordinator) -> FanoutResult:
     def inspector(spec: ReceiverSpec) -> Optional[Inspector]:
         if not spec.sampled:
             return None
-        inspectors.append(Inspector(token, options.size, nothing, latency))
+        inspectors.append(Inspector(token, options.size, nothing, latency, decode=proto.decoder()))
         return inspectors[-1]
 
     started = cpu_times()
@@ -471,7 +473,8 @@ def capacity_phase(plan: Plan) -> CapacityResult:
             token = new_token()
             tally.reset([sender_needle(token, s) for s in range(options.senders)], len(receivers), receivers)
             inspectors = [
-                Inspector(token, options.size, nothing, latency) for _ in receivers[: options.sample]
+                Inspector(token, options.size, nothing, latency, decode=proto.decoder())
+                for _ in receivers[: options.sample]
             ]
             for receiver, made in zip(receivers, inspectors):
                 receiver.inspector = made

@@ -4,9 +4,9 @@ from dataclasses import dataclass
 from typing import Optional
 
 MODES = ("throughput", "latency", "fanout", "slow", "capacity")
-PROTOCOLS = ("line", "redis", "irc")
+PROTOCOLS = ("line", "redis", "irc", "ws")
 # Where senders are ordinary room members (clients), not extra publishing connections.
-MEMBER_SENDERS = ("line", "irc")
+MEMBER_SENDERS = ("line", "irc", "ws")
 # IRC: a relayed line is ``:NICK!USER@HOST PRIVMSG ROOM :PAYLOAD`` CRLF in 512
 # bytes at most (RFC 2812); this much is kept for the prefix (a nick and a user
 # of 16 bytes, a 63-byte host name), so the payload is never cut.

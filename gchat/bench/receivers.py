@@ -10,7 +10,7 @@ and split the bytes into lines to parse them.
 import socket
 import time
 from collections.abc import Iterable
-from typing import Optional
+from typing import Callable, Optional
 
 import gevent
 from gevent.event import Event
@@ -66,6 +66,7 @@ class Inspector:
         "_size",
         "accepted",
         "checker",
+        "decode",
         "foreign",
         "latency",
         "lines",
@@ -81,6 +82,7 @@ class Inspector:
         measure: Measure,
         latency: Histogram,
         windows: Optional[dict[int, Window]] = None,
+        decode: Optional[Callable[[bytes], bytes]] = None,
     ) -> None:
         self._head = head(token)
         self._size = size
@@ -90,12 +92,16 @@ class Inspector:
         self.latency = latency
         self.windows = windows
         self.checker = SequenceChecker()
+        # Turns a protocol's stream into lines, for one that does not send lines (ws); None: as it is.
+        self.decode = decode
         self.malformed: dict[str, int] = {}
         self.foreign = 0
         self.lines = 0
         self.accepted = 0
 
     def feed(self, chunk: bytes, now: int) -> None:
+        if self.decode is not None:
+            chunk = self.decode(chunk)
         data = self._pending + chunk if self._pending else chunk
         lines = data.split(b"\n")
         self._pending = lines.pop()

@@ -1,0 +1,157 @@
+"""The page's events out: the chat's news as JSON objects, each one WebSocket text frame.
+
+An event is a JSON object whose ``type`` names the news (``message``,
+``entered``, ... see ``TYPES``) and whose other members are the news' fields,
+so the protocol follows ``gchat.news`` mechanically: a kind or notice is its
+name in lower case, a member ``{"nick", "oper", "away"}``, a history a list of
+``message`` events. Addresses (``host``) are left out: a browser user has no
+use for everyone's IP address. Every event has ``at`` (Unix time, seconds):
+the sender's time for a message, the time it was rendered for the rest.
+
+Server-to-client frames are never masked (RFC 6455 section 5.1) and no
+extension is negotiated, so a frame's bytes do not depend on the connection:
+the style encodes each event once and the same ``bytes`` object is queued for
+every web client of a room. The two notices the chat always closes a
+connection after (``bye``, ``shutting_down``) are followed by a close frame
+(1000, 1001), RFC 6455's closing handshake, since the chat closes the
+connection with no word of the wire.
+"""
+
+import dataclasses
+import enum
+import json
+import time
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass
+from typing import Callable, Union, cast
+
+from wsproto.frame_protocol import CloseReason, FrameProtocol
+
+from gchat import news
+
+# A frame encoder with no connection state worth the name: each call writes one whole,
+# unmasked, final frame (fin=True resets the only thing it remembers between calls).
+_ENCODER = FrameProtocol(client=False, extensions=[])
+
+Json = Union[None, bool, int, float, str, "list[Json]", "dict[str, Json]"]
+
+TYPES: "dict[type, str]" = {
+    news.Message: "message",
+    news.Entered: "entered",
+    news.Parted: "parted",
+    news.Gone: "gone",
+    news.Renamed: "renamed",
+    news.TopicChanged: "topic_changed",
+    news.Kicked: "kicked",
+    news.Notice: "notice",
+    news.Arrived: "arrived",
+    news.Left: "left",
+    news.NickChanged: "nick_changed",
+    news.Private: "private",
+    news.RoomList: "room_list",
+    news.MemberList: "member_list",
+    news.TopicIs: "topic_is",
+    news.NoSuchNick: "no_such_nick",
+    news.NickInUse: "nick_in_use",
+    news.InvalidNick: "invalid_nick",
+    news.InvalidRoom: "invalid_room",
+    news.AlreadyIn: "already_in",
+    news.NotIn: "not_in",
+    news.TooManyRooms: "too_many_rooms",
+    news.TooManyMessages: "too_many_messages",
+    news.AddressBanned: "address_banned",
+    news.AddressUnbanned: "address_unbanned",
+    news.NotBanned: "not_banned",
+    news.OwnAddress: "own_address",
+}
+# The notices the chat closes a client's connection after, and the close code that follows them.
+_LAST_WORDS = {news.Notice.BYE: CloseReason.NORMAL_CLOSURE, news.Notice.SHUTTING_DOWN: CloseReason.GOING_AWAY}
+# Fields no web client is sent (see the module's docstring).
+_HIDDEN = frozenset({"host"})
+
+
+_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
+
+def text_frame(event: "dict[str, Json]") -> bytes:
+    """One event as the bytes of a final, unmasked WebSocket text frame."""
+    return bytes(_ENCODER.send_data(_JSON.encode(event), fin=True))
+
+
+def event(kind: str, at: float, **fields: Json) -> bytes:
+    """A frame for an event that is not news (session replies such as ``pong`` or ``error``)."""
+    return text_frame({"type": kind, **fields, "at": at})
+
+
+def _value(value: object) -> Json:
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, enum.Enum):
+        return str(value.value) if isinstance(value, news.Kind) else value.name.lower()
+    if isinstance(value, news.Message) or (dataclasses.is_dataclass(value) and not isinstance(value, type)):
+        return _object(value)
+    if isinstance(value, Collection):
+        return [_value(item) for item in value]
+    return _person(cast(news.Person, value))
+
+
+def _person(person: news.Person) -> Json:
+    """A member of a listing (the chat's own record, read now: ``Arrived`` holds live collections)."""
+    return {"nick": person.nick, "oper": person.oper, "away": person.away}
+
+
+def _object(item: object) -> "dict[str, Json]":
+    obj: dict[str, Json] = {}
+    if type(item) in TYPES:
+        obj["type"] = TYPES[type(item)]
+    if isinstance(item, news.Message):
+        names: Iterable[str] = item._fields
+    else:
+        names = (field.name for field in dataclasses.fields(item))  # type: ignore[arg-type]
+    for name in names:
+        if name not in _HIDDEN:
+            obj[name] = _value(getattr(item, name))
+    return obj
+
+
+@dataclass(frozen=True)
+class WebStyle:
+    """How news looks to the page; one instance serves every web client.
+
+    ``echo``: a sender is sent its own room messages, so the page shows
+    what the room saw (sanitized, with the server's time) rather than what
+    was typed.
+    """
+
+    clock: Callable[[], float] = time.time
+    echo: bool = True
+
+    def render(self, item: news.Shared) -> bytes:
+        if type(item) is news.Message:
+            # Every chat line: its event built directly, the generic walk costs twice as much.
+            return text_frame(
+                {
+                    "type": "message",
+                    "room": item.room,
+                    "nick": item.nick,
+                    "text": item.text,
+                    "kind": item.kind.value,
+                    "at": item.at,
+                }
+            )
+        return self._frame(item)
+
+    def tell(self, item: news.Personal, nick: str) -> bytes:
+        return self._frame(item)
+
+    def _frame(self, item: "Union[news.Personal, news.Shared]") -> bytes:
+        if isinstance(item, news.Notice):
+            obj: dict[str, Json] = {"type": TYPES[news.Notice], "code": _value(item)}
+            obj["at"] = self.clock()
+            code = _LAST_WORDS.get(item)
+            if code is not None:
+                return text_frame(obj) + bytes(_ENCODER.close(code, item.value))
+        else:
+            obj = _object(item)
+        obj.setdefault("at", self.clock())
+        return text_frame(obj)

@@ -1,0 +1,420 @@
+"""One web connection's protocol, sans-I/O: HTTP/1.1 (h11) until it upgrades, then RFC 6455 (wsproto).
+
+Bytes in, bytes out: ``receive`` is given what the socket read and says what
+to send back, which text messages the page sent, and whether to close after
+sending. The session owns the socket; nothing here blocks or touches it.
+
+HTTP serves a fixed set of files read once at start (no path is ever mapped
+onto the file system) with a strict Content-Security-Policy, and upgrades
+``GET /ws`` to a WebSocket if its ``Origin`` is allowed. No WebSocket
+extension is negotiated, so frames the chat renders once can be sent as they
+are to every web client (see ``style``).
+"""
+
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from pathlib import Path
+from typing import Optional, Union
+from urllib.parse import parse_qs, urlsplit
+
+import h11
+from wsproto import ConnectionType, WSConnection
+from wsproto.connection import Connection, ConnectionState
+from wsproto.events import (
+    AcceptConnection,
+    BytesMessage,
+    CloseConnection,
+    Ping,
+    Pong,
+    TextMessage,
+)
+from wsproto.frame_protocol import CloseReason
+from wsproto.utilities import RemoteProtocolError
+
+STATIC = Path(__file__).parent / "static"
+INDEX = "index.html"
+WS_PATH = "/ws"
+# Request line and headers: more is refused with 431 (a browser sends about 1 KiB).
+MAX_HEADERS = 16384
+CONTENT_SECURITY_POLICY = "default-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+SECURITY_HEADERS = (
+    ("Content-Security-Policy", CONTENT_SECURITY_POLICY),
+    ("X-Content-Type-Options", "nosniff"),
+    ("Referrer-Policy", "no-referrer"),
+    ("X-Frame-Options", "DENY"),
+    ("Cache-Control", "no-cache"),
+)
+SERVER = "gchat"
+# The only kinds of file the page is made of (a file of another kind is an error at start).
+CONTENT_TYPES = {
+    ".html": "text/html; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
+    ".js": "text/javascript; charset=utf-8",
+    ".svg": "image/svg+xml",
+    ".png": "image/png",
+}
+# Why a WebSocket was closed by this side: the close frame's reason and the disconnect reason.
+TOO_BIG = "message too big"
+TEXT_ONLY = "text messages only"
+
+
+@dataclass(frozen=True)
+class Page:
+    """What a web listener serves and accepts; one for all its connections."""
+
+    files: "dict[str, tuple[str, bytes]]"  # path ("/app.js") -> (content type, body)
+    origins: "frozenset[str]"
+    secure: bool
+    max_message: int
+
+    @classmethod
+    def load(
+        cls, origins: "frozenset[str]", secure: bool, max_message: int, directory: Path = STATIC
+    ) -> "Page":
+        files: dict[str, tuple[str, bytes]] = {}
+        for path in sorted(directory.iterdir()):
+            if path.is_file():
+                files["/" + path.name] = (CONTENT_TYPES[path.suffix], path.read_bytes())
+        files["/"] = files["/" + INDEX]
+        return cls(files, frozenset(origin.lower() for origin in origins), secure, max_message)
+
+
+def refusal_response(line: bytes) -> bytes:
+    """A refusal at accept (server full, too many from the address, banned) as HTTP: 503, then close.
+
+    The body is the line a line client would get; the page's script sees the
+    upgrade fail and tries again later, as it does when the server is down.
+    """
+    http = h11.Connection(h11.SERVER)
+    http.receive_data(b"GET / HTTP/1.1\r\nHost: gchat\r\n\r\n")
+    http.next_event()
+    out = Output()
+    headers = (("Connection", "close"),)
+    _respond(http, out, 503, line, extra=headers)
+    return out.sent
+
+
+def parse_origins(text: str) -> "frozenset[str]":
+    """``--web-origin``: comma-separated ``http[s]://HOST[:PORT]``, as browsers send them (lower case)."""
+    origins = set()
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        scheme, sep, rest = item.lower().partition("://")
+        if scheme not in ("http", "https") or not sep or not rest or any(c in rest for c in "/?#@ "):
+            raise ValueError(f"expected http://HOST[:PORT] or https://HOST[:PORT], not {item!r}")
+        origins.add(f"{scheme}://{rest}")
+    return frozenset(origins)
+
+
+def origin_allowed(origin: Optional[str], host: Optional[str], page: Page) -> bool:
+    """Whether a browser on ``origin`` may open the socket (cross-site WebSocket hijacking).
+
+    The page's own origin (``scheme://Host``) and the listed ones are; a
+    request with no Origin is not from a browser, which could send any Origin
+    it liked, so the check has nothing to protect there and lets it in.
+    """
+    if origin is None:
+        return True
+    origin = origin.lower()
+    if origin in page.origins:
+        return True
+    scheme = "https" if page.secure else "http"
+    return host is not None and origin == f"{scheme}://{host.lower()}"
+
+
+@dataclass(frozen=True)
+class Upgraded:
+    """The WebSocket is open (its 101 response is the bytes just before): the page may join the chat.
+
+    ``nick``: the one the page asked for in ``/ws?nick=NAME`` (its nick of
+    the last visit), so that a page that comes back is not a guest first.
+    """
+
+    nick: str = ""
+
+
+Item = Union[bytes, str, Upgraded]
+
+
+@dataclass
+class Output:
+    """What one ``receive`` asks of the session, in order: bytes to send, text messages, the upgrade.
+
+    Then, if ``close``: close the connection after sending (``reason``: why,
+    when this side decided it: a refusal, a close code).
+    """
+
+    items: "list[Item]" = field(default_factory=list)
+    close: bool = False
+    reason: str = ""
+
+    def send(self, data: bytes) -> None:
+        if data:
+            self.items.append(data)
+
+    @property
+    def sent(self) -> bytes:
+        return b"".join(item for item in self.items if isinstance(item, bytes))
+
+    @property
+    def texts(self) -> "list[str]":
+        return [item for item in self.items if isinstance(item, str)]
+
+    @property
+    def upgraded(self) -> bool:
+        return any(isinstance(item, Upgraded) for item in self.items)
+
+
+@dataclass(frozen=True)
+class Closed:
+    """The connection is to be closed once what came before is sent; ``reason``: this side's, or empty."""
+
+    reason: str
+
+
+Frame = Union[bytes, str, Upgraded, Closed]
+
+
+class WebFramer:
+    """A web connection's input as the reader's frames (see ``gchat.reader.Framer``).
+
+    Frames: ``bytes`` to send (HTTP responses, the 101, pongs, close frames),
+    ``str`` (a message from the page), ``Upgraded``, and last ``Closed``. A
+    pong is no frame: it proves the socket alive (``heard``) but not the user
+    (the idle timeout counts frames).
+    """
+
+    __slots__ = ("_conn", "_frames", "heard")
+
+    def __init__(self, conn: "WebConnection") -> None:
+        self._conn = conn
+        # A list, not a deque: it holds a frame or two, and an empty deque costs 600 bytes.
+        self._frames: list[Frame] = []
+        # Whether anything came since the session last looked (its ping timer clears it).
+        self.heard = False
+
+    def feed(self, data: bytes) -> None:
+        self.heard = True
+        self._take(self._conn.receive(data))
+
+    def finish(self) -> None:
+        self._take(self._conn.receive(b""))
+
+    def _take(self, out: Output) -> None:
+        if self._frames and isinstance(self._frames[-1], Closed):
+            return
+        self._frames.extend(out.items)
+        if out.close:
+            self._frames.append(Closed(out.reason))
+
+    def next(self) -> Optional[Frame]:
+        return self._frames.pop(0) if self._frames else None
+
+    @property
+    def buffered(self) -> int:
+        waiting = sum(len(frame) for frame in self._frames if isinstance(frame, (bytes, str)))
+        return waiting + self._conn.partial
+
+
+class WebConnection:
+    """An HTTP connection that may become a WebSocket."""
+
+    def __init__(self, page: Page) -> None:
+        self._page = page
+        self._http: Optional[h11.Connection] = h11.Connection(
+            h11.SERVER, max_incomplete_event_size=MAX_HEADERS
+        )
+        self._ws: Optional[Connection] = None
+        self._upgrade: Optional[h11.Request] = None
+        self._partial: list[str] = []
+        self._size = 0
+        self._closed = False
+
+    @property
+    def websocket(self) -> bool:
+        return self._ws is not None
+
+    @property
+    def partial(self) -> int:
+        """Bytes of the message being received, held until its last frame."""
+        return self._size
+
+    def receive(self, data: bytes) -> Output:
+        """Handle what was read; ``b""``: the peer closed its side."""
+        out = Output()
+        if self._closed:
+            out.close = True
+        elif self._ws is not None:
+            self._receive_ws(self._ws, data, out)
+        else:
+            assert self._http is not None
+            self._receive_http(self._http, data, out)
+        self._closed = out.close
+        return out
+
+    def ping(self) -> bytes:
+        """A ping frame; the page's browser answers with a pong, which is input like any other."""
+        return self._send_ws(Ping())
+
+    def close(self, code: int, reason: str) -> bytes:
+        """A close frame this side starts the closing handshake with (nothing for plain HTTP)."""
+        return self._send_ws(CloseConnection(code=code, reason=reason))
+
+    def _send_ws(self, event: Union[Ping, CloseConnection]) -> bytes:
+        if self._ws is None or self._ws.state is not ConnectionState.OPEN:
+            return b""
+        return self._ws.send(event)
+
+    # --- HTTP -------------------------------------------------------------------------
+
+    def _receive_http(self, http: h11.Connection, data: bytes, out: Output) -> None:
+        http.receive_data(data)
+        while not out.close:
+            try:
+                event = http.next_event()
+            except h11.RemoteProtocolError as exc:
+                self._error(http, out, exc.error_status_hint, str(exc))
+                return
+            if event is h11.NEED_DATA:
+                return
+            if isinstance(event, h11.Request):
+                self._request(http, event, out)
+            elif isinstance(event, h11.ConnectionClosed):
+                out.close = True
+            elif event is h11.PAUSED:
+                if self._upgrade is not None:
+                    self._switch(http, self._upgrade, out)
+                    return
+                if http.our_state is h11.DONE and http.their_state is h11.DONE:
+                    http.start_next_cycle()
+                else:
+                    out.close = True
+            # Data and EndOfMessage: a GET's body, if any, is ignored.
+
+    def _request(self, http: h11.Connection, request: h11.Request, out: Output) -> None:
+        path = request.target.split(b"?", 1)[0].decode("ascii", "replace")
+        if request.method not in (b"GET", b"HEAD"):
+            _respond(http, out, 405, b"method not allowed\n", extra=(("Allow", "GET, HEAD"),))
+        elif path == WS_PATH:
+            self._websocket_request(http, request, out)
+        elif path in self._page.files:
+            kind, body = self._page.files[path]
+            _respond(http, out, 200, body, kind, head=request.method == b"HEAD")
+        else:
+            _respond(http, out, 404, b"not found\n")
+
+    def _websocket_request(self, http: h11.Connection, request: h11.Request, out: Output) -> None:
+        headers = {name: value for name, value in request.headers}
+        if headers.get(b"upgrade", b"").lower() != b"websocket":
+            self._error(http, out, 426, "not a WebSocket upgrade", extra=(("Upgrade", "websocket"),))
+            return
+        origin = headers.get(b"origin")
+        host = headers.get(b"host")
+        if not origin_allowed(
+            origin.decode("latin-1") if origin is not None else None,
+            host.decode("latin-1") if host is not None else None,
+            self._page,
+        ):
+            self._error(http, out, 403, "origin not allowed")
+            return
+        # The switch happens once h11 has the whole request and pauses for our answer.
+        self._upgrade = request
+
+    def _switch(self, http: h11.Connection, request: h11.Request, out: Output) -> None:
+        ws = WSConnection(ConnectionType.SERVER)
+        try:
+            ws.initiate_upgrade_connection(list(request.headers), request.target)
+            accepted = any(True for _ in ws.events())
+        except RemoteProtocolError as exc:
+            self._upgrade = None
+            self._error(http, out, 400, str(exc))
+            return
+        assert accepted
+        out.send(ws.send(AcceptConnection()))
+        # Only the open connection is kept: the handshake's h11 state and buffers go.
+        connection = ws.connection
+        assert connection is not None
+        self._upgrade = None
+        query = parse_qs(urlsplit(request.target.decode("ascii", "replace")).query)
+        out.items.append(Upgraded(query.get("nick", [""])[0]))
+        trailing, closed = http.trailing_data
+        self._http = None
+        self._ws = connection
+        if trailing:
+            self._receive_ws(connection, trailing, out)
+        if closed and not out.close:
+            self._receive_ws(connection, b"", out)
+
+    def _error(
+        self,
+        http: h11.Connection,
+        out: Output,
+        status: int,
+        reason: str,
+        extra: "tuple[tuple[str, str], ...]" = (),
+    ) -> None:
+        out.reason = reason
+        if http.our_state in (h11.IDLE, h11.SEND_RESPONSE):
+            _respond(http, out, status, (reason + "\n").encode(), extra=(("Connection", "close"), *extra))
+        out.close = True
+
+    # --- WebSocket --------------------------------------------------------------------
+
+    def _receive_ws(self, ws: Connection, data: bytes, out: Output) -> None:
+        if ws.state is ConnectionState.CLOSED:
+            out.close = True
+            return
+        ws.receive_data(data or None)
+        for event in ws.events():
+            if isinstance(event, TextMessage):
+                self._size += len(event.data.encode("utf-8"))
+                if self._size > self._page.max_message:
+                    self._close(ws, out, CloseReason.MESSAGE_TOO_BIG, TOO_BIG)
+                    return
+                self._partial.append(event.data)
+                if event.message_finished:
+                    out.items.append("".join(self._partial))
+                    self._partial.clear()
+                    self._size = 0
+            elif isinstance(event, BytesMessage):
+                self._close(ws, out, CloseReason.UNSUPPORTED_DATA, TEXT_ONLY)
+                return
+            elif isinstance(event, Ping):
+                out.send(ws.send(event.response()))
+            elif isinstance(event, CloseConnection):
+                if ws.state is ConnectionState.REMOTE_CLOSING:
+                    out.send(ws.send(event.response()))
+                elif ws.state is ConnectionState.OPEN:
+                    # wsproto found a protocol error and says which code to close with.
+                    self._close(ws, out, event.code, event.reason or "protocol error")
+                out.close = True
+                return
+            else:
+                assert isinstance(event, Pong)
+
+    def _close(self, ws: Connection, out: Output, code: int, reason: str) -> None:
+        out.send(ws.send(CloseConnection(code=code, reason=reason)))
+        out.reason = reason
+        out.close = True
+
+
+def _respond(
+    http: h11.Connection,
+    out: Output,
+    status: int,
+    body: bytes,
+    kind: str = "text/plain; charset=utf-8",
+    head: bool = False,
+    extra: "tuple[tuple[str, str], ...]" = (),
+) -> None:
+    headers = [
+        ("Server", SERVER),
+        ("Content-Type", kind),
+        ("Content-Length", str(len(body))),
+        *SECURITY_HEADERS,
+        *extra,
+    ]
+    reason = HTTPStatus(status).phrase.encode()
+    out.send(http.send(h11.Response(status_code=status, headers=headers, reason=reason)))
+    if not head:
+        out.send(http.send(h11.Data(data=body)))
+    out.send(http.send(h11.EndOfMessage()))
