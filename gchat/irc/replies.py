@@ -1,0 +1,212 @@
+"""Every numeric reply and fixed text the IRC front-end sends, in one place.
+
+Like ``gchat.replies`` for the line protocol: the names below are the
+numerics of RFC 1459/2812 as modern.ircdocs.horse lists them, and every
+refusal of the line protocol has its numeric here. Functions return wire
+bytes (CR LF ended) ready to queue.
+"""
+
+from gchat import __version__
+from gchat.commands import NICK_MAX, ROOM_MAX
+from gchat.irc.message import MAX_BODY, Message, serialize
+from gchat.irc.text import shorten
+
+SERVER = "gchat.irc"
+NETWORK = "gchat"
+VERSION = f"gchat-{__version__}"
+# Before registration a numeric names its target '*'.
+UNREGISTERED = "*"
+
+# The most a topic set from IRC may be (TOPICLEN): with the longest nick,
+# room and address it still fits every line that carries it. A longer
+# topic set by a line client is shown cut to fit.
+TOPICLEN = 300
+# Channel modes, all fixed: only operators set topics (t), only members
+# send to a room (n). ``o`` is a prefix mode: the chat's operators.
+CHANNEL_MODES = "nt"
+USER_MODES = "o"
+OPER_PREFIX = "@"
+
+ISUPPORT = (
+    "CASEMAPPING=ascii",
+    "CHANTYPES=#",
+    f"NICKLEN={NICK_MAX}",
+    f"CHANNELLEN={ROOM_MAX + 1}",
+    f"TOPICLEN={TOPICLEN}",
+    f"PREFIX=(o){OPER_PREFIX}",
+    f"CHANMODES=,,,{CHANNEL_MODES}",
+    f"NETWORK={NETWORK}",
+    f"LINELEN={MAX_BODY + 2}",
+    "UTF8ONLY",
+)
+
+# Numerics (RFC 2812, modern.ircdocs.horse).
+RPL_WELCOME = "001"
+RPL_YOURHOST = "002"
+RPL_CREATED = "003"
+RPL_MYINFO = "004"
+RPL_ISUPPORT = "005"
+RPL_UMODEIS = "221"
+RPL_LUSERCLIENT = "251"
+RPL_LUSEROP = "252"
+RPL_LUSERCHANNELS = "254"
+RPL_LUSERME = "255"
+RPL_TRYAGAIN = "263"
+RPL_AWAY = "301"
+RPL_USERHOST = "302"
+RPL_ISON = "303"
+RPL_UNAWAY = "305"
+RPL_NOWAWAY = "306"
+RPL_WHOISUSER = "311"
+RPL_WHOISSERVER = "312"
+RPL_WHOISOPERATOR = "313"
+RPL_ENDOFWHO = "315"
+RPL_ENDOFWHOIS = "318"
+RPL_WHOISCHANNELS = "319"
+RPL_LISTSTART = "321"
+RPL_LIST = "322"
+RPL_LISTEND = "323"
+RPL_CHANNELMODEIS = "324"
+RPL_NOTOPIC = "331"
+RPL_TOPIC = "332"
+RPL_WHOREPLY = "352"
+RPL_NAMREPLY = "353"
+RPL_ENDOFNAMES = "366"
+RPL_ENDOFBANLIST = "368"
+RPL_YOUREOPER = "381"
+ERR_NOSUCHNICK = "401"
+ERR_NOSUCHCHANNEL = "403"
+ERR_CANNOTSENDTOCHAN = "404"
+ERR_INVALIDCAPCMD = "410"
+ERR_NORECIPIENT = "411"
+ERR_NOTEXTTOSEND = "412"
+ERR_INPUTTOOLONG = "417"
+ERR_UNKNOWNCOMMAND = "421"
+ERR_NOMOTD = "422"
+ERR_NONICKNAMEGIVEN = "431"
+ERR_ERRONEUSNICKNAME = "432"
+ERR_NICKNAMEINUSE = "433"
+ERR_USERNOTINCHANNEL = "441"
+ERR_NOTONCHANNEL = "442"
+ERR_NOTREGISTERED = "451"
+ERR_NEEDMOREPARAMS = "461"
+ERR_ALREADYREGISTERED = "462"
+ERR_PASSWDMISMATCH = "464"
+ERR_YOUREBANNEDCREEP = "465"
+ERR_UNKNOWNMODE = "472"
+ERR_BADCHANNAME = "479"
+ERR_NOPRIVILEGES = "481"
+ERR_CHANOPRIVSNEEDED = "482"
+ERR_NOOPERHOST = "491"
+ERR_UMODEUNKNOWNFLAG = "501"
+ERR_USERSDONTMATCH = "502"
+
+# Their texts, where fixed.
+NO_SUCH_NICK = "No such nick/channel"
+NO_SUCH_CHANNEL = "No such channel"
+BAD_CHANNEL_NAME = "Illegal channel name"
+CANNOT_SEND = "Cannot send to channel"
+NOT_ON_CHANNEL = "You're not on that channel"
+USER_NOT_IN_CHANNEL = "They aren't on that channel"
+NICK_IN_USE = "Nickname is already in use"
+ERRONEOUS_NICK = "Erroneous nickname"
+NO_NICK_GIVEN = "No nickname given"
+NEED_MORE_PARAMS = "Not enough parameters"
+NOT_REGISTERED = "You have not registered"
+ALREADY_REGISTERED = "You may not reregister"
+UNKNOWN_COMMAND = "Unknown command"
+INPUT_TOO_LONG = "Input line was too long"
+NO_RECIPIENT = "No recipient given"
+NO_TEXT = "No text to send"
+NO_MOTD = "MOTD File is missing"
+PASSWORD_MISMATCH = "Password incorrect"
+BANNED = "You are banned from this server"
+NO_PRIVILEGES = "Permission Denied- You're not an IRC operator"
+CHANOP_NEEDED = "You're not channel operator"
+NO_MORE_OPER_TRIES = "No more OPER tries on this connection"
+UNKNOWN_MODE = "is not a mode this server lets you set"
+UNKNOWN_UMODE = "Unknown MODE flag"
+USERS_DONT_MATCH = "Cant change mode for other users"
+INVALID_CAP = "Invalid CAP command"
+YOURE_OPER = "You are now an IRC operator"
+NOW_AWAY = "You have been marked as being away"
+UNAWAY = "You are no longer marked as being away"
+TRY_JOIN_LATER = "Too many joins from your address, try again later"
+END_OF_NAMES = "End of /NAMES list"
+END_OF_WHO = "End of /WHO list"
+END_OF_WHOIS = "End of /WHOIS list"
+END_OF_LIST = "End of /LIST"
+END_OF_BANS = "End of channel ban list"
+NO_TOPIC = "No topic is set"
+IS_OPERATOR = "is an IRC operator"
+SUPPORTED = "are supported by this server"
+
+
+def numeric(code: str, target: str, *params: str) -> bytes:
+    """``:SERVER CODE TARGET PARAMS...``; the last parameter is cut to fit the line."""
+    return fit(Message(code, (target, *params), SERVER))
+
+
+def fit(message: Message) -> bytes:
+    """``message`` serialized, its last parameter shortened so that the line stays in 512 bytes."""
+    *head, last = message.params
+    room = MAX_BODY - len(serialize(Message(message.command, (*head, ""), message.source))) + 2
+    return serialize(Message(message.command, (*head, shorten(last, room)), message.source, message.tags))
+
+
+def notice(target: str, text: str) -> bytes:
+    """A server NOTICE: how the line protocol's informational lines reach IRC."""
+    return numeric("NOTICE", target, text)
+
+
+def error(text: str) -> bytes:
+    """``ERROR``: the last thing a client is sent before the server closes the link."""
+    return serialize(Message("ERROR", (text,)))
+
+
+def too_many_messages(target: str, nick: str) -> bytes:
+    return numeric(RPL_TRYAGAIN, target, "PRIVMSG", f"Too many messages to {nick} from your address, try again later")
+
+
+def welcome(nick: str, host: str, created: str, lusers: "tuple[int, int, int]") -> bytes:
+    """001 to 005, LUSERS and 422: what a client gets once registered.
+
+    ``lusers`` is (users, operators, rooms) as this node sees the chat.
+    """
+    users, operators, rooms = lusers
+    lines = [
+        numeric(RPL_WELCOME, nick, f"Welcome to the {NETWORK} IRC network, {nick}!{nick}@{host}"),
+        numeric(RPL_YOURHOST, nick, f"Your host is {SERVER}, running version {VERSION}"),
+        numeric(RPL_CREATED, nick, f"This server was created {created}"),
+        serialize(Message(RPL_MYINFO, (nick, SERVER, VERSION, USER_MODES, CHANNEL_MODES + "o", "o"), SERVER)),
+        numeric(RPL_ISUPPORT, nick, *ISUPPORT, SUPPORTED),
+        numeric(RPL_LUSERCLIENT, nick, f"There are {users} users and 0 invisible on 1 servers"),
+        numeric(RPL_LUSEROP, nick, str(operators), "operator(s) online"),
+        numeric(RPL_LUSERCHANNELS, nick, str(rooms), "channels formed"),
+        numeric(RPL_LUSERME, nick, f"I have {users} clients and 0 servers"),
+        numeric(ERR_NOMOTD, nick, NO_MOTD),
+    ]
+    return b"".join(lines)
+
+
+def names(nick: str, room: str, entries: "list[str]") -> bytes:
+    """353 lines (as many as the names need, none cut) and 366: ``entries`` already prefixed."""
+    room_left = MAX_BODY + 2 - len(serialize(Message(RPL_NAMREPLY, (nick, "=", room, ""), SERVER)))
+    lines: "list[bytes]" = []
+    batch = ""
+    for entry in entries:
+        if batch and len(batch) + 1 + len(entry) > room_left:
+            lines.append(numeric(RPL_NAMREPLY, nick, "=", room, batch))
+            batch = ""
+        batch = f"{batch} {entry}" if batch else entry
+    if batch:
+        lines.append(numeric(RPL_NAMREPLY, nick, "=", room, batch))
+    lines.append(numeric(RPL_ENDOFNAMES, nick, room, END_OF_NAMES))
+    return b"".join(lines)
+
+
+def topic(nick: str, room: str, text: str) -> bytes:
+    """332, or 331 when ``text`` is empty."""
+    if text:
+        return numeric(RPL_TOPIC, nick, room, text)
+    return numeric(RPL_NOTOPIC, nick, room, NO_TOPIC)
