@@ -83,7 +83,7 @@ def parse(line: bytes) -> Parsed:
     """
     if line.endswith(b"\r"):
         line = line[:-1]
-    tags: "tuple[tuple[str, str], ...]" = ()
+    tags: tuple[tuple[str, str], ...] = ()
     if line.startswith(b"@"):
         end = line.find(b" ")
         raw_tags = line[1:] if end < 0 else line[1:end]
@@ -101,7 +101,7 @@ def parse(line: bytes) -> Parsed:
     command, _, text = text.partition(_SPACE)
     if not command:
         return EMPTY
-    params: "list[str]" = []
+    params: list[str] = []
     while True:
         text = text.lstrip(_SPACE)
         if not text:
@@ -116,7 +116,7 @@ def parse(line: bytes) -> Parsed:
 
 def parse_tags(raw: str) -> "tuple[tuple[str, str], ...]":
     """Tags in the order sent, the last of a repeated key winning; malformed keys dropped."""
-    found: "dict[str, str]" = {}
+    found: dict[str, str] = {}
     for item in raw.split(";"):
         key, _, value = item.partition("=")
         if _TAG_KEY.fullmatch(key):
@@ -126,7 +126,7 @@ def parse_tags(raw: str) -> "tuple[tuple[str, str], ...]":
 
 
 def unescape(value: str) -> str:
-    """IRCv3 tag value unescaping: ``\\:`` ``\\s`` ``\\\\`` ``\\r`` ``\\n``, ``\\x`` is x, a lone ``\\`` goes."""
+    """IRCv3 unescaping: ``\\:`` ``\\s`` ``\\\\`` ``\\r`` ``\\n``; ``\\x`` is x; a lone ``\\`` goes."""
     if "\\" not in value:
         return value
     return _ESCAPED.sub(lambda m: _UNESCAPES.get(m.group(1), m.group(1)), value)
@@ -143,7 +143,7 @@ def serialize(message: Message) -> bytes:
     is empty, has a space or starts with ``:``; CR, LF or NUL anywhere): a bug
     in the caller, never a client's doing, since client text is cleaned first.
     """
-    parts: "list[str]" = []
+    parts: list[str] = []
     if message.tags:
         parts.append("@" + ";".join(_tag(key, value) for key, value in message.tags))
     if message.source:

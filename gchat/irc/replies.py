@@ -6,7 +6,9 @@ refusal of the line protocol has its numeric here. Functions return wire
 bytes (CR LF ended) ready to queue.
 """
 
-from gchat import __version__
+import re
+
+from gchat import __version__, news
 from gchat.commands import NICK_MAX, ROOM_MAX
 from gchat.irc.message import MAX_BODY, Message, serialize
 from gchat.irc.text import shorten
@@ -14,6 +16,7 @@ from gchat.irc.text import shorten
 SERVER = "gchat.irc"
 NETWORK = "gchat"
 VERSION = f"gchat-{__version__}"
+_MIDDLE = re.compile(r"[^:\x00\r\n ][^\x00\r\n ]*")
 # Before registration a numeric names its target '*'.
 UNREGISTERED = "*"
 
@@ -140,11 +143,24 @@ END_OF_BANS = "End of channel ban list"
 NO_TOPIC = "No topic is set"
 IS_OPERATOR = "is an IRC operator"
 SUPPORTED = "are supported by this server"
+LINK_LOST = "Cluster link lost, local only"
+LINK_RESTORED = "Cluster link restored"
+SHUTTING_DOWN = "Server shutting down"
+BYE = "Bye!"
 
 
 def numeric(code: str, target: str, *params: str) -> bytes:
-    """``:SERVER CODE TARGET PARAMS...``; the last parameter is cut to fit the line."""
-    return fit(Message(code, (target, *params), SERVER))
+    """``:SERVER CODE TARGET PARAMS...``; the last parameter is cut to fit the line.
+
+    A middle parameter that no line can carry (a client's nick or room as
+    typed, refused for that very reason) is sent as ``*``.
+    """
+    *middle, last = (target, *params)
+    return fit(Message(code, (*(_token(word) for word in middle), last), SERVER))
+
+
+def _token(word: str) -> str:
+    return word if _MIDDLE.fullmatch(word) else UNREGISTERED
 
 
 def fit(message: Message) -> bytes:
@@ -165,7 +181,8 @@ def error(text: str) -> bytes:
 
 
 def too_many_messages(target: str, nick: str) -> bytes:
-    return numeric(RPL_TRYAGAIN, target, "PRIVMSG", f"Too many messages to {nick} from your address, try again later")
+    text = f"Too many messages to {nick} from your address, try again later"
+    return numeric(RPL_TRYAGAIN, target, "PRIVMSG", text)
 
 
 def welcome(nick: str, host: str, created: str, lusers: "tuple[int, int, int]") -> bytes:
@@ -192,7 +209,7 @@ def welcome(nick: str, host: str, created: str, lusers: "tuple[int, int, int]") 
 def names(nick: str, room: str, entries: "list[str]") -> bytes:
     """353 lines (as many as the names need, none cut) and 366: ``entries`` already prefixed."""
     room_left = MAX_BODY + 2 - len(serialize(Message(RPL_NAMREPLY, (nick, "=", room, ""), SERVER)))
-    lines: "list[bytes]" = []
+    lines: list[bytes] = []
     batch = ""
     for entry in entries:
         if batch and len(batch) + 1 + len(entry) > room_left:
@@ -210,3 +227,40 @@ def topic(nick: str, room: str, text: str) -> bytes:
     if text:
         return numeric(RPL_TOPIC, nick, room, text)
     return numeric(RPL_NOTOPIC, nick, room, NO_TOPIC)
+
+
+def kicked(nick: str, room: str, by: str, reason: str) -> str:
+    return f"{nick} was kicked from {room} by {by} ({reason})"
+
+
+def banned(address: str) -> str:
+    return f"Banned {address}"
+
+
+def unbanned(address: str) -> str:
+    return f"Unbanned {address}"
+
+
+def not_banned(address: str) -> str:
+    return f"Not banned: {address}"
+
+
+def own_address(address: str) -> str:
+    return f"Cannot ban your own address: {address}"
+
+
+def irc_host(host: str) -> str:
+    """``host`` as an IRC word: an IPv6 address starting with ``:`` gets a ``0`` in front, as servers do."""
+    return "0" + host if host.startswith(":") else host
+
+
+def member_entry(member: news.Member) -> str:
+    """A member as NAMES lists it: ``@`` for an operator."""
+    return (OPER_PREFIX if member.oper else "") + member.nick
+
+
+def room_list(nick: str, rooms: "tuple[tuple[str, int, str], ...]") -> bytes:
+    """LIST's answer: 321, a 322 per room (name, members, topic), 323."""
+    lines = [numeric(RPL_LIST, nick, room, str(count), text) for room, count, text in rooms]
+    start = numeric(RPL_LISTSTART, nick, "Channel", "Users  Name")
+    return b"".join([start, *lines, numeric(RPL_LISTEND, nick, END_OF_LIST)])

@@ -51,7 +51,7 @@ def cut(text: str, limit: int) -> "list[str]":
     data = text.encode("utf-8")
     if len(data) <= limit:
         return [text]
-    pieces: "list[str]" = []
+    pieces: list[str] = []
     start = 0
     while start < len(data):
         end = min(start + limit, len(data))
