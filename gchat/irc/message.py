@@ -32,6 +32,7 @@ _ESCAPED = re.compile(r"\\(.?)", re.DOTALL)
 # A tag key: optional client prefix '+', optional vendor (a host name) and '/', a name.
 _TAG_KEY = re.compile(r"\+?(?:[A-Za-z0-9.-]+/)?[A-Za-z0-9-]+", re.ASCII)
 _FORBIDDEN = re.compile(r"[\x00\r\n]")
+_CUT = re.compile(rb"[\x00\r]")
 
 
 @dataclass(frozen=True)
@@ -76,13 +77,14 @@ Parsed = Union[Message, Empty, InputTooLong]
 
 
 def parse(line: bytes) -> Parsed:
-    """The message ``line`` (without its LF; a trailing CR is dropped) stands for.
+    """The message ``line`` (without its LF) stands for.
 
     Bytes are UTF-8 with U+FFFD for anything invalid; what the text may show is
     the session's business (``text.clean``), not the grammar's.
     """
-    if line.endswith(b"\r"):
-        line = line[:-1]
+    # Nothing after a CR or NUL is part of the message (RFC 1459 forbids both
+    # inside one), so no parameter can carry them into a line sent on.
+    line = _CUT.split(line, 1)[0]
     tags: tuple[tuple[str, str], ...] = ()
     if line.startswith(b"@"):
         end = line.find(b" ")
