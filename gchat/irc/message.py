@@ -21,8 +21,8 @@ from typing import Optional, Union
 MAX_BODY = 510
 # What a client may send as tag data (without '@' and the space after it), IRCv3.
 MAX_CLIENT_TAGS = 4094
-# The longest line a client may send, without its LF: tags, space, body and a CR.
-MAX_LINE = 1 + MAX_CLIENT_TAGS + 1 + MAX_BODY + 1
+# The longest line a client may send, without its CR LF: '@', tags, space, body.
+MAX_LINE = 1 + MAX_CLIENT_TAGS + 1 + MAX_BODY
 
 _SPACE = " "
 _ESCAPES = {";": "\\:", " ": "\\s", "\\": "\\\\", "\r": "\\r", "\n": "\\n"}

@@ -51,7 +51,6 @@ RPL_MYINFO = "004"
 RPL_ISUPPORT = "005"
 RPL_UMODEIS = "221"
 RPL_LUSERCLIENT = "251"
-RPL_LUSEROP = "252"
 RPL_LUSERCHANNELS = "254"
 RPL_LUSERME = "255"
 RPL_TRYAGAIN = "263"
@@ -80,6 +79,7 @@ RPL_YOUREOPER = "381"
 ERR_NOSUCHNICK = "401"
 ERR_NOSUCHCHANNEL = "403"
 ERR_CANNOTSENDTOCHAN = "404"
+ERR_NOORIGIN = "409"
 ERR_INVALIDCAPCMD = "410"
 ERR_NORECIPIENT = "411"
 ERR_NOTEXTTOSEND = "412"
@@ -105,6 +105,7 @@ ERR_UMODEUNKNOWNFLAG = "501"
 ERR_USERSDONTMATCH = "502"
 
 # Their texts, where fixed.
+NO_ORIGIN = "No origin specified"
 NO_SUCH_NICK = "No such nick/channel"
 NO_SUCH_CHANNEL = "No such channel"
 BAD_CHANNEL_NAME = "Illegal channel name"
@@ -185,25 +186,29 @@ def too_many_messages(target: str, nick: str) -> bytes:
     return numeric(RPL_TRYAGAIN, target, "PRIVMSG", text)
 
 
-def welcome(nick: str, host: str, created: str, lusers: "tuple[int, int, int]") -> bytes:
-    """001 to 005, LUSERS and 422: what a client gets once registered.
+def welcome(nick: str, host: str, created: str, users: int, rooms: int) -> bytes:
+    """001 to 005, LUSERS and 422: what a client gets once registered (counts as this node sees them)."""
+    return b"".join(
+        [
+            numeric(RPL_WELCOME, nick, f"Welcome to the {NETWORK} IRC network, {nick}!{nick}@{host}"),
+            numeric(RPL_YOURHOST, nick, f"Your host is {SERVER}, running version {VERSION}"),
+            numeric(RPL_CREATED, nick, f"This server was created {created}"),
+            numeric(RPL_MYINFO, nick, SERVER, VERSION, USER_MODES, CHANNEL_MODES + "o", "o"),
+            numeric(RPL_ISUPPORT, nick, *ISUPPORT, SUPPORTED),
+            lusers(nick, users, rooms),
+            numeric(ERR_NOMOTD, nick, NO_MOTD),
+        ]
+    )
 
-    ``lusers`` is (users, operators, rooms) as this node sees the chat.
-    """
-    users, operators, rooms = lusers
-    lines = [
-        numeric(RPL_WELCOME, nick, f"Welcome to the {NETWORK} IRC network, {nick}!{nick}@{host}"),
-        numeric(RPL_YOURHOST, nick, f"Your host is {SERVER}, running version {VERSION}"),
-        numeric(RPL_CREATED, nick, f"This server was created {created}"),
-        serialize(Message(RPL_MYINFO, (nick, SERVER, VERSION, USER_MODES, CHANNEL_MODES + "o", "o"), SERVER)),
-        numeric(RPL_ISUPPORT, nick, *ISUPPORT, SUPPORTED),
-        numeric(RPL_LUSERCLIENT, nick, f"There are {users} users and 0 invisible on 1 servers"),
-        numeric(RPL_LUSEROP, nick, str(operators), "operator(s) online"),
-        numeric(RPL_LUSERCHANNELS, nick, str(rooms), "channels formed"),
-        numeric(RPL_LUSERME, nick, f"I have {users} clients and 0 servers"),
-        numeric(ERR_NOMOTD, nick, NO_MOTD),
-    ]
-    return b"".join(lines)
+
+def lusers(nick: str, users: int, rooms: int) -> bytes:
+    return b"".join(
+        [
+            numeric(RPL_LUSERCLIENT, nick, f"There are {users} users and 0 invisible on 1 servers"),
+            numeric(RPL_LUSERCHANNELS, nick, str(rooms), "channels formed"),
+            numeric(RPL_LUSERME, nick, f"I have {users} clients and 0 servers"),
+        ]
+    )
 
 
 def names(nick: str, room: str, entries: "list[str]") -> bytes:
@@ -229,8 +234,8 @@ def topic(nick: str, room: str, text: str) -> bytes:
     return numeric(RPL_NOTOPIC, nick, room, NO_TOPIC)
 
 
-def kicked(nick: str, room: str, by: str, reason: str) -> str:
-    return f"{nick} was kicked from {room} by {by} ({reason})"
+def kicked(nick: str, by: str, reason: str) -> str:
+    return f"{nick} was kicked by {by} ({reason})"
 
 
 def banned(address: str) -> str:
@@ -264,3 +269,33 @@ def room_list(nick: str, rooms: "tuple[tuple[str, int, str], ...]") -> bytes:
     lines = [numeric(RPL_LIST, nick, room, str(count), text) for room, count, text in rooms]
     start = numeric(RPL_LISTSTART, nick, "Channel", "Users  Name")
     return b"".join([start, *lines, numeric(RPL_LISTEND, nick, END_OF_LIST)])
+
+
+def who_entry(nick: str, channel: str, member: news.Member) -> bytes:
+    """352 for one member: H (here) or G (gone: away), ``*`` and ``@`` for an operator."""
+    flags = ("G" if member.away else "H") + ("*" + OPER_PREFIX if member.oper else "")
+    name, host = member.nick, irc_host(member.host)
+    return numeric(RPL_WHOREPLY, nick, channel, name, host, SERVER, name, flags, f"0 {name}")
+
+
+def whois(nick: str, member: news.Member, rooms: "tuple[str, ...]") -> bytes:
+    """311, 319 (its rooms), 312, 313 (operator), 301 (away), 318."""
+    name = member.nick
+    prefix = OPER_PREFIX if member.oper else ""
+    lines = [numeric(RPL_WHOISUSER, nick, name, name, irc_host(member.host), "*", name)]
+    if rooms:
+        lines.append(numeric(RPL_WHOISCHANNELS, nick, name, " ".join(prefix + room for room in rooms)))
+    lines.append(numeric(RPL_WHOISSERVER, nick, name, SERVER, NETWORK))
+    if member.oper:
+        lines.append(numeric(RPL_WHOISOPERATOR, nick, name, IS_OPERATOR))
+    if member.away:
+        lines.append(numeric(RPL_AWAY, nick, name, member.away))
+    lines.append(numeric(RPL_ENDOFWHOIS, nick, name, END_OF_WHOIS))
+    return b"".join(lines)
+
+
+def userhost(member: news.Member) -> str:
+    """``nick[*]=+nick@host`` (``*``: operator; ``-`` instead of ``+``: away), as 302 lists it."""
+    oper = "*" if member.oper else ""
+    here = "-" if member.away else "+"
+    return f"{member.nick}{oper}={here}{member.nick}@{irc_host(member.host)}"

@@ -85,7 +85,7 @@ class IrcStyle:
             return self._private(item)
         if isinstance(item, news.Kicked):
             # Told alone: an operator who shares none of the kicked one's rooms.
-            return replies.notice(nick, replies.kicked(item.nick, item.room, item.by, item.reason))
+            return replies.notice(nick, replies.kicked(item.nick, item.by, item.reason))
         if isinstance(item, _SHARED):
             return self.render(item)
         return _answer(item, nick)
