@@ -18,13 +18,14 @@ class BusError(Exception):
 
 
 class Entry(NamedTuple):
-    """One user in the shared state: client ``cid`` of ``node``."""
+    """One user in the shared state: client ``cid`` of ``node``, in ``rooms`` (maybe none)."""
 
     node: str
     cid: int
     nick: str
-    room: str
+    rooms: "tuple[str, ...]"
     address: str
+    host: str
 
 
 @dataclass(frozen=True)
@@ -34,7 +35,7 @@ class Snapshot:
     users: "list[Entry]" = field(default_factory=list)
     bans: "list[str]" = field(default_factory=list)
     topics: "dict[str, str]" = field(default_factory=dict)
-    # The last lines of every room that has any.
+    # The last lines of every room that has any, as encoded ``Said`` events.
     history: "dict[str, list[bytes]]" = field(default_factory=dict)
 
 

@@ -6,100 +6,147 @@ and applies events only as the bus hands them back, its own included, so
 every node applies one and the same sequence and every room member sees one
 order. This module is pure: dataclasses, and bytes in and out.
 
-Wire form: fields joined by NUL, a one-letter tag first. NUL cannot occur in
-a field: nicks and rooms are ASCII names, and sanitizing removes every C0
-control but TAB from chat text. A field that carries whole lines (a chat
-line) comes last, so it may be any bytes but NUL. Every event is small and
-bounded (a chat line at most ``--max-line``): nothing that grows with a room
-or the chat, such as a room's history, is ever on the bus, so no user can
-make the bus carry more than their own lines.
+Wire form: a one-letter tag, which each event declares as ``TAG``, then its
+fields in declaration order, joined by NUL. NUL cannot occur in a field:
+nicks and rooms are ASCII names, and sanitizing removes every C0 control
+but TAB from chat text. Every event is small and bounded (a chat line at
+most ``--max-line``): nothing that grows with a room or the chat, such as a
+room's history, is ever on the bus, so no user can make the bus carry more
+than their own lines. Events say what happened, in no client's wire format:
+each node renders them for its own clients.
 """
 
+import dataclasses
+import typing
 from dataclasses import dataclass
-from typing import Optional, Union
+from typing import Any, Callable, ClassVar, Union
+
+from gchat.news import Kind
 
 SEP = b"\0"
 
 
 @dataclass(frozen=True)
 class Joined:
-    """A client entered ``room``: on connect, or by /join (leaving its old room)."""
+    """A client entered ``room``, or the chat with no room (``room`` empty: an IRC client).
 
+    ``switch``: it left every other room (the line protocol's ``/join``).
+    """
+
+    TAG: ClassVar[bytes] = b"J"
     node: str
     cid: int
     nick: str
     room: str
     address: str = ""
+    host: str = ""
+    switch: bool = True
+
+
+@dataclass(frozen=True)
+class Parted:
+    """A client left ``room`` and stays in the chat."""
+
+    TAG: ClassVar[bytes] = b"E"
+    node: str
+    cid: int
+    nick: str
+    room: str
+    reason: str
 
 
 @dataclass(frozen=True)
 class Said:
-    """A chat or /me line, formatted for the wire, from client ``cid`` of ``node``."""
+    """A line to ``room`` from client ``cid`` of ``node``; ``at`` is Unix time on that node."""
 
+    TAG: ClassVar[bytes] = b"S"
     node: str
     cid: int
     room: str
-    line: bytes
+    nick: str
+    host: str
+    kind: Kind
+    at: float
+    text: str
 
 
 @dataclass(frozen=True)
 class Renamed:
+    TAG: ClassVar[bytes] = b"R"
     old: str
     new: str
 
 
 @dataclass(frozen=True)
-class Quit:
+class Left:
+    """``nick`` left the chat."""
+
+    TAG: ClassVar[bytes] = b"Q"
     nick: str
     reason: str
 
 
 @dataclass(frozen=True)
 class Private:
-    """A /msg line for whoever holds the nick ``target`` when this is applied.
+    """A private line for whoever holds the nick ``target`` when this is applied.
 
     Looked up in bus order, on every node alike: the sender (client ``cid``
     of ``node``) is told "no such user" only if no one holds it at that point.
     """
 
+    TAG: ClassVar[bytes] = b"P"
     target: str
-    line: bytes
+    nick: str
+    host: str
+    kind: Kind
+    at: float
     node: str
     cid: int
+    text: str
 
 
 @dataclass(frozen=True)
 class Asked:
-    """A /who or /rooms, answered when applied: after the asker's earlier events."""
+    """A question (``what``) about ``room`` or the chat.
 
+    Answered when applied: after the asker's earlier events.
+    """
+
+    TAG: ClassVar[bytes] = b"A"
     node: str
     cid: int
     what: str
+    room: str = ""
 
 
 @dataclass(frozen=True)
 class Kicked:
     """An operator (client ``cid`` of ``node``, nick ``by``) removed ``nick`` from the chat."""
 
+    TAG: ClassVar[bytes] = b"K"
     nick: str
     by: str
     reason: str
     node: str
     cid: int
+    host: str = ""
 
 
 @dataclass(frozen=True)
 class Banned:
     """``address`` may not connect any more; everyone from it is kicked."""
 
+    TAG: ClassVar[bytes] = b"B"
     address: str
     by: str
     node: str
     cid: int
+    host: str = ""
 
 
 @dataclass(frozen=True)
 class Unbanned:
+    TAG: ClassVar[bytes] = b"U"
     address: str
     node: str
     cid: int
@@ -107,7 +154,27 @@ class Unbanned:
 
 @dataclass(frozen=True)
 class TopicSet:
+    TAG: ClassVar[bytes] = b"T"
     room: str
+    text: str
+    by: str = ""
+    host: str = ""
+
+
+@dataclass(frozen=True)
+class Opered:
+    """``nick`` became an operator: listings on every node mark it."""
+
+    TAG: ClassVar[bytes] = b"O"
+    nick: str
+
+
+@dataclass(frozen=True)
+class Away:
+    """``nick`` is away (``text``), or back (empty)."""
+
+    TAG: ClassVar[bytes] = b"W"
+    nick: str
     text: str
 
 
@@ -115,6 +182,7 @@ class TopicSet:
 class NodeLost:
     """``node`` stopped sending heartbeats: its clients are gone."""
 
+    TAG: ClassVar[bytes] = b"L"
     node: str
 
 
@@ -126,88 +194,92 @@ class Resynced:
     reached the others; they read the node's new list from the bus's store.
     """
 
+    TAG: ClassVar[bytes] = b"Y"
     node: str
 
 
 Event = Union[
-    Joined, Said, Renamed, Quit, Private, Asked, Kicked, Banned, Unbanned, TopicSet, NodeLost, Resynced
+    Joined,
+    Parted,
+    Said,
+    Renamed,
+    Left,
+    Private,
+    Asked,
+    Kicked,
+    Banned,
+    Unbanned,
+    TopicSet,
+    Opered,
+    Away,
+    NodeLost,
+    Resynced,
 ]
+
+_EVENTS: "tuple[type[Any], ...]" = Event.__args__  # type: ignore[attr-defined]
 
 
 class DecodeError(ValueError):
     """Bytes on the bus that no hub could have published."""
 
 
+def _encoder(kind: Any) -> "Callable[[Any], bytes]":
+    if kind is str:
+        return str.encode
+    if kind is int:
+        return lambda value: str(value).encode()
+    if kind is float:
+        return lambda value: repr(value).encode()
+    if kind is bool:
+        return lambda value: b"1" if value else b""
+    if kind is Kind:
+        return lambda value: value.value.encode()
+    raise TypeError(f"no wire form for {kind!r}")
+
+
+def _decoder(kind: Any) -> "Callable[[bytes], Any]":
+    if kind is str:
+        return bytes.decode
+    if kind is int:
+        return int
+    if kind is float:
+        return float
+    if kind is bool:
+        return bool
+    if kind is Kind:
+        return lambda value: Kind(value.decode())
+    raise TypeError(f"no wire form for {kind!r}")
+
+
+def _types(event: "type[Any]") -> "list[Any]":
+    hints = typing.get_type_hints(event)
+    return [hints[field.name] for field in dataclasses.fields(event)]
+
+
+# Per event class: its field encoders; per tag: the class and its field decoders.
+_ENCODERS = {event: [_encoder(kind) for kind in _types(event)] for event in _EVENTS}
+_DECODERS = {event.TAG: (event, [_decoder(kind) for kind in _types(event)]) for event in _EVENTS}
+assert len(_DECODERS) == len(_EVENTS), "two events share a tag"
+
+
 def encode(event: Event) -> bytes:
-    if isinstance(event, Said):
-        return _join(b"S", event.node, str(event.cid), event.room, tail=event.line)
-    if isinstance(event, Joined):
-        return _join(b"J", event.node, str(event.cid), event.nick, event.room, event.address)
-    if isinstance(event, Renamed):
-        return _join(b"R", event.old, event.new)
-    if isinstance(event, Quit):
-        return _join(b"Q", event.nick, event.reason)
-    if isinstance(event, Private):
-        return _join(b"P", event.target, event.node, str(event.cid), tail=event.line)
-    if isinstance(event, Asked):
-        return _join(b"A", event.node, str(event.cid), event.what)
-    if isinstance(event, Kicked):
-        return _join(b"K", event.nick, event.by, event.reason, event.node, str(event.cid))
-    if isinstance(event, Banned):
-        return _join(b"B", event.address, event.by, event.node, str(event.cid))
-    if isinstance(event, Unbanned):
-        return _join(b"U", event.address, event.node, str(event.cid))
-    if isinstance(event, TopicSet):
-        return _join(b"T", event.room, event.text)
-    if isinstance(event, Resynced):
-        return _join(b"Y", event.node)
-    return _join(b"L", event.node)
+    encoders = _ENCODERS[type(event)]  # KeyError for anything but an Event: no fall-through
+    fields = [event.TAG]
+    for encode_field, field in zip(encoders, dataclasses.fields(event)):
+        fields.append(encode_field(getattr(event, field.name)))
+    return SEP.join(fields)
 
 
 def decode(data: bytes) -> Event:
     tag, _, rest = data.partition(SEP)
+    known = _DECODERS.get(tag)
+    if known is None:
+        raise DecodeError(f"unknown event {data[:20]!r}")
+    event, decoders = known
+    fields = rest.split(SEP)
+    if len(fields) != len(decoders):
+        raise DecodeError(f"malformed {tag!r} event: {len(fields)} fields, not {len(decoders)}")
     try:
-        if tag == b"S":
-            node, cid, room, line = rest.split(SEP, 3)
-            return Said(node.decode(), int(cid), room.decode(), line)
-        if tag == b"J":
-            node, cid, nick, room, address = rest.split(SEP)
-            return Joined(node.decode(), int(cid), nick.decode(), room.decode(), address.decode())
-        if tag == b"R":
-            old, new = rest.split(SEP)
-            return Renamed(old.decode(), new.decode())
-        if tag == b"Q":
-            nick, reason = rest.split(SEP)
-            return Quit(nick.decode(), reason.decode())
-        if tag == b"P":
-            target, node, cid, line = rest.split(SEP, 3)
-            return Private(target.decode(), line, node.decode(), int(cid))
-        if tag == b"A":
-            node, cid, what = rest.split(SEP)
-            return Asked(node.decode(), int(cid), what.decode())
-        if tag == b"K":
-            nick, by, reason, node, cid = rest.split(SEP)
-            return Kicked(nick.decode(), by.decode(), reason.decode(), node.decode(), int(cid))
-        if tag == b"B":
-            address, by, node, cid = rest.split(SEP)
-            return Banned(address.decode(), by.decode(), node.decode(), int(cid))
-        if tag == b"U":
-            address, node, cid = rest.split(SEP)
-            return Unbanned(address.decode(), node.decode(), int(cid))
-        if tag == b"T":
-            room, text = rest.split(SEP)
-            return TopicSet(room.decode(), text.decode())
-        if tag == b"L" and SEP not in rest:
-            return NodeLost(rest.decode())
-        if tag == b"Y" and SEP not in rest:
-            return Resynced(rest.decode())
-    except ValueError as err:  # too few or too many fields, a bad number, bad UTF-8
+        return event(*(decode_field(field) for decode_field, field in zip(decoders, fields)))  # type: ignore[no-any-return]
+    except ValueError as err:  # a bad number or kind, bad UTF-8
         raise DecodeError(f"malformed {tag!r} event: {err}") from None
-    raise DecodeError(f"unknown event {data[:20]!r}")
-
-
-def _join(tag: bytes, *fields: str, tail: Optional[bytes] = None) -> bytes:
-    parts = [tag, *(field.encode() for field in fields)]
-    if tail is not None:
-        parts.append(tail)
-    return SEP.join(parts)

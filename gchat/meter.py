@@ -12,8 +12,8 @@ this module, and prometheus_client is not even imported.
 from collections.abc import Collection
 
 from gchat.bus import Bus
+from gchat.chat import Chat
 from gchat.config import Config
-from gchat.hub import Hub
 from gchat.session import Session
 
 # Why a connection was turned away (also hub.BANNED, session.SHUTDOWN).
@@ -39,7 +39,7 @@ class Meter:
     def left(self, cause: str) -> None:
         """A session's client left; ``cause`` is the server's word for why, never the client's."""
 
-    def start(self, hub: Hub, sessions: Collection[Session]) -> None:
+    def start(self, hub: Chat, sessions: Collection[Session]) -> None:
         """Serve metrics about ``hub`` and the open ``sessions`` (a live view); may raise MetricsError."""
 
 

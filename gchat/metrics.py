@@ -41,9 +41,9 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 
 from gchat.acceptor import Acceptor, refuse
 from gchat.bus import Bus, Entry, Listener, Snapshot
+from gchat.chat import BANNED, KICKED, Chat
 from gchat.config import Config
 from gchat.events import Event, Said
-from gchat.hub import BANNED, KICKED, Hub
 from gchat.meter import FULL, TOO_MANY, Meter, MetricsError
 from gchat.session import CLOSED, QUIT, SHUTDOWN, WRONG_PASSWORD, Session, format_peer
 
@@ -218,7 +218,7 @@ class _MeteredBus:
 class _Collector:
     """The server's metric families, made afresh from the tally and the server on every scrape."""
 
-    def __init__(self, tally: Tally, hub: Hub, sessions: Collection[Session]) -> None:
+    def __init__(self, tally: Tally, hub: Chat, sessions: Collection[Session]) -> None:
         self._tally = tally
         self._hub = hub
         self._sessions = sessions
@@ -351,7 +351,7 @@ class Metrics(Meter):
     def left(self, cause: str) -> None:
         self._tally.disconnects[cause] += 1
 
-    def start(self, hub: Hub, sessions: Collection[Session]) -> None:
+    def start(self, hub: Chat, sessions: Collection[Session]) -> None:
         self._registry.register(_Collector(self._tally, hub, sessions))
         where = format_peer(self._address)
         # No access log: a scrape every few seconds is not news.

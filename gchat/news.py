@@ -11,6 +11,7 @@ Pure: frozen dataclasses, an enum, and the protocol a style implements.
 """
 
 import enum
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Protocol, Union
 
@@ -119,14 +120,21 @@ class Notice(enum.Enum):
     BYE = "bye"
 
 
-@dataclass(frozen=True)
-class Member:
-    """One user as a listing shows it."""
+class Person(Protocol):
+    """One user as a listing shows it (the hub's own record of the user, read at once)."""
 
-    nick: str
-    host: str
-    oper: bool
-    away: str
+    @property
+    def nick(self) -> str: ...
+
+    @property
+    def host(self) -> str: ...
+
+    @property
+    def oper(self) -> bool: ...
+
+    @property
+    def away(self) -> str:
+        """Why the user is away (IRC ``AWAY``); empty while here."""
 
 
 @dataclass(frozen=True)
@@ -134,15 +142,18 @@ class Arrived:
     """This client entered ``room``: the room's state and its history, oldest first.
 
     ``first`` on the room a client is put in when it connects (the line
-    protocol's status line); ``members`` includes the client itself.
+    protocol's status line); ``members`` includes the client itself. The
+    collections are the hub's live ones, not copies (a join into a room of
+    thousands must not copy it for a front-end that shows only a count): a
+    style reads them when it is told, never later.
     """
 
     room: str
     nick: str
     host: str
-    members: "tuple[Member, ...]"
+    members: "Collection[Person]"
     topic: str
-    history: "tuple[Message, ...]"
+    history: "Sequence[Message]"
     first: bool
 
 
@@ -189,7 +200,7 @@ class MemberList:
     """The members of ``room``, sorted by nick ignoring case."""
 
     room: str
-    members: "tuple[Member, ...]"
+    members: "Sequence[Person]"
 
 
 @dataclass(frozen=True)
@@ -228,6 +239,13 @@ class AlreadyIn:
 @dataclass(frozen=True)
 class NotIn:
     """A command names a room this client is not in (IRC: ``PART``, ``PRIVMSG``, ``TOPIC``)."""
+
+    room: str
+
+
+@dataclass(frozen=True)
+class TooManyRooms:
+    """This client is in as many rooms as one client may be."""
 
     room: str
 
@@ -276,6 +294,7 @@ Personal = Union[
     InvalidRoom,
     AlreadyIn,
     NotIn,
+    TooManyRooms,
     TooManyMessages,
     AddressBanned,
     AddressUnbanned,

@@ -52,8 +52,9 @@ from gchat.events import (
     DecodeError,
     Joined,
     Kicked,
+    Left,
     NodeLost,
-    Quit,
+    Parted,
     Renamed,
     Resynced,
     Said,
@@ -84,7 +85,7 @@ class LinkBroken(redis.RedisError):
 _LUA_HELPERS = """
 local prefix = ARGV[1]
 local users, rooms = prefix .. 'users', prefix .. 'rooms'
--- A registry value's fields: room, node, nick, address, client id.
+-- A registry value's fields: rooms (space-separated), node, nick, address, client id, host.
 local function parse(value)
   local fields, start = {}, 1
   while true do
@@ -97,6 +98,11 @@ local function parse(value)
     start = stop + 1
   end
 end
+local function split(rooms)
+  local found = {}
+  for room in string.gmatch(rooms, '[^ ]+') do found[#found + 1] = room end
+  return found
+end
 local function left(room)
   if room ~= '' and redis.call('HINCRBY', rooms, room, -1) <= 0 then
     redis.call('HDEL', rooms, room)
@@ -106,6 +112,9 @@ local function left(room)
     end
   end
 end
+local function left_all(rooms)
+  for _, room in ipairs(split(rooms)) do left(room) end
+end
 -- Delete every user for whom keep(fields) is false; how many went.
 local function purge(keep)
   local entries = redis.call('HGETALL', users)
@@ -114,7 +123,7 @@ local function purge(keep)
     local fields = parse(entries[i + 1])
     if not keep(fields) then
       redis.call('HDEL', users, entries[i])
-      left(fields[1])
+      left_all(fields[1])
       count = count + 1
     end
   end
@@ -132,23 +141,47 @@ _EVENT = (
     + """
 local op, payload = ARGV[3], ARGV[4]
 local sep = '\\0'
-if op == 'S' then
-  local limit = tonumber(ARGV[7])
+if op == 'S' then  -- room, history length: the event itself is the history entry
+  local limit = tonumber(ARGV[6])
   if limit > 0 then
     local history = prefix .. 'history:' .. ARGV[5]
-    redis.call('RPUSH', history, ARGV[6])
+    redis.call('RPUSH', history, payload)
     redis.call('LTRIM', history, -limit, -1)
   end
-elseif op == 'J' then  -- key, node, nick, room, address, client id
-  redis.call('HINCRBY', rooms, ARGV[8], 1)
+elseif op == 'J' then  -- key, node, nick, room (or none), address, client id, host, switch
+  local room, current = ARGV[8], {}
   local old = redis.call('HGET', users, ARGV[5])
-  if old then left(parse(old)[1]) end
-  redis.call('HSET', users, ARGV[5], table.concat({ARGV[8], ARGV[6], ARGV[7], ARGV[9], ARGV[10]}, sep))
+  if old then
+    local fields = parse(old)
+    if fields[5] ~= '' then current = split(fields[1]) end  -- else a nick claimed, in no room
+  end
+  local member = false
+  for _, name in ipairs(current) do member = member or name == room end
+  if room ~= '' and not member then
+    redis.call('HINCRBY', rooms, room, 1)
+    if ARGV[12] ~= '' then
+      for _, name in ipairs(current) do left(name) end
+      current = {}
+    end
+    current[#current + 1] = room
+  end
+  local value = {table.concat(current, ' '), ARGV[6], ARGV[7], ARGV[9], ARGV[10], ARGV[11]}
+  redis.call('HSET', users, ARGV[5], table.concat(value, sep))
+elseif op == 'E' then  -- key, room: a part
+  local old = redis.call('HGET', users, ARGV[5])
+  if old then
+    local fields, kept = parse(old), {}
+    for _, name in ipairs(split(fields[1])) do
+      if name == ARGV[6] then left(name) else kept[#kept + 1] = name end
+    end
+    fields[1] = table.concat(kept, ' ')
+    redis.call('HSET', users, ARGV[5], table.concat(fields, sep))
+  end
 elseif op == 'R' then  -- old key, new key, node, new nick: 0 if another node holds the new nick
   local new = redis.call('HGET', users, ARGV[6])
   if new and parse(new)[2] ~= ARGV[7] then return 0 end
   local old = redis.call('HGET', users, ARGV[5])
-  local fields = {'', ARGV[7], ARGV[8], '', ''}
+  local fields = {'', ARGV[7], ARGV[8], '', '', ''}
   if old and parse(old)[2] == ARGV[7] then  -- the old nick may be another node's since a resync
     fields = parse(old)
     fields[3] = ARGV[8]
@@ -161,14 +194,14 @@ elseif op == 'Q' then  -- key, node: only this node's user (the nick may be some
     local fields = parse(old)
     if fields[2] == ARGV[6] then
       redis.call('HDEL', users, ARGV[5])
-      left(fields[1])
+      left_all(fields[1])
     end
   end
 elseif op == 'K' then  -- key
   local old = redis.call('HGET', users, ARGV[5])
   if old then
     redis.call('HDEL', users, ARGV[5])
-    left(parse(old)[1])
+    left_all(parse(old)[1])
   end
 elseif op == 'B' then  -- address
   redis.call('SADD', prefix .. 'bans', ARGV[5])
@@ -192,7 +225,7 @@ _GUEST = (
 while true do
   local n = redis.call('INCR', prefix .. 'guests')
   local nick = 'guest' .. n
-  local value = table.concat({'', ARGV[2], nick, '', ''}, '\\0')
+  local value = table.concat({'', ARGV[2], nick, '', '', ''}, '\\0')
   if redis.call('HSETNX', users, nick, value) == 1 then return n end
 end
 """
@@ -226,7 +259,7 @@ redis.call('SREM', ARGV[1] .. 'nodes', ARGV[2])
 """
 
 # ARGV: prefix, channel, node, lifetime in ms, then for each of this node's
-# clients: key, nick, room, address, client id. Makes this node's users in
+# clients: key, nick, rooms, address, client id, host. Makes this node's users in
 # Redis exactly these (a nick another node took meanwhile becomes a fresh
 # guest nick), keeps a copy for the other nodes (sync:NODE), publishes
 # Resynced, and returns the whole state: seq, renames (client id, nick, ...),
@@ -238,9 +271,9 @@ local node, sep = ARGV[3], '\\0'
 redis.call('SET', prefix .. 'node:' .. node, '1', 'PX', ARGV[4])
 redis.call('SADD', prefix .. 'nodes', node)
 local mine, values, renames = {}, {}, {}
-for i = 5, #ARGV, 5 do mine[ARGV[i]] = true end
-for i = 5, #ARGV, 5 do
-  local key, nick, room = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+for i = 5, #ARGV, 6 do mine[ARGV[i]] = true end
+for i = 5, #ARGV, 6 do
+  local key, nick, names = ARGV[i], ARGV[i + 1], ARGV[i + 2]
   local held = redis.call('HGET', users, key)
   if held and parse(held)[2] ~= node then
     repeat
@@ -251,10 +284,10 @@ for i = 5, #ARGV, 5 do
     renames[#renames + 1] = ARGV[i + 4]
     renames[#renames + 1] = nick
   end
-  values[key] = table.concat({room, node, nick, ARGV[i + 3], ARGV[i + 4]}, sep)
+  values[key] = table.concat({names, node, nick, ARGV[i + 3], ARGV[i + 4], ARGV[i + 5]}, sep)
   -- Counted before the purge below uncounts this node's old entries, so a
   -- room the node stays in never drops to zero and keeps its history.
-  redis.call('HINCRBY', rooms, room, 1)
+  for _, room in ipairs(split(names)) do redis.call('HINCRBY', rooms, room, 1) end
 end
 purge(function(fields) return fields[2] ~= node end)
 local copy = prefix .. 'sync:' .. node
@@ -422,22 +455,27 @@ class RedisBus:
         payload = encode(event)
         base: tuple[Any, ...] = (PREFIX, self._channel)
         if isinstance(event, Said):
-            return (*base, "S", payload, event.room, event.line, self._history)
+            return (*base, "S", payload, event.room, self._history)
         if isinstance(event, Joined):
+            key, switch = nick_key(event.nick), "1" if event.switch else ""
             return (
                 *base,
                 "J",
                 payload,
-                nick_key(event.nick),
+                key,
                 event.node,
                 event.nick,
                 event.room,
                 event.address,
                 event.cid,
+                event.host,
+                switch,
             )
+        if isinstance(event, Parted):
+            return (*base, "E", payload, nick_key(event.nick), event.room)
         if isinstance(event, Renamed):
             return (*base, "R", payload, nick_key(event.old), nick_key(event.new), self.node, event.new)
-        if isinstance(event, Quit):
+        if isinstance(event, Left):
             return (*base, "Q", payload, nick_key(event.nick), self.node)
         if isinstance(event, Kicked):
             return (*base, "K", payload, nick_key(event.nick))
@@ -504,7 +542,7 @@ class RedisBus:
         for event in deferred:
             self.publish(event)
         self._subscriber = gevent.spawn(self._subscribe, pubsub)
-        rooms = {entry.room for entry in snapshot.users}
+        rooms = {room for entry in snapshot.users for room in entry.rooms}
         return f"in step with the cluster at event {seq}: {len(snapshot.users)} users in {len(rooms)} rooms"
 
     def _republish(self) -> "tuple[int, dict[int, str], Snapshot]":
@@ -522,7 +560,14 @@ class RedisBus:
             changes = self._changes
             args: list[Any] = [PREFIX, self._channel, self.node, int(self._timeout * 1000)]
             for user in self._listener.local_users():
-                args += [nick_key(user.nick), user.nick, user.room, user.address, user.cid]
+                args += [
+                    nick_key(user.nick),
+                    user.nick,
+                    " ".join(user.rooms),
+                    user.address,
+                    user.cid,
+                    user.host,
+                ]
             reply = self._resync(args=args)
             if self._changes == changes:
                 return _parse_state(reply)
@@ -620,16 +665,16 @@ class RedisBus:
 
 
 def _entry(value: bytes) -> Optional[Entry]:
-    """A user from its registry value; None for a nick claimed but not yet in a room.
+    """A user from its registry value; None for a nick claimed but not yet in the chat.
 
     None too for a value an older gchat wrote, so a mixed cluster degrades
     (those users are missing from this node's replica) instead of failing.
     """
     fields = value.decode().split("\0")
-    if len(fields) != 5 or not fields[0] or not fields[4].isdigit():
+    if len(fields) != 6 or not fields[4].isdigit():
         return None
-    room, node, nick, address, cid = fields
-    return Entry(node, int(cid), nick, room, address)
+    rooms, node, nick, address, cid, host = fields
+    return Entry(node, int(cid), nick, tuple(rooms.split()), address, host)
 
 
 def _parse_state(reply: "list[Any]") -> "tuple[int, dict[int, str], Snapshot]":

@@ -7,6 +7,9 @@ and the same object is queued for every recipient.
 """
 
 from collections.abc import Iterable
+from typing import Any, Callable
+
+from gchat import news as news_
 
 WELCOME_TEXT = "Welcome to the chatroom!"
 
@@ -168,3 +171,98 @@ def own_address(address: str) -> bytes:
 
 def _users(count: int) -> str:
     return "1 user" if count == 1 else f"{count} users"
+
+
+def not_in(room: str) -> bytes:
+    return line(f"!!! you are not in {room}")
+
+
+def too_many_rooms(room: str) -> bytes:
+    return line(f"!!! too many rooms, cannot join {room}")
+
+
+def _message(news: "news_.Message") -> bytes:
+    if news.kind is news_.Kind.ACTION:
+        return action(news.nick, news.text)
+    return chat(news.nick, news.text)
+
+
+def _private(news: "news_.Private") -> bytes:
+    if news.kind is news_.Kind.ACTION:
+        return private(news.nick, f"* {news.nick} {news.text}")
+    return private(news.nick, news.text)
+
+
+def _arrived(news: "news_.Arrived") -> bytes:
+    first = status(news.nick, news.room) if news.first else now_in(news.room, len(news.members))
+    parts = [first]
+    if news.topic:
+        parts.append(topic(news.room, news.topic))
+    parts.extend(_message(message) for message in news.history)
+    return b"".join(parts)
+
+
+_NOTICES = {
+    news_.Notice.SHUTTING_DOWN: SHUTTING_DOWN,
+    news_.Notice.LINK_LOST: LINK_LOST,
+    news_.Notice.LINK_RESTORED: LINK_RESTORED,
+    news_.Notice.TOO_MANY_JOINS: TOO_MANY_JOINS,
+    news_.Notice.NOW_OPERATOR: NOW_OPERATOR,
+    news_.Notice.WRONG_OPERATOR: WRONG_OPERATOR,
+    news_.Notice.NO_MORE_OPER_TRIES: NO_MORE_OPER_TRIES,
+    news_.Notice.PERMISSION_DENIED: PERMISSION_DENIED,
+    news_.Notice.BYE: BYE,
+}
+
+_SHARED: "dict[type, Callable[[Any], bytes]]" = {
+    news_.Message: _message,
+    news_.Entered: lambda news: joined(news.nick, news.room),
+    news_.Parted: lambda news: left(news.nick, news.room),
+    news_.Gone: lambda news: quit_notice(news.nick, news.reason),
+    news_.Renamed: lambda news: renamed(news.old, news.new),
+    news_.TopicChanged: lambda news: topic(news.room, news.text),
+    news_.Kicked: lambda news: kicked(news.nick, news.by, news.reason),
+}
+
+_PERSONAL: "dict[type, Callable[[Any], bytes]]" = {
+    **_SHARED,
+    news_.Notice: _NOTICES.__getitem__,
+    news_.Arrived: _arrived,
+    news_.Left: lambda news: left(news.nick, news.room),
+    news_.NickChanged: lambda news: you_are_now(news.new),
+    news_.Private: _private,
+    news_.RoomList: lambda news: rooms((name, count) for name, count, _ in news.rooms),
+    news_.MemberList: lambda news: who(news.room, [member.nick for member in news.members]),
+    news_.TopicIs: lambda news: topic(news.room, news.text) if news.text else no_topic(news.room),
+    news_.NoSuchNick: lambda news: no_such_user(news.nick),
+    news_.NickInUse: lambda news: nick_in_use(news.nick),
+    news_.InvalidNick: lambda news: invalid_nick(news.nick),
+    news_.InvalidRoom: lambda news: invalid_room(news.room),
+    news_.AlreadyIn: lambda news: already_in(news.room),
+    news_.NotIn: lambda news: not_in(news.room),
+    news_.TooManyRooms: lambda news: too_many_rooms(news.room),
+    news_.TooManyMessages: lambda news: too_many_messages(news.nick),
+    news_.AddressBanned: lambda news: banned(news.address),
+    news_.AddressUnbanned: lambda news: unbanned(news.address),
+    news_.NotBanned: lambda news: not_banned(news.address),
+    news_.OwnAddress: lambda news: own_address(news.address),
+}
+
+
+class LineStyle:
+    """The line protocol's rendering of the chat's news: the lines above.
+
+    One instance serves every line client (``LINES``), so a fan-out renders each line once.
+    """
+
+    __slots__ = ()
+    echo = False
+
+    def render(self, news: "news_.Shared") -> bytes:
+        return _SHARED[type(news)](news)
+
+    def tell(self, news: "news_.Personal", nick: str) -> bytes:
+        return _PERSONAL[type(news)](news)
+
+
+LINES = LineStyle()

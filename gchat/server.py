@@ -18,9 +18,9 @@ from gchat import replies
 from gchat.acceptor import Acceptor, refuse
 from gchat.budget import budget
 from gchat.bus import Bus, LocalBus
+from gchat.chat import BANNED, Chat
 from gchat.config import Config
 from gchat.gate import Door
-from gchat.hub import BANNED, Hub
 from gchat.meter import FULL, TOO_MANY, meter_for
 from gchat.operators import OperatorCheck
 from gchat.session import SHUTDOWN, HangupWatch, Outbox, Session, format_peer
@@ -58,7 +58,7 @@ class ChatServer:
         self._door = Door(password) if password is not None else None
         self._meter = meter_for(config)
         self._bus = self._meter.bus(_make_bus(config))
-        self.hub = Hub(
+        self.hub = Chat(
             history=config.history,
             bus=self._bus,
             announce_limit=config.announce_limit,
@@ -66,7 +66,6 @@ class ChatServer:
             messages=budget(config.msg_rate, config.msg_burst),
             announcements=budget(config.announce_rate, config.announce_burst),
             operators=OperatorCheck(operators) if operators else None,
-            locked=password is not None,
             on_ban=self._banned,
         )
         self._outbox = Outbox()

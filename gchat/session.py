@@ -40,13 +40,13 @@ from gevent.monkey import get_original
 from gevent.socket import socket as GreenSocket
 from gevent.socket import wait_write
 
-from gchat import replies
+from gchat import line, replies
 from gchat.addresses import canonical
+from gchat.chat import BANNED, KICKED, Chat, Client
 from gchat.commands import Command, Pass, parse
 from gchat.config import Config
 from gchat.framing import Frame, LineFramer, TooLong
 from gchat.gate import Door, PasswordGate, Verdict
-from gchat.hub import BANNED, KICKED, Client, Hub
 from gchat.ratelimit import TokenBucket
 from gchat.sanitize import sanitize
 
@@ -191,7 +191,7 @@ class Session:
         self,
         sock: GreenSocket,
         address: "tuple[str, int]",
-        hub: Hub,
+        hub: Chat,
         config: Config,
         outbox: Outbox,
         hangups: HangupWatch,
@@ -304,7 +304,8 @@ class Session:
             # Every way into the chat checks the bans here, whatever was checked at accept.
             self._turn_away(replies.BANNED, BANNED)
             return
-        client = self._client = self._hub.connect(self, self._host)
+        client = self._client = self._hub.connect(self, self._host, replies.LINES)
+        assert client is not None  # a guest nick is never taken
         if log.isEnabledFor(logging.INFO):
             log.info("%s connected as %s", self._peer, client.nick)
 
@@ -509,7 +510,7 @@ class Session:
             return
         client = self._client
         if client is not None:
-            self._hub.execute(client, command)
+            line.execute(self._hub, client, command, self._gate is not None)
         else:
             self._knock(command)
 

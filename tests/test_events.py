@@ -1,20 +1,27 @@
 """The bus's wire form: every event a hub can publish comes back unchanged."""
 
 import contextlib
+from dataclasses import dataclass
+from typing import ClassVar
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from gchat.events import (
+    SEP,
     Asked,
+    Away,
     Banned,
     DecodeError,
+    Event,
     Joined,
     Kicked,
+    Left,
     NodeLost,
+    Opered,
+    Parted,
     Private,
-    Quit,
     Renamed,
     Resynced,
     Said,
@@ -23,30 +30,52 @@ from gchat.events import (
     decode,
     encode,
 )
+from gchat.news import Kind
 
 # What sanitizing and the name rules leave: text without NUL.
 text = st.text(st.characters(blacklist_characters="\0", blacklist_categories=("Cs",)))
 name = st.from_regex(r"[A-Za-z][A-Za-z0-9_-]{0,23}", fullmatch=True)
 room = name.map(lambda n: "#" + n.lower())
 node = st.binary(min_size=6, max_size=6).map(bytes.hex)
-lines = text.map(lambda t: (t + "\n").encode())
 cid = st.integers(min_value=1, max_value=2**40)
 address = st.one_of(st.ip_addresses().map(str), st.just(""))
+kind = st.sampled_from(Kind)
+at = st.floats(min_value=0, max_value=2**33, allow_nan=False)
 
 events = st.one_of(
-    st.builds(Said, node, cid, room, lines),
-    st.builds(Joined, node, cid, name, room, address),
+    st.builds(Said, node, cid, room, name, address, kind, at, text),
+    st.builds(Joined, node, cid, name, st.one_of(room, st.just("")), address, address, st.booleans()),
+    st.builds(Parted, node, cid, name, room, text),
     st.builds(Renamed, name, name),
-    st.builds(Quit, name, text),
-    st.builds(Private, name, lines, node, cid),
-    st.builds(Asked, node, cid, st.sampled_from(["who", "rooms"])),
-    st.builds(Kicked, name, name, text, node, cid),
-    st.builds(Banned, address, name, node, cid),
+    st.builds(Left, name, text),
+    st.builds(Private, name, name, address, kind, at, node, cid, text),
+    st.builds(Asked, node, cid, st.sampled_from(["who", "rooms", "topic"]), st.one_of(room, st.just(""))),
+    st.builds(Kicked, name, name, text, node, cid, address),
+    st.builds(Banned, address, name, node, cid, address),
     st.builds(Unbanned, address, node, cid),
-    st.builds(TopicSet, room, text),
+    st.builds(TopicSet, room, text, name, address),
+    st.builds(Opered, name),
+    st.builds(Away, name, text),
     st.builds(NodeLost, node),
     st.builds(Resynced, node),
 )
+
+
+def test_every_event_has_a_tag_of_its_own():
+    tags = [event.TAG for event in Event.__args__]
+    assert len(set(tags)) == len(tags)
+
+
+def test_an_event_that_is_not_one_cannot_be_encoded():
+    """No fall-through: a forgotten event must not go out as some other one."""
+
+    @dataclass(frozen=True)
+    class Forgotten:
+        TAG: ClassVar[bytes] = b"L"
+        node: str
+
+    with pytest.raises(KeyError):
+        encode(Forgotten("n"))  # type: ignore[arg-type]
 
 
 @given(events)
@@ -56,10 +85,10 @@ def test_every_event_survives_the_wire(event):
 
 def test_a_join_carries_no_history_and_accepts_none_appended():
     """A join is a few names: a room's history is never on the bus (issue 10, item 10)."""
-    data = encode(Joined("0123456789ab", 12345, "a" * 24, "#" + "b" * 24, "::ffff:127.0.0.1"))
+    data = encode(Joined("0123456789ab", 12345, "a" * 24, "#" + "b" * 24, "::ffff:127.0.0.1", "127.0.0.1"))
     assert len(data) < 120
     with pytest.raises(DecodeError):
-        decode(data + b"\0<a> history\n")
+        decode(data + SEP + b"<a> history")
 
 
 @pytest.mark.parametrize(
@@ -67,7 +96,8 @@ def test_a_join_carries_no_history_and_accepts_none_appended():
     [
         b"",
         b"X\0a",
-        b"S\0node\0notanumber\0#a\0x\n",
+        b"S\0node\0notanumber\0#a\0bob\0h\0say\0" + b"1.0\0x",
+        b"S\0node\0" + b"1\0#a\0bob\0h\0shout\0" + b"1.0\0x",
         b"R\0only-one",
         b"Q\0a\0b\0c",
         b"L\0a\0b",

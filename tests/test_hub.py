@@ -9,8 +9,10 @@ import re
 
 import pytest
 
+from gchat import line as line_protocol
+from gchat.chat import Chat as Hub
 from gchat.commands import parse
-from gchat.hub import Hub
+from gchat.replies import LINES
 
 STATUS = "*** You are {} in #lobby. Type /help for commands."
 COMMANDS = ("/nick", "/join", "/rooms", "/who", "/msg", "/me", "/quit", "/help")
@@ -41,7 +43,9 @@ class User:
     def __init__(self, hub: Hub, address: str = "") -> None:
         self.hub = hub
         self.mailbox = RecordingMailbox()
-        self.client = hub.connect(self.mailbox, address)
+        client = hub.connect(self.mailbox, address, LINES)
+        assert client is not None
+        self.client = client
         self._read = 0
 
     @property
@@ -51,7 +55,7 @@ class User:
     def send(self, line: str) -> None:
         command = parse(line)
         assert command is not None, f"{line!r} parses to nothing"
-        self.hub.execute(self.client, command)
+        line_protocol.execute(self.hub, self.client, command, locked=False)
 
     def take(self) -> list[str]:
         """Lines delivered since the last ``take``."""

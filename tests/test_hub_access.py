@@ -8,8 +8,8 @@ import pytest
 from test_hub import User
 from test_hub_bus import OTHER, HeldBus
 
+from gchat.chat import Chat as Hub
 from gchat.events import Banned, Joined
-from gchat.hub import Hub
 
 
 @pytest.fixture

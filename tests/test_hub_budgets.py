@@ -3,7 +3,7 @@
 from test_hub import User
 
 from gchat.budget import Budget
-from gchat.hub import Hub
+from gchat.chat import Chat as Hub
 
 TOO_MANY_JOINS = "!!! too many joins from your address, try again later"
 

@@ -12,8 +12,10 @@ import pytest
 from test_hub import RecordingMailbox, User, drain
 
 from gchat.bus import Entry, Listener, Snapshot
-from gchat.events import Event, Joined, NodeLost, Quit, Renamed, Said
-from gchat.hub import Hub
+from gchat.chat import Chat as Hub
+from gchat.events import Event, Joined, Left, NodeLost, Renamed, Said, encode
+from gchat.news import Kind
+from gchat.replies import LINES
 
 OTHER = "othernode"
 
@@ -138,7 +140,7 @@ def test_users_of_other_nodes_are_in_who_and_hear_nothing_here(hub, bus):
 def test_a_line_from_another_node_reaches_local_members(hub, bus):
     (alice,) = connected(hub, bus, 1)
     bus.play(Joined(OTHER, 1, "remote", "#lobby"))
-    bus.play(Said(OTHER, 1, "#lobby", b"<remote> hi\n"))
+    bus.play(Said(OTHER, 1, "#lobby", "remote", "10.0.0.2", Kind.SAY, 0.0, "hi"))
     assert alice.take()[-1] == "<remote> hi"
 
 
@@ -178,7 +180,7 @@ def test_a_restored_link_brings_back_other_nodes_from_the_snapshot(hub, bus):
     (alice,) = connected(hub, bus, 1)
     hub.link_lost()
     alice.take()
-    hub.resync({}, Snapshot([Entry(OTHER, 1, "remote", "#lobby", "10.0.0.2")]))
+    hub.resync({}, Snapshot([Entry(OTHER, 1, "remote", ("#lobby",), "10.0.0.2", "h")]))
     assert alice.take() == ["*** cluster link restored"]
     assert bus.held == []  # the bus republished this node's clients itself
     alice.send("/who")
@@ -193,7 +195,7 @@ def test_a_nick_taken_while_the_link_was_down_is_renamed_to_a_guest(hub, bus):
     bob.take()
     hub.link_lost()
     drain(alice, bob)
-    hub.resync({alice.client.cid: "guest7"}, Snapshot([Entry(OTHER, 1, "Alice", "#dev", "10.0.0.2")]))
+    hub.resync({alice.client.cid: "guest7"}, Snapshot([Entry(OTHER, 1, "Alice", ("#dev",), "10.0.0.2", "h")]))
     assert alice.take() == ["*** You are now guest7", "*** cluster link restored"]
     assert bob.take() == ["*** alice is now known as guest7", "*** cluster link restored"]
 
@@ -205,7 +207,13 @@ def test_a_join_whose_event_was_lost_with_the_link_is_completed_by_the_resync(hu
     bus.held.clear()
     hub.link_lost()
     drain(alice, bob)
-    hub.resync({}, Snapshot([Entry(OTHER, 1, "remote", "#h2", "")], history={"#h2": [b"<remote> earlier\n"]}))
+    hub.resync(
+        {},
+        Snapshot(
+            [Entry(OTHER, 1, "remote", ("#h2",), "", "h")],
+            history={"#h2": [encode(Said(OTHER, 1, "#h2", "remote", "h", Kind.SAY, 0.0, "earlier"))]},
+        ),
+    )
     assert alice.take() == [
         "*** You are now in #h2 (2 users)",
         "<remote> earlier",
@@ -247,10 +255,10 @@ def test_another_nodes_resync_replaces_its_users_with_notices_for_what_changed(h
     hub.resynced(
         OTHER,
         [
-            Entry(OTHER, 1, "stays", "#lobby", ""),
-            Entry(OTHER, 2, "newname", "#lobby", ""),
-            Entry(OTHER, 3, "moved", "#dev", ""),
-            Entry(OTHER, 5, "newcomer", "#lobby", ""),
+            Entry(OTHER, 1, "stays", ("#lobby",), "", "h"),
+            Entry(OTHER, 2, "newname", ("#lobby",), "", "h"),
+            Entry(OTHER, 3, "moved", ("#dev",), "", "h"),
+            Entry(OTHER, 5, "newcomer", ("#lobby",), "", "h"),
         ],
     )
     assert alice.take() == [
@@ -287,8 +295,8 @@ def test_a_client_gone_while_its_nick_was_claimed_gives_the_claim_back():
     alice.send("/nick gone")
     assert bus.held == [
         Renamed("guest1", "gone"),
-        Quit("guest1", "slow consumer"),
-        Quit("gone", "slow consumer"),
+        Left("guest1", "slow consumer"),
+        Left("gone", "slow consumer"),
     ]
     bus.release()
     assert bob.ask("/nick gone") == ["*** You are now gone"]
@@ -310,6 +318,6 @@ def test_announce_limit_silences_joins_and_quits_in_large_rooms(bus):
 def test_a_client_admitted_after_shutdown_began_is_told_and_closed(hub, bus):
     hub.shutdown()
     mailbox = RecordingMailbox()
-    hub.connect(mailbox)
+    hub.connect(mailbox, "", LINES)
     assert mailbox.lines == ["*** server shutting down"]
     assert mailbox.closed

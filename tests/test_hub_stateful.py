@@ -33,8 +33,11 @@ from hypothesis.stateful import (
     rule,
 )
 
+from gchat import line as line_protocol
+from gchat.chat import Chat as Hub
+from gchat.chat import Client
 from gchat.commands import parse
-from gchat.hub import Client, Hub
+from gchat.replies import LINES
 
 HISTORY = 3
 MAX_CLIENTS = 6
@@ -148,7 +151,7 @@ class HubMachine(RuleBasedStateMachine):
     def _send(self, member: Member, line: str) -> None:
         command = parse(line)
         assert command is not None
-        self.hub.execute(member.client, command)
+        line_protocol.execute(self.hub, member.client, command, locked=False)
 
     def _unique_text(self, prefix: str) -> str:
         self.texts += 1
@@ -232,7 +235,8 @@ class HubMachine(RuleBasedStateMachine):
     def _connect(self) -> Member:
         taken = {member.nick.lower() for member in self.live}
         mailbox = RecordingMailbox()
-        client = self.hub.connect(mailbox)
+        client = self.hub.connect(mailbox, "", LINES)
+        assert client is not None
         status = STATUS.fullmatch(mailbox.lines[0]) if mailbox.lines else None
         assert status, f"bad status line: {mailbox.lines[:1]}"
         nick = status.group(1)

@@ -393,8 +393,8 @@ def test_history_replayed_on_joining_counts_as_one_delivery(start_server):
         f"<{talker.nick}> three",
     )
     talker.expect("*** guest2 joined #lobby")
-    # Welcome, status, the history (one), the join notice to the talker.
-    assert scrape(port)["gchat_deliveries_total"] == before + 4
+    # Welcome, the arrival (status and history together), the join notice to the talker.
+    assert scrape(port)["gchat_deliveries_total"] == before + 3
 
 
 def test_rooms_gauge_counts_the_rooms_of_other_nodes_users(cluster):
