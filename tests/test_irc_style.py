@@ -1,5 +1,7 @@
 """IRC rendering of news (IrcStyle), numerics and CAP negotiation: pure, no server."""
 
+from dataclasses import dataclass
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -11,6 +13,17 @@ from gchat.irc.message import MAX_BODY, Message, parse
 from gchat.irc.style import IrcStyle
 
 PLAIN = IrcStyle()
+
+
+@dataclass(frozen=True)
+class Person:
+    """A ``news.Person`` as a listing reads it."""
+
+    nick: str
+    host: str
+    oper: bool
+    away: str
+
 AT = 1700000000.5
 STAMP = "2023-11-14T22:13:20.500Z"
 
@@ -111,7 +124,7 @@ def test_equal_caps_give_equal_styles_so_renderings_are_shared():
 
 # Personal news
 
-MEMBERS = (news.Member("alice", "h", False, ""), news.Member("Bob", "h", True, ""))
+MEMBERS = (Person("alice", "h", False, ""), Person("Bob", "h", True, ""))
 
 
 def arrived(history=(), topic="hello"):
@@ -148,7 +161,7 @@ def test_history_without_batch_or_time_is_plain_messages():
 
 
 def test_many_members_are_listed_in_several_353_lines_within_512_bytes():
-    members = tuple(news.Member(f"user{i:019d}", "h", False, "") for i in range(100))
+    members = tuple(Person(f"user{i:019d}", "h", False, "") for i in range(100))
     sent = lines(PLAIN.tell(news.MemberList("#r", members), "alice"))
     names = [line for line in sent if " 353 " in line]
     assert len(names) > 1
@@ -181,6 +194,7 @@ def test_room_list():
         (news.InvalidNick("9x"), ":gchat.irc 432 al 9x :Erroneous nickname"),
         (news.InvalidNick(":a b"), ":gchat.irc 432 al * :Erroneous nickname"),
         (news.InvalidRoom("#a.b"), ":gchat.irc 479 al #a.b :Illegal channel name"),
+        (news.TooManyRooms("#r"), ":gchat.irc 405 al #r :You have joined too many channels"),
         (news.NotIn("#r"), ":gchat.irc 442 al #r :You're not on that channel"),
         (
             news.TooManyMessages("bob"),

@@ -9,6 +9,7 @@ bytes (CR LF ended) ready to queue.
 import re
 
 from gchat import __version__, news
+from gchat.chat import MAX_ROOMS
 from gchat.commands import NICK_MAX, ROOM_MAX
 from gchat.irc.message import MAX_BODY, Message, serialize
 from gchat.irc.text import shorten
@@ -33,6 +34,7 @@ OPER_PREFIX = "@"
 ISUPPORT = (
     "CASEMAPPING=ascii",
     "CHANTYPES=#",
+    f"CHANLIMIT=#:{MAX_ROOMS}",
     f"NICKLEN={NICK_MAX}",
     f"CHANNELLEN={ROOM_MAX + 1}",
     f"TOPICLEN={TOPICLEN}",
@@ -78,6 +80,7 @@ RPL_ENDOFBANLIST = "368"
 RPL_YOUREOPER = "381"
 ERR_NOSUCHNICK = "401"
 ERR_NOSUCHCHANNEL = "403"
+ERR_TOOMANYCHANNELS = "405"
 ERR_CANNOTSENDTOCHAN = "404"
 ERR_NOORIGIN = "409"
 ERR_INVALIDCAPCMD = "410"
@@ -110,6 +113,7 @@ NO_SUCH_NICK = "No such nick/channel"
 NO_SUCH_CHANNEL = "No such channel"
 BAD_CHANNEL_NAME = "Illegal channel name"
 CANNOT_SEND = "Cannot send to channel"
+TOO_MANY_CHANNELS = "You have joined too many channels"
 NOT_ON_CHANNEL = "You're not on that channel"
 USER_NOT_IN_CHANNEL = "They aren't on that channel"
 NICK_IN_USE = "Nickname is already in use"
@@ -259,7 +263,7 @@ def irc_host(host: str) -> str:
     return "0" + host if host.startswith(":") else host
 
 
-def member_entry(member: news.Member) -> str:
+def member_entry(member: news.Person) -> str:
     """A member as NAMES lists it: ``@`` for an operator."""
     return (OPER_PREFIX if member.oper else "") + member.nick
 
@@ -271,14 +275,14 @@ def room_list(nick: str, rooms: "tuple[tuple[str, int, str], ...]") -> bytes:
     return b"".join([start, *lines, numeric(RPL_LISTEND, nick, END_OF_LIST)])
 
 
-def who_entry(nick: str, channel: str, member: news.Member) -> bytes:
+def who_entry(nick: str, channel: str, member: news.Person) -> bytes:
     """352 for one member: H (here) or G (gone: away), ``*`` and ``@`` for an operator."""
     flags = ("G" if member.away else "H") + ("*" + OPER_PREFIX if member.oper else "")
     name, host = member.nick, irc_host(member.host)
     return numeric(RPL_WHOREPLY, nick, channel, name, host, SERVER, name, flags, f"0 {name}")
 
 
-def whois(nick: str, member: news.Member, rooms: "tuple[str, ...]") -> bytes:
+def whois(nick: str, member: news.Person, rooms: "tuple[str, ...]") -> bytes:
     """311, 319 (its rooms), 312, 313 (operator), 301 (away), 318."""
     name = member.nick
     prefix = OPER_PREFIX if member.oper else ""
@@ -294,7 +298,7 @@ def whois(nick: str, member: news.Member, rooms: "tuple[str, ...]") -> bytes:
     return b"".join(lines)
 
 
-def userhost(member: news.Member) -> str:
+def userhost(member: news.Person) -> str:
     """``nick[*]=+nick@host`` (``*``: operator; ``-`` instead of ``+``: away), as 302 lists it."""
     oper = "*" if member.oper else ""
     here = "-" if member.away else "+"

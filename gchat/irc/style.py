@@ -191,6 +191,8 @@ def _refusal(item: news.Personal, nick: str) -> Optional[bytes]:
         return replies.numeric(replies.ERR_ERRONEUSNICKNAME, nick, item.nick, replies.ERRONEOUS_NICK)
     if isinstance(item, news.InvalidRoom):
         return replies.numeric(replies.ERR_BADCHANNAME, nick, item.room, replies.BAD_CHANNEL_NAME)
+    if isinstance(item, news.TooManyRooms):
+        return replies.numeric(replies.ERR_TOOMANYCHANNELS, nick, item.room, replies.TOO_MANY_CHANNELS)
     if isinstance(item, news.NotIn):
         return replies.numeric(replies.ERR_NOTONCHANNEL, nick, item.room, replies.NOT_ON_CHANNEL)
     if isinstance(item, news.TooManyMessages):
