@@ -336,8 +336,8 @@ class IrcSession:
         client = self._client
         assert client is not None
         if params[0] == "0":
-            for room in list(client.rooms):
-                self._chat.part(client, room, "")
+            for joined in list(client.rooms):
+                self._chat.part(client, joined, "")
             return
         for name in params[0].split(","):
             room = self._channel(name)

@@ -12,6 +12,7 @@ reaches IRC as several messages cut between characters, a long topic or
 reason is cut short.
 """
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Optional
 
@@ -90,7 +91,7 @@ class IrcStyle:
             return self.render(item)
         return _answer(item, nick)
 
-    def history(self, room: str, messages: "tuple[news.Message, ...]") -> bytes:
+    def history(self, room: str, messages: "Sequence[news.Message]") -> bytes:
         """A room's history, with the original times where negotiated, in a batch where negotiated."""
         if not messages:
             return b""
