@@ -108,6 +108,8 @@ class _Parser(argparse.ArgumentParser):
 _FLAGS: "list[tuple[str, Callable[[str], object], str]]" = [
     ("--host", str, "address to listen on; '::' for IPv6"),
     ("--port", _integer(0, 65535), "TCP port; 0 picks a free one"),
+    ("--irc-port", _integer(0, 65535), "TCP port for IRC clients (6667 by convention); off unless given"),
+    ("--ircs-port", _integer(0, 65535), "TCP port for IRC over TLS (6697 by convention; needs --certfile)"),
     ("--metrics-port", _integer(0, 65535), "HTTP port on --host serving Prometheus metrics; 0: off"),
     ("--history", _integer(0), "chat lines replayed on joining a room; 0: off"),
     ("--max-line", _integer(1), "longest line accepted, in bytes"),
@@ -191,6 +193,8 @@ def parse_config(argv: Optional[Sequence[str]], environ: Mapping[str, str]) -> C
     config = Config(**vars(parser.parse_args(argv)))
     if (config.certfile is None) != (config.keyfile is None):
         parser.error("--certfile and --keyfile go together: give both or neither")
+    if config.ircs_port is not None and config.certfile is None:
+        parser.error("--ircs-port needs --certfile and --keyfile")
     return config
 
 

@@ -35,3 +35,6 @@ class Config:
     announce_rate: float = 2000.0
     announce_burst: int = 200000
     log_format: str = "text"
+    # IRC listeners (gchat.irc): None is off; 0 picks a free port.
+    irc_port: Optional[int] = None
+    ircs_port: Optional[int] = None
