@@ -39,7 +39,7 @@ class Snapshot:
     history: "dict[str, list[bytes]]" = field(default_factory=dict)
 
 
-class Listener(Protocol):
+class Replica(Protocol):
     """The hub as the bus sees it."""
 
     def apply(self, event: Event) -> None:
@@ -70,7 +70,7 @@ class Bus(Protocol):
     def start(self) -> None:
         """Join the bus before serving anyone."""
 
-    def attach(self, listener: Listener) -> None: ...
+    def attach(self, replica: Replica) -> None: ...
 
     def publish(self, event: Event) -> None:
         """Order ``event`` for every node; never blocks the caller."""
@@ -101,17 +101,17 @@ class LocalBus:
 
     def __init__(self) -> None:
         self.node = new_node_id()
-        self._listener: Optional[Listener] = None
+        self._replica: Optional[Replica] = None
 
     def start(self) -> None:
         pass
 
-    def attach(self, listener: Listener) -> None:
-        self._listener = listener
+    def attach(self, replica: Replica) -> None:
+        self._replica = replica
 
     def publish(self, event: Event) -> None:
-        assert self._listener is not None
-        self._listener.apply(event)
+        assert self._replica is not None
+        self._replica.apply(event)
 
     def rename(self, old: str, new: str) -> bool:
         self.publish(Renamed(old, new))

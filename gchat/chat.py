@@ -160,7 +160,7 @@ class Member:
 
 
 class Room:
-    __slots__ = ("history", "listeners", "local", "name", "topic", "users")
+    __slots__ = ("history", "local", "local_count", "name", "topic", "users")
 
     def __init__(self, name: str, history: int) -> None:
         self.name = name
@@ -169,7 +169,7 @@ class Room:
         # join order, O(1) removal.
         self.users: dict[str, Member] = {}
         self.local: dict[Style, dict[Client, None]] = {}
-        self.listeners = 0
+        self.local_count = 0
         self.history: deque[news.Message] = deque(maxlen=history)
         self.topic = ""
 
@@ -179,12 +179,12 @@ class Room:
             group = self.local[client.style] = {}
         if client not in group:
             group[client] = None
-            self.listeners += 1
+            self.local_count += 1
 
     def discard(self, client: Client) -> None:
         group = self.local.get(client.style)
         if group is not None and group.pop(client, 0) is None:
-            self.listeners -= 1
+            self.local_count -= 1
             if not group:
                 del self.local[client.style]
 
@@ -689,7 +689,7 @@ class Chat:
         address coming and going on many connections would cost that many times over.
         """
         limit = self._announce_limit
-        if (not limit or len(room.users) < limit) and self._affordable(address, room.listeners):
+        if (not limit or len(room.users) < limit) and self._affordable(address, room.local_count):
             room.broadcast(what)
 
     def _affordable(self, address: str, recipients: int) -> bool:
@@ -707,7 +707,7 @@ class Chat:
             room = rooms[0]
             if limited and self._announce_limit and len(room.users) > self._announce_limit:
                 return
-            if self._affordable(member.address, room.listeners - (member.client is not None)):
+            if self._affordable(member.address, room.local_count - (member.client is not None)):
                 room.broadcast(what, member.client, echo=False)
             return
         groups: dict[Style, dict[Client, None]] = {}
@@ -824,9 +824,9 @@ class Chat:
             room.add(client)
 
     def _announce_entry(self, room: Room, member: Member) -> None:
-        """The room hears of a newcomer already counted among its users (but not yet a listener)."""
+        """The room hears of a newcomer counted among its users, not yet among its local clients."""
         limit = self._announce_limit
-        if (not limit or len(room.users) - 1 < limit) and self._affordable(member.address, room.listeners):
+        if (not limit or len(room.users) - 1 < limit) and self._affordable(member.address, room.local_count):
             room.broadcast(news.Entered(room.name, member.nick, member.host))
 
     def _apply_parted(self, event: Parted) -> None:

@@ -40,7 +40,7 @@ from prometheus_client import (
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from gchat.acceptor import Acceptor, refuse
-from gchat.bus import Bus, Entry, Listener, Snapshot
+from gchat.bus import Bus, Entry, Replica, Snapshot
 from gchat.chat import BANNED, KICKED, Chat
 from gchat.config import Config
 from gchat.events import Event, Said
@@ -146,7 +146,7 @@ class _LagProbe:
     forgotten.
     """
 
-    def __init__(self, hub: Listener, histogram: Histogram) -> None:
+    def __init__(self, hub: Replica, histogram: Histogram) -> None:
         self._hub = hub
         self._histogram = histogram
         self._line: Optional[Said] = None
@@ -193,10 +193,10 @@ class _MeteredBus:
     def start(self) -> None:
         self._bus.start()
 
-    def attach(self, listener: Listener) -> None:
+    def attach(self, replica: Replica) -> None:
         if self._lag is not None:
-            listener = self._probe = _LagProbe(listener, self._lag)
-        self._bus.attach(listener)
+            replica = self._probe = _LagProbe(replica, self._lag)
+        self._bus.attach(replica)
 
     def publish(self, event: Event) -> None:
         if isinstance(event, Said):

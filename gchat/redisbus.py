@@ -45,7 +45,7 @@ from gevent.event import AsyncResult, Event
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from gchat.bus import BusError, Entry, Listener, Snapshot, new_node_id
+from gchat.bus import BusError, Entry, Replica, Snapshot, new_node_id
 from gchat.commands import nick_key
 from gchat.events import (
     Banned,
@@ -354,7 +354,7 @@ class RedisBus:
         self._guest = self._redis.register_script(_GUEST)
         self._heartbeat = self._redis.register_script(_HEARTBEAT)
         self._resync = self._redis.register_script(_RESYNC)
-        self._listener: Optional[Listener] = None
+        self._replica: Optional[Replica] = None
         self._ops: list[_Op] = []
         self._wake = Event()
         # Set while no pipeline is on its way and no client waits for its
@@ -376,8 +376,8 @@ class RedisBus:
         self._greenlets: list[gevent.Greenlet] = []
         self._subscriber: Optional[gevent.Greenlet] = None
 
-    def attach(self, listener: Listener) -> None:
-        self._listener = listener
+    def attach(self, replica: Replica) -> None:
+        self._replica = replica
 
     def start(self) -> None:
         """Join the cluster now, or raise BusError: a node that starts alone would split the chat."""
@@ -395,14 +395,14 @@ class RedisBus:
 
     def _apply_here(self, event: ChatEvent) -> None:
         """Apply an event of this node's while cut off; what Redis must still learn is kept."""
-        assert self._listener is not None
+        assert self._replica is not None
         self._changes += 1
         if isinstance(event, (Banned, Unbanned)):
             # Published again once back, by no one: the operator has had the answer.
             self._deferred.append(replace(event, cid=0))
         elif isinstance(event, TopicSet):
             self._deferred.append(event)
-        self._listener.apply(event)
+        self._replica.apply(event)
 
     def rename(self, old: str, new: str) -> bool:
         event = Renamed(old, new)
@@ -536,8 +536,8 @@ class RedisBus:
         self._seen = seq
         self._pubsub = pubsub
         self._up = True
-        assert self._listener is not None
-        self._listener.resync(renames, snapshot)
+        assert self._replica is not None
+        self._replica.resync(renames, snapshot)
         deferred, self._deferred = self._deferred, []
         for event in deferred:
             self.publish(event)
@@ -551,7 +551,7 @@ class RedisBus:
         The clients may change while the script is on its way (they are
         served locally meanwhile); then what it wrote is stale, and it runs again.
         """
-        assert self._listener is not None
+        assert self._replica is not None
         for _ in range(RESYNC_TRIES):
             # A pipeline still on its way would land after the resync, and a
             # client still waiting for its rename is about to change its nick.
@@ -559,7 +559,7 @@ class RedisBus:
                 raise LinkBroken("requests sent before the link was lost are still unanswered")
             changes = self._changes
             args: list[Any] = [PREFIX, self._channel, self.node, int(self._timeout * 1000)]
-            for user in self._listener.local_users():
+            for user in self._replica.local_users():
                 args += [
                     nick_key(user.nick),
                     user.nick,
@@ -574,8 +574,8 @@ class RedisBus:
         raise LinkBroken("this node's clients kept changing during the resync")
 
     def _subscribe(self, pubsub: Any) -> None:
-        listener = self._listener
-        assert listener is not None
+        replica = self._replica
+        assert replica is not None
         # Until the first event newer than the snapshot, older ones are already in it.
         fresh = True
         try:
@@ -604,7 +604,7 @@ class RedisBus:
                     if isinstance(event, Resynced):
                         self._apply_resynced(event.node, seq)
                     else:
-                        listener.apply(event)
+                        replica.apply(event)
                 except LINK_ERRORS:
                     raise
                 except Exception:
@@ -618,8 +618,8 @@ class RedisBus:
             return
         values = cast("list[bytes]", self._redis.lrange(PREFIX + "sync:" + node, 0, -1))
         users = [user for user in map(_entry, values) if user is not None]
-        assert self._listener is not None
-        self._listener.resynced(node, users)
+        assert self._replica is not None
+        self._replica.resynced(node, users)
         log.info("bus: node %s resynced at event %d: %d users", node, seq, len(users))
 
     def _lost(self, err: BaseException) -> None:
@@ -631,8 +631,8 @@ class RedisBus:
             return
         self._up = False
         log.warning("cluster link lost (%s): serving local clients only", err)
-        assert self._listener is not None
-        self._listener.link_lost()
+        assert self._replica is not None
+        self._replica.link_lost()
         self._fail_queued()
         subscriber = self._subscriber
         if subscriber is not None and subscriber is not gevent.getcurrent():

@@ -34,7 +34,7 @@ TLS_REFUSALS = 16
 TLS_REFUSAL_TIMEOUT = 2.0
 
 
-class _Listener(Acceptor):
+class _SessionServer(Acceptor):
     """An Acceptor that leaves the socket open when the handler returns.
 
     The handler is only a session's first reader: a session that goes idle
@@ -78,21 +78,21 @@ class ChatServer:
         self._sessions: set[Session] = set()
         self._all_closed = Event()
         self._all_closed.set()
-        self._server: Optional[_Listener] = None
+        self._server: Optional[_SessionServer] = None
 
     def start(self) -> None:
         """Bind, serve metrics, join the bus, serve.
 
         Raises OSError (e.g. address in use), MetricsError or BusError before serving anyone.
         """
-        listener = _listen(self.config.host, self.config.port, self.config.reuse_port)
+        listening = _listen(self.config.host, self.config.port, self.config.reuse_port)
         try:
             self._meter.start(self.hub, self._sessions)
             self._bus.start()
         except BaseException:
-            listener.close()
+            listening.close()
             raise
-        self._server = _Listener(listener, self._handle)
+        self._server = _SessionServer(listening, self._handle)
         self._server.start()
 
     @property

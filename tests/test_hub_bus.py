@@ -11,7 +11,7 @@ from typing import Optional
 import pytest
 from test_hub import RecordingMailbox, User, drain
 
-from gchat.bus import Entry, Listener, Snapshot
+from gchat.bus import Entry, Replica, Snapshot
 from gchat.chat import Chat as Hub
 from gchat.events import Event, Joined, Left, NodeLost, Renamed, Said, encode
 from gchat.news import Kind
@@ -27,13 +27,13 @@ class HeldBus:
         self.node = "thisnode"
         self.held: list[Event] = []
         self.taken: set[str] = set()
-        self.listener: Optional[Listener] = None
+        self.listener: Optional[Replica] = None
 
     def start(self) -> None:
         pass
 
-    def attach(self, listener: Listener) -> None:
-        self.listener = listener
+    def attach(self, replica: Replica) -> None:
+        self.listener = replica
 
     def publish(self, event: Event) -> None:
         self.held.append(event)
