@@ -24,6 +24,7 @@ class Person:
     oper: bool
     away: str
 
+
 AT = 1700000000.5
 STAMP = "2023-11-14T22:13:20.500Z"
 
