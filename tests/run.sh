@@ -14,13 +14,16 @@ say() { printf 'tests/run.sh: %s\n' "$*" >&2; }
 
 # The suite drives the server with a real netcat as one of its clients, makes its TLS
 # certificate with openssl, runs the cluster tests on real redis-servers, and builds the
-# perf runner's C load generator with cc (its smoke test). They are
-# required: a test that needs one fails, naming the package, if it is missing.
+# perf runner's C load generator with cc (its smoke test), and drives irssi in tmux as a
+# real IRC client. They are required: a test that needs one fails, naming the package,
+# if it is missing.
 missing=()
 command -v nc >/dev/null 2>&1 || missing+=(netcat-openbsd)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v cc >/dev/null 2>&1 || missing+=(gcc)
+command -v irssi >/dev/null 2>&1 || missing+=(irssi)
+command -v tmux >/dev/null 2>&1 || missing+=(tmux)
 if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" -eq 0 ]; then
         as_root=()
