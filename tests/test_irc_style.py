@@ -317,7 +317,7 @@ def test_cap_unknown_subcommand_and_missing_one():
     assert negotiate(Caps(), (), "al")[1] == b":gchat.irc 461 al CAP :Not enough parameters\r\n"
 
 
-@given(st.binary(max_size=100))
+@given(st.binary(max_size=500))
 def test_cap_never_raises_and_answers_parseable_lines(data):
     parsed = parse(b"CAP " + data)
     assert isinstance(parsed, Message)
@@ -325,3 +325,17 @@ def test_cap_never_raises_and_answers_parseable_lines(data):
     assert state.enabled <= caps.SUPPORTED
     for line in lines(reply) if reply else []:
         assert isinstance(parse(line.encode()), Message)
+        assert len(line.encode()) <= MAX_BODY
+
+
+_ANY_WORD = st.text(st.characters(blacklist_categories=("Cs",)), max_size=600)
+
+
+@given(st.lists(_ANY_WORD, max_size=6), _ANY_WORD)
+def test_a_numeric_quoting_any_client_words_is_one_line_within_512_bytes(words, last):
+    last = last.replace("\r", "").replace("\n", "").replace("\x00", "")
+    data = replies.numeric(replies.ERR_UNKNOWNCOMMAND, "nick", *words, last)
+    assert data.endswith(b"\r\n")
+    assert data.count(b"\n") == 1
+    assert len(data) <= MAX_BODY + 2
+    assert isinstance(parse(data[:-2]), Message)

@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 from typing import Optional
 
 from gchat.irc import replies
-from gchat.irc.message import Message, serialize
+from gchat.irc.message import Message
 
 BATCH = "batch"
 CAP_NOTIFY = "cap-notify"
@@ -74,4 +74,4 @@ def _request(enabled: "frozenset[str]", tokens: "list[str]") -> "Optional[frozen
 
 
 def _cap(nick: str, sub: str, text: str) -> bytes:
-    return serialize(Message("CAP", (nick, sub, text), replies.SERVER))
+    return replies.fit(Message("CAP", (nick, sub, text), replies.SERVER))

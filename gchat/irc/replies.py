@@ -18,6 +18,9 @@ SERVER = "gchat.irc"
 NETWORK = "gchat"
 VERSION = f"gchat-{__version__}"
 _MIDDLE = re.compile(r"[^:\x00\r\n ][^\x00\r\n ]*")
+# The most of a client's word (a command, a nick asked for) a numeric quotes back, in bytes:
+# with the other parameters, any numeric then fits in 512 bytes.
+MAX_ECHOED = 64
 # Before registration a numeric names its target '*'.
 UNREGISTERED = "*"
 
@@ -158,14 +161,16 @@ def numeric(code: str, target: str, *params: str) -> bytes:
     """``:SERVER CODE TARGET PARAMS...``; the last parameter is cut to fit the line.
 
     A middle parameter that no line can carry (a client's nick or room as
-    typed, refused for that very reason) is sent as ``*``.
+    typed, refused for that very reason) is sent as ``*``; one a client made
+    long is cut to ``MAX_ECHOED`` bytes.
     """
     *middle, last = (target, *params)
     return fit(Message(code, (*(_token(word) for word in middle), last), SERVER))
 
 
 def _token(word: str) -> str:
-    return word if _MIDDLE.fullmatch(word) else UNREGISTERED
+    """``word`` as a middle parameter: ``*`` if no line can carry it, cut if a client made it long."""
+    return shorten(word, MAX_ECHOED) if _MIDDLE.fullmatch(word) else UNREGISTERED
 
 
 def fit(message: Message) -> bytes:

@@ -45,9 +45,10 @@ def cut(text: str, limit: int) -> "list[str]":
     """``text`` in pieces of at most ``limit`` UTF-8 bytes, cut between characters, none empty.
 
     A line client's message may be longer than an IRC line can carry; IRC
-    clients get it as several messages rather than cut short. ``limit`` is at
-    least 4 (one character always fits).
+    clients get it as several messages rather than cut short. A ``limit``
+    under 4 is taken as 4: one character always fits.
     """
+    limit = max(limit, 4)
     data = text.encode("utf-8")
     if len(data) <= limit:
         return [text]
