@@ -32,7 +32,7 @@ from gchat.irc.message import EMPTY, INPUT_TOO_LONG, MAX_LINE, Message, parse, s
 from gchat.irc.replies import numeric
 from gchat.irc.style import IrcStyle
 from gchat.irc.text import incoming, shorten
-from gchat.lifecycle import State
+from gchat.lifecycle import OPEN
 from gchat.news import Kind, Private
 from gchat.reasons import BANNED, IDLE_TIMEOUT, KICKED, QUIT, WRONG_PASSWORD
 from gchat.sanitize import strip_controls
@@ -147,7 +147,7 @@ class IrcSession:
         """A ban reaches a client still registering; the chat kicks the others."""
         if (
             self._client is None
-            and self._connection.state is State.OPEN
+            and self._connection.state is OPEN
             and canonical(self._connection.host) == address
         ):
             self._turn_away(replies.ERR_YOUREBANNEDCREEP, replies.BANNED, BANNED)
@@ -189,7 +189,7 @@ class IrcSession:
         """Silent for half the idle timeout: ask the client to prove it is there."""
         self._timer.close()
         silent = time.monotonic() - self._heard
-        if self._connection.state is not State.OPEN:
+        if self._connection.state is not OPEN:
             self._timer = None
             return
         if silent >= self._ping_after:
