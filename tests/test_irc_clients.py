@@ -185,9 +185,9 @@ def test_irssi_in_tmux_joins_the_room_of_an_nc_user(irc_server, nc, tmp_path):
         tmux.wait_for("waves back")
         tmux.type(f"/msg {nc.nick} a private word")
         assert nc.readline() == "*alice* a private word"
+        # What irssi's user saw, for whoever reads the test's directory.
+        (tmp_path / "irssi-screen.txt").write_text(tmux.screen())
         tmux.type("/quit see you")
         assert nc.readline() == "*** alice quit (see you)"
     finally:
-        transcript = tmux.screen()
         tmux.kill()
-    (tmp_path / "irssi-transcript.txt").write_text(transcript)

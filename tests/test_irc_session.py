@@ -107,7 +107,7 @@ def test_cap_req_with_an_unknown_cap_is_nakd(irc_server):
 def test_cap_list_after_registration_shows_the_caps(irc_server):
     client = irc_server.irc("alice", caps=("server-time", "batch"))
     client.send_line("CAP LIST")
-    assert client.readline() == f"{S} CAP alice LIST :batch server-time"
+    assert client.readline() == f"{S} CAP alice LIST :batch cap-notify server-time"
 
 
 def test_user_and_pass_after_registration_are_462(irc_server):

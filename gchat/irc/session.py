@@ -204,10 +204,13 @@ class IrcSession:
         self._connection.close(reason)
 
     def _channel(self, name: str) -> Optional[str]:
-        """``name``'s room, or None after 403 (not a channel name: CHANTYPES is ``#``)."""
-        key = room_key(name) if name.startswith("#") else None
-        if key is None:
+        """``name``'s room, or None after 403 (no ``#``: CHANTYPES) or 479 (not a room name here)."""
+        if not name.startswith("#"):
             self._deliver(numeric(replies.ERR_NOSUCHCHANNEL, self._name, name, replies.NO_SUCH_CHANNEL))
+            return None
+        key = room_key(name)
+        if key is None:
+            self._deliver(numeric(replies.ERR_BADCHANNAME, self._name, name, replies.BAD_CHANNEL_NAME))
         return key
 
     def _member(self, nick: str) -> Any:
