@@ -40,8 +40,11 @@ def test_a_nick_held_on_another_node_is_433(cluster, nodes):
     first, second = nodes
     first.irc("alice")
     other = second.irc_connect()
-    other.send_line("NICK alice")
+    # Refused at NICK if the other node's registration reached this one already, else at
+    # registration, when the nick is claimed across the cluster: one 433 either way.
+    other.send_line("NICK alice", "USER alice 0 * :A")
     assert other.readline() == f"{S} 433 * alice :Nickname is already in use"
+    other.sync()
 
 
 def test_names_whois_and_history_see_the_whole_cluster(cluster, nodes):
