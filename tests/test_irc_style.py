@@ -269,12 +269,15 @@ def test_welcome_burst_is_001_to_005_lusers_and_no_motd():
 # CAP
 
 
+def test_cap_ls_offers_what_the_issue_asks_for_and_userhost_in_names():
+    asked = {"message-tags", "server-time", "echo-message", "multi-prefix", "batch", "cap-notify"}
+    offered = asked | {"userhost-in-names"}
+    assert caps.SUPPORTED == offered
+
+
 def test_cap_ls_lists_every_supported_cap_and_holds_registration():
     state, reply = negotiate(Caps(), ("LS", "302"), "*")
-    assert (
-        reply
-        == b":gchat.irc CAP * LS :batch cap-notify echo-message message-tags multi-prefix server-time\r\n"
-    )
+    assert reply == b":gchat.irc CAP * LS :" + " ".join(sorted(caps.SUPPORTED)).encode() + b"\r\n"
     assert state.holding
     assert state.version == 302
     assert caps.CAP_NOTIFY in state.enabled

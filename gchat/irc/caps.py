@@ -20,8 +20,11 @@ ECHO_MESSAGE = "echo-message"
 MESSAGE_TAGS = "message-tags"
 MULTI_PREFIX = "multi-prefix"
 SERVER_TIME = "server-time"
+USERHOST_IN_NAMES = "userhost-in-names"
 
-SUPPORTED = frozenset({BATCH, CAP_NOTIFY, ECHO_MESSAGE, MESSAGE_TAGS, MULTI_PREFIX, SERVER_TIME})
+SUPPORTED = frozenset(
+    {BATCH, CAP_NOTIFY, ECHO_MESSAGE, MESSAGE_TAGS, MULTI_PREFIX, SERVER_TIME, USERHOST_IN_NAMES}
+)
 # CAP LS without a version is 301; 302 and above turn cap-notify on by themselves.
 BASE_VERSION = 301
 NOTIFY_VERSION = 302

@@ -268,9 +268,10 @@ def irc_host(host: str) -> str:
     return "0" + host if host.startswith(":") else host
 
 
-def member_entry(member: news.Person) -> str:
-    """A member as NAMES lists it: ``@`` for an operator."""
-    return (OPER_PREFIX if member.oper else "") + member.nick
+def member_entry(member: news.Person, userhost: bool) -> str:
+    """A member as NAMES lists it: ``@`` for an operator; ``nick!nick@host`` with ``userhost-in-names``."""
+    entry = (OPER_PREFIX if member.oper else "") + member.nick
+    return f"{entry}!{member.nick}@{irc_host(member.host)}" if userhost else entry
 
 
 def room_list(nick: str, rooms: "tuple[tuple[str, int, str], ...]") -> bytes:

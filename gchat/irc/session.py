@@ -213,6 +213,14 @@ class IrcSession:
             self._deliver(numeric(replies.ERR_BADCHANNAME, self._name, name, replies.BAD_CHANNEL_NAME))
         return key
 
+    def _existing(self, name: str) -> Optional[str]:
+        """The room ``name`` names if it exists now (anywhere in the cluster), else None after 403."""
+        room = room_key(name) if name.startswith("#") else None
+        if room is None or room not in {known for known, _, _ in self._chat.room_names()}:
+            self._deliver(numeric(replies.ERR_NOSUCHCHANNEL, self._name, name, replies.NO_SUCH_CHANNEL))
+            return None
+        return room
+
     def _member(self, nick: str) -> Any:
         """The user called ``nick`` anywhere in the chat, or None after 401."""
         member = self._chat.member(nick)
@@ -266,6 +274,8 @@ class IrcSession:
     def _user_command(self, params: "tuple[str, ...]") -> None:
         if self._client is not None:
             self._deliver(numeric(replies.ERR_ALREADYREGISTERED, self._name, replies.ALREADY_REGISTERED))
+        elif not params[0] or not params[3]:
+            self._deliver(numeric(replies.ERR_NEEDMOREPARAMS, self._name, "USER", replies.NEED_MORE_PARAMS))
         else:
             # The user name and real name are not kept: the prefix is nick!nick@host everywhere.
             self._user = True
@@ -361,14 +371,17 @@ class IrcSession:
         assert client is not None
         rooms = params[0].split(",") if params else list(client.rooms)
         for name in rooms:
-            room = self._channel(name)
-            if room is not None:
+            room = room_key(name) if name.startswith("#") else None
+            if room is None:
+                # Not a room name: nobody is in it (RFC 2812 answers NAMES for it with 366 alone).
+                self._deliver(numeric(replies.RPL_ENDOFNAMES, client.nick, name, replies.END_OF_NAMES))
+            else:
                 self._chat.list_members(client, room)
 
     def _topic(self, params: "tuple[str, ...]") -> None:
         client = self._client
         assert client is not None
-        room = self._channel(params[0])
+        room = self._existing(params[0])
         if room is None:
             return
         if len(params) == 1:
@@ -388,7 +401,7 @@ class IrcSession:
     def _kick(self, params: "tuple[str, ...]") -> None:
         client = self._client
         assert client is not None
-        room = self._channel(params[0])
+        room = self._existing(params[0])
         if room is None or not self._operator(room):
             return
         member = self._member(params[1])
@@ -524,10 +537,10 @@ class IrcSession:
             self._deliver(numeric(replies.ERR_UMODEUNKNOWNFLAG, client.nick, replies.UNKNOWN_UMODE))
 
     def _channel_mode(self, client: Client, target: str, changes: "tuple[str, ...]") -> None:
-        room = room_key(target)
-        if room is None or room not in dict((name, None) for name, _, _ in self._chat.room_names()):
-            self._deliver(numeric(replies.ERR_NOSUCHCHANNEL, client.nick, target, replies.NO_SUCH_CHANNEL))
-        elif not changes:
+        room = self._existing(target)
+        if room is None:
+            return
+        if not changes:
             self._deliver(numeric(replies.RPL_CHANNELMODEIS, client.nick, room, "+" + replies.CHANNEL_MODES))
         elif changes[0].lstrip("+") == "b" and len(changes) == 1:
             # The ban list: bans here are of addresses, server-wide (/ban), never channel masks.

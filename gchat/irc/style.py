@@ -1,10 +1,11 @@
 """How news looks to an IRC client: ``IrcStyle``, one per set of caps that change it.
 
-Only three negotiated capabilities change the bytes a client is sent:
+Only four negotiated capabilities change the bytes a client is sent:
 ``server-time`` (a ``time`` tag on messages), ``batch`` (history replayed in
-a ``chathistory`` batch) and ``echo-message`` (a sender gets its own room
-messages). ``message-tags`` alone adds nothing (the server sends no other
-tag) and ``multi-prefix`` neither (``@`` is the only prefix), so clients
+a ``chathistory`` batch), ``echo-message`` (a sender gets its own room
+messages) and ``userhost-in-names`` (``nick!nick@host`` in NAMES).
+``message-tags`` alone adds nothing (the server sends no other tag) and
+``multi-prefix`` neither (``@`` is the only prefix), so clients
 that differ only by those share every rendering.
 
 Lines are kept within IRC's 512 bytes: a longer line client's message
@@ -52,11 +53,17 @@ class IrcStyle:
     time: bool = False
     echo: bool = False
     batch: bool = False
+    userhost: bool = False
 
     @classmethod
     def of(cls, enabled: "frozenset[str]") -> "IrcStyle":
         """The style for a client with ``enabled`` caps; equal caps give equal styles."""
-        return cls(caps.SERVER_TIME in enabled, caps.ECHO_MESSAGE in enabled, caps.BATCH in enabled)
+        return cls(
+            caps.SERVER_TIME in enabled,
+            caps.ECHO_MESSAGE in enabled,
+            caps.BATCH in enabled,
+            caps.USERHOST_IN_NAMES in enabled,
+        )
 
     def render(self, item: news.Shared) -> bytes:
         if isinstance(item, news.Message):
@@ -81,7 +88,8 @@ class IrcStyle:
         if isinstance(item, news.Left):
             return _part(item.room, item.nick, item.host, item.reason)
         if isinstance(item, news.NickChanged):
-            return _nick(item.old, item.new, item.host)
+            # NICK to the nick it has already (same case too) changes nothing an IRC client shows.
+            return _nick(item.old, item.new, item.host) if item.old != item.new else b""
         if isinstance(item, news.Private):
             return self._private(item)
         if isinstance(item, news.Kicked):
@@ -89,6 +97,9 @@ class IrcStyle:
             return replies.notice(nick, replies.kicked(item.nick, item.by, item.reason))
         if isinstance(item, _SHARED):
             return self.render(item)
+        if isinstance(item, news.MemberList):
+            entries = [replies.member_entry(member, self.userhost) for member in item.members]
+            return replies.names(nick, item.room, entries)
         return _answer(item, nick)
 
     def history(self, room: str, messages: "Sequence[news.Message]") -> bytes:
@@ -108,7 +119,7 @@ class IrcStyle:
 
     def _arrived(self, item: news.Arrived) -> bytes:
         members = sorted(item.members, key=lambda member: member.nick.lower())
-        entries = [replies.member_entry(member) for member in members]
+        entries = [replies.member_entry(member, self.userhost) for member in members]
         return b"".join(
             [
                 serialize(Message("JOIN", (item.room,), prefix(item.nick, item.host))),
@@ -173,8 +184,6 @@ def _answer(item: news.Personal, nick: str) -> bytes:
     """A reply to one of the client's own requests: a list, or a refusal."""
     if isinstance(item, news.RoomList):
         return replies.room_list(nick, item.rooms)
-    if isinstance(item, news.MemberList):
-        return replies.names(nick, item.room, [replies.member_entry(member) for member in item.members])
     if isinstance(item, news.TopicIs):
         return replies.topic(nick, item.room, item.text)
     refusal = _refusal(item, nick)
