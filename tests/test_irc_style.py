@@ -272,7 +272,7 @@ def test_welcome_burst_is_001_to_005_lusers_and_no_motd():
 def test_cap_ls_offers_what_the_issue_asks_for_and_userhost_in_names():
     asked = {"message-tags", "server-time", "echo-message", "multi-prefix", "batch", "cap-notify"}
     offered = asked | {"userhost-in-names"}
-    assert caps.SUPPORTED == offered
+    assert offered == caps.SUPPORTED
 
 
 def test_cap_ls_lists_every_supported_cap_and_holds_registration():
