@@ -166,6 +166,29 @@ def test_a_line_over_512_bytes_is_417_and_the_next_line_works(irc_server):
     client.sync()
 
 
+def test_a_message_too_long_to_relay_in_one_line_is_417_and_not_relayed(irc_server):
+    alice = irc_server.irc("alice")
+    bob = irc_server.irc("bob")
+    alice.join("#room")
+    bob.join("#room")
+    assert alice.readline() == ":bob!bob@127.0.0.1 JOIN :#room"
+    # 510 bytes in: within the limit, but with the sender's prefix it would not fit 512 out.
+    bob.send_line("PRIVMSG #room :" + "x" * (510 - len("PRIVMSG #room :")))
+    assert bob.readline() == f"{S} 417 bob :Input line was too long"
+    bob.send_line("PRIVMSG #room :fits")
+    assert alice.readline() == ":bob!bob@127.0.0.1 PRIVMSG #room :fits"
+
+
+def test_invalid_utf8_is_warned_and_relayed_with_replacement_characters(irc_server):
+    alice = irc_server.irc("alice")
+    line = irc_server.join()
+    alice.join("#lobby")
+    line.expect("*** alice joined #lobby")
+    alice.send(b"PRIVMSG #lobby :caf\xe9\r\n")
+    assert alice.readline() == f"{S} WARN PRIVMSG INVALID_UTF8 :Invalid UTF-8 was replaced with U+FFFD"
+    assert line.readline() == "<alice> caf\ufffd"
+
+
 def test_tags_over_4094_bytes_are_417(irc_server):
     client = irc_server.irc("alice")
     client.send_line("@+a=" + "x" * 4092 + " PING :x")

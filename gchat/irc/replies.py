@@ -151,6 +151,7 @@ END_OF_BANS = "End of channel ban list"
 NO_TOPIC = "No topic is set"
 IS_OPERATOR = "is an IRC operator"
 SUPPORTED = "are supported by this server"
+INVALID_UTF8 = "Invalid UTF-8 was replaced with U+FFFD"
 LINK_LOST = "Cluster link lost, local only"
 LINK_RESTORED = "Cluster link restored"
 SHUTTING_DOWN = "Server shutting down"
@@ -183,6 +184,11 @@ def fit(message: Message) -> bytes:
 def notice(target: str, text: str) -> bytes:
     """A server NOTICE: how the line protocol's informational lines reach IRC."""
     return numeric("NOTICE", target, text)
+
+
+def invalid_utf8(command: str) -> bytes:
+    """IRCv3 standard reply: ``command``'s line was not UTF-8 (``UTF8ONLY``); it was taken with U+FFFD."""
+    return fit(Message("WARN", (_token(command), "INVALID_UTF8", INVALID_UTF8), SERVER))
 
 
 def error(text: str) -> bytes:

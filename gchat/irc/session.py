@@ -28,10 +28,10 @@ from gchat.framing import Frame, LineFramer, TooLong
 from gchat.gate import Door, PasswordGate, Verdict
 from gchat.irc import replies
 from gchat.irc.caps import Caps, negotiate
-from gchat.irc.message import EMPTY, INPUT_TOO_LONG, MAX_LINE, Message, parse, serialize
+from gchat.irc.message import EMPTY, INPUT_TOO_LONG, MAX_BODY, MAX_LINE, Message, parse, serialize
 from gchat.irc.replies import numeric
-from gchat.irc.style import IrcStyle
-from gchat.irc.text import incoming, shorten
+from gchat.irc.style import IrcStyle, prefix
+from gchat.irc.text import incoming, outgoing, shorten
 from gchat.lifecycle import OPEN
 from gchat.news import Kind, Private
 from gchat.reasons import BANNED, IDLE_TIMEOUT, KICKED, QUIT, WRONG_PASSWORD
@@ -122,6 +122,9 @@ class IrcSession:
             return
         assert isinstance(message, Message)
         command = message.command
+        if not frame.isascii() and not _utf8(frame):
+            # UTF8ONLY: the bytes were taken with U+FFFD for what was invalid; the client is told.
+            self._deliver(replies.invalid_utf8(command))
         client = self._client
         if client is None and command not in _BEFORE:
             self._deliver(numeric(replies.ERR_NOTREGISTERED, self._name, replies.NOT_REGISTERED))
@@ -442,7 +445,15 @@ class IrcSession:
         if said is None:
             return
         kind, text = said
+        verb = "NOTICE" if notice else "PRIVMSG"
+        # The relayed line's length but its target's (a one-byte stand-in).
+        relayed = len(serialize(Message(verb, ("#", outgoing(text, kind)), prefix(name, client.host)))) - 1
         for target in params[0].split(","):
+            if relayed + len(target.encode()) > MAX_BODY + 2:
+                # It could reach others only cut or in pieces: refused whole instead, as too long.
+                if not notice:
+                    self._deliver(numeric(replies.ERR_INPUTTOOLONG, name, replies.INPUT_TOO_LONG))
+                continue
             if target.startswith("#"):
                 self._to_room(client, target, text, kind, notice)
             else:
@@ -557,6 +568,14 @@ class IrcSession:
 
     def _ignore(self, params: "tuple[str, ...]") -> None:
         """TAGMSG: the client-only tags it carries are not relayed (see the README)."""
+
+
+def _utf8(data: bytes) -> bool:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 _COMMANDS: "dict[str, Callable[[IrcSession, tuple[str, ...]], None]]" = {
