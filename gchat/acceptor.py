@@ -23,8 +23,9 @@ from typing import Any, Optional
 from gevent.server import StreamServer
 from gevent.socket import socket as GreenSocket
 
+from gchat.addresses import format_peer
 from gchat.logs import Throttle
-from gchat.session import RECV_SIZE, format_peer
+from gchat.reader import RECV_SIZE
 
 log = logging.getLogger("gchat")
 

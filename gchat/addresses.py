@@ -22,3 +22,9 @@ def canonical(address: str) -> str:
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
         return str(ip.ipv4_mapped)
     return str(ip)
+
+
+def format_peer(address: tuple[str, int]) -> str:
+    """``host:port``, with an IPv6 host in brackets, for log lines."""
+    host, port = address[0], address[1]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

@@ -50,14 +50,9 @@ from gchat.events import (
     decode,
 )
 from gchat.news import Kind, Notice, Style
+from gchat.reasons import BANNED, KICKED, LEFT_UNSEEN, NODE_LOST
 
 LOBBY = "#lobby"
-NODE_LOST = "node lost"
-# Why a user of another node is gone when that node resyncs without it: it left
-# while the node was cut off, and how is lost with the events that never came.
-LEFT_UNSEEN = "left while the link was down"
-KICKED = "kicked"
-BANNED = "banned"
 # Wrong /oper tries one connection gets; later ones are refused without a check.
 OPER_TRIES = 3
 # Rooms one client may be in at once (IRC clients may join many; each is memory and fan-out).
@@ -67,7 +62,7 @@ log = logging.getLogger("gchat")
 
 
 class Mailbox(Protocol):
-    """Where the chat puts a client's outgoing bytes; implemented by the connection's output."""
+    """Where the chat puts a client's outgoing bytes; implemented by ``gchat.output.Output``."""
 
     def deliver(self, data: bytes) -> None:
         """Queue ``data`` for the client. Must not block or re-enter the chat."""
@@ -102,6 +97,7 @@ class Client:
         "oper",
         "oper_failures",
         "quit_reason",
+        "room",
         "rooms",
         "style",
     )
@@ -113,8 +109,10 @@ class Client:
         self.address = address
         self.host = host_of(address)
         self.style = style
-        # The rooms it is in, in the order it joined them.
+        # The rooms it is in, in the order it joined them, and the one it joined
+        # last ("" if none): a line client's one room, where its plain lines go.
         self.rooms: dict[str, None] = {}
+        self.room = ""
         self.member: Optional[Member] = None
         self.oper = False
         self.oper_failures = 0
@@ -125,11 +123,6 @@ class Client:
     @property
     def connected(self) -> bool:
         return self.quit_reason is None
-
-    @property
-    def room(self) -> str:
-        """The room it joined last: a line client's one room, where its plain lines go."""
-        return next(reversed(self.rooms), "")
 
     def tell(self, what: news.Personal) -> None:
         data = self.style.tell(what, self.nick)
@@ -296,6 +289,7 @@ class Chat:
         room = LOBBY if lobby else ""
         if lobby:
             client.rooms[LOBBY] = None
+            client.room = LOBBY
         self._bus.publish(Joined(self.node, client.cid, client.nick, room, client.address, client.host))
         if self.closing:
             # Shutdown began while the bus was claiming the nick.
@@ -324,7 +318,7 @@ class Chat:
 
     def say(self, client: Client, room: Optional[str], text: str, kind: Kind = Kind.SAY) -> None:
         """A line to ``room`` (None: the room the client joined last)."""
-        if not self._usable(client):
+        if client.quit_reason is not None or self.closing:  # not _usable(): a call less per line
             return
         name = client.room if room is None else self._room_name(client, room)
         if name is None:
@@ -333,7 +327,7 @@ class Chat:
             client.tell(news.NotIn(name))
             return
         self._bus.publish(
-            Said(self.node, client.cid, name, client.nick, client.host, kind, time.time(), text)
+            Said(self.node, client.cid, news.Message(name, client.nick, client.host, text, kind, time.time()))
         )
 
     def private(self, client: Client, nick: str, text: str, kind: Kind = Kind.SAY) -> None:
@@ -386,6 +380,7 @@ class Chat:
         if switch:
             client.rooms.clear()
         client.rooms[name] = None
+        client.room = name
         self._bus.publish(
             Joined(self.node, client.cid, client.nick, name, client.address, client.host, switch)
         )
@@ -400,6 +395,7 @@ class Chat:
             client.tell(news.NotIn(name))
             return
         del client.rooms[name]
+        client.room = next(reversed(client.rooms), "")
         self._bus.publish(Parted(self.node, client.cid, client.nick, name, reason))
 
     def list_rooms(self, client: Client) -> None:
@@ -770,10 +766,10 @@ class Chat:
     # --- Appliers: every node, in bus order --------------------------------------------------
 
     def _apply_said(self, event: Said) -> None:
-        room = self._rooms.get(event.room)
+        message = event.message
+        room = self._rooms.get(message.room)
         if room is None:
             return
-        message = news.Message(event.room, event.nick, event.host, event.text, event.kind, event.at)
         if self._history:
             room.history.append(message)
         sender = self._origin(event.node, event.cid)
@@ -782,7 +778,7 @@ class Chat:
             if self._keeper is not None:
                 self._keeper.record(message)
             if self._log_chat:
-                log.info("%s <%s> %s", room.name, event.nick, event.text)
+                log.info("%s <%s> %s", room.name, message.nick, message.text)
 
     def _apply_joined(self, event: Joined) -> None:
         key = nick_key(event.nick)
@@ -955,5 +951,5 @@ def _messages(history: Iterable[bytes]) -> "list[news.Message]":
     for data in history:
         event = decode(data)
         if isinstance(event, Said):
-            found.append(news.Message(event.room, event.nick, event.host, event.text, event.kind, event.at))
+            found.append(event.message)
     return found

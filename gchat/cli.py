@@ -20,6 +20,7 @@ import gevent
 from gevent.event import Event
 
 from gchat import __version__
+from gchat.addresses import format_peer
 from gchat.bus import BusError
 from gchat.config import Config
 from gchat.logs import LOG_FORMATS, configure_logging
@@ -27,7 +28,6 @@ from gchat.meter import MetricsError
 from gchat.passwords import SecretsError, hash_password, read_operator_file, read_secret_file
 from gchat.rlimit import fit_open_files
 from gchat.server import ChatServer
-from gchat.session import format_peer
 from gchat.tls import TlsError, server_context
 
 log = logging.getLogger("gchat")
@@ -289,7 +289,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         return 1
     log.info("gchat listening on %s", format_peer(server.address))
     if config.bus:
-        log.info("gchat node %s on the bus at %s", server.hub.node, hide_password(config.bus))
+        log.info("gchat node %s on the bus at %s", server.chat.node, hide_password(config.bus))
     if tls is not None:
         log.info("TLS on, certificate %s", config.certfile)
 
@@ -300,7 +300,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         stopped.set()
 
     def on_signal(signum: int) -> None:
-        if server.hub.closing:
+        if server.chat.closing:
             log.warning("second signal: exiting without waiting for clients")
             os._exit(128 + signum)
         log.info("gchat shutting down")

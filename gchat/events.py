@@ -21,7 +21,7 @@ import typing
 from dataclasses import dataclass
 from typing import Any, Callable, ClassVar, Union
 
-from gchat.news import Kind
+from gchat.news import Kind, Message
 
 SEP = b"\0"
 
@@ -57,17 +57,12 @@ class Parted:
 
 @dataclass(frozen=True)
 class Said:
-    """A line to ``room`` from client ``cid`` of ``node``; ``at`` is Unix time on that node."""
+    """A line from client ``cid`` of ``node``: the message every node tells its room."""
 
     TAG: ClassVar[bytes] = b"S"
     node: str
     cid: int
-    room: str
-    nick: str
-    host: str
-    kind: Kind
-    at: float
-    text: str
+    message: Message
 
 
 @dataclass(frozen=True)
@@ -252,22 +247,61 @@ def _decoder(kind: Any) -> "Callable[[bytes], Any]":
 
 
 def _types(event: "type[Any]") -> "list[Any]":
+    """The types of an event's fields in wire order; a named tuple's fields stand in for it."""
     hints = typing.get_type_hints(event)
-    return [hints[field.name] for field in dataclasses.fields(event)]
+    names = event._fields if _is_tuple(event) else [field.name for field in dataclasses.fields(event)]
+    found: list[Any] = []
+    for name in names:
+        kind = hints[name]
+        found.extend(_types(kind) if _is_tuple(kind) else [kind])
+    return found
 
 
-# Per event class: its field encoders; per tag: the class and its field decoders.
+def _is_tuple(kind: Any) -> bool:
+    return isinstance(kind, type) and issubclass(kind, tuple) and hasattr(kind, "_fields")
+
+
+def _flat(event: Event) -> "list[Any]":
+    values: list[Any] = []
+    for field in dataclasses.fields(event):
+        value = getattr(event, field.name)
+        values.extend(value if isinstance(value, tuple) else [value])
+    return values
+
+
+def _builder(event: "type[Any]") -> "Callable[[list[Any]], Any]":
+    """Makes an event from its flat field values, gathering a named tuple's back into one."""
+    hints = typing.get_type_hints(event)
+    parts = [hints[field.name] for field in dataclasses.fields(event)]
+    if not any(map(_is_tuple, parts)):
+        return lambda values: event(*values)
+
+    def build(values: "list[Any]") -> Any:
+        args, at = [], 0
+        for kind in parts:
+            if _is_tuple(kind):
+                size = len(kind._fields)
+                args.append(kind(*values[at : at + size]))
+                at += size
+            else:
+                args.append(values[at])
+                at += 1
+        return event(*args)
+
+    return build
+
+
+# Per event class: its field encoders; per tag: the class's builder and its field decoders.
 _ENCODERS = {event: [_encoder(kind) for kind in _types(event)] for event in _EVENTS}
-_DECODERS = {event.TAG: (event, [_decoder(kind) for kind in _types(event)]) for event in _EVENTS}
+_DECODERS = {event.TAG: (_builder(event), [_decoder(kind) for kind in _types(event)]) for event in _EVENTS}
 assert len(_DECODERS) == len(_EVENTS), "two events share a tag"
 
 
 def encode(event: Event) -> bytes:
     encoders = _ENCODERS[type(event)]  # KeyError for anything but an Event: no fall-through
-    fields = [event.TAG]
-    for encode_field, field in zip(encoders, dataclasses.fields(event)):
-        fields.append(encode_field(getattr(event, field.name)))
-    return SEP.join(fields)
+    return SEP.join(
+        [event.TAG, *(encode_field(value) for encode_field, value in zip(encoders, _flat(event)))]
+    )
 
 
 def decode(data: bytes) -> Event:
@@ -275,11 +309,11 @@ def decode(data: bytes) -> Event:
     known = _DECODERS.get(tag)
     if known is None:
         raise DecodeError(f"unknown event {data[:20]!r}")
-    event, decoders = known
+    build, decoders = known
     fields = rest.split(SEP)
     if len(fields) != len(decoders):
         raise DecodeError(f"malformed {tag!r} event: {len(fields)} fields, not {len(decoders)}")
     try:
-        return event(*(decode_field(field) for decode_field, field in zip(decoders, fields)))  # type: ignore[no-any-return]
+        return build([decode_field(field) for decode_field, field in zip(decoders, fields)])  # type: ignore[no-any-return]
     except ValueError as err:  # a bad number or kind, bad UTF-8
         raise DecodeError(f"malformed {tag!r} event: {err}") from None

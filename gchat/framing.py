@@ -1,9 +1,9 @@
 """Split a byte stream into lines, one at a time, never holding more than one chunk and one line.
 
-Pure and I/O-free, like h11's receive buffer: the session feeds it what
+Pure and I/O-free, like h11's receive buffer: the reader feeds it what
 ``recv`` returned and takes complete lines out one by one, so the limit on
 unfinished input is enforced in one place and can be tested without sockets.
-Lines are taken out one at a time (not split into a list) so that a session
+Lines are taken out one at a time (not split into a list) so that a reader
 held back by its rate limit keeps its unhandled input as one bytes object of
 the size it chose to read, not as thousands of line objects.
 """

@@ -36,7 +36,10 @@ from gchat.news import Kind
 
 def execute(chat: Chat, client: Client, command: Command, locked: bool) -> None:
     """Carry out ``command`` for ``client``; ``locked``: the server asked it for a password."""
-    if isinstance(command, Pass):
+    if type(command) is Say:
+        # Most lines are chat: straight to the chat, which checks the client is still in it.
+        chat.say(client, None, command.text)
+    elif isinstance(command, Pass):
         client.mailbox.deliver(replies.PASSWORD_ACCEPTED_ALREADY if locked else replies.NO_PASSWORD_NEEDED)
     elif client.connected and not chat.closing:
         _ACTIONS[type(command)](chat, client, command)

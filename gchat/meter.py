@@ -1,9 +1,9 @@
 """The server's hooks for metrics, and what they do without ``--metrics-port``: nothing.
 
 The server calls its ``Meter`` only where a connection is turned away or a
-client leaves, and takes from it the bus and the class of each connection's
-session. This base class, the meter of a server without metrics, gives the
-plain bus and the plain ``Session`` and counts nothing, so with metrics off
+client leaves, and takes from it the bus and the class of each connection.
+This base class, the meter of a server without metrics, gives the plain bus
+and the plain ``Connection`` and counts nothing, so with metrics off
 every line read, delivered and sent runs exactly the code it runs without
 this module, and prometheus_client is not even imported.
 ``gchat.metrics.Metrics`` is the meter that counts.
@@ -14,11 +14,7 @@ from collections.abc import Collection
 from gchat.bus import Bus
 from gchat.chat import Chat
 from gchat.config import Config
-from gchat.session import Session
-
-# Why a connection was turned away (also hub.BANNED, session.SHUTDOWN).
-FULL = "server full"
-TOO_MANY = "too many from address"
+from gchat.connection import Connection
 
 
 class MetricsError(Exception):
@@ -26,21 +22,21 @@ class MetricsError(Exception):
 
 
 class Meter:
-    # The class of the session of each connection admitted.
-    session_class: "type[Session]" = Session
+    # The class of each connection admitted, whatever its front-end.
+    connection_class: "type[Connection]" = Connection
 
     def bus(self, bus: Bus) -> Bus:
         """The bus the hub is to use: ``bus`` itself, or one that watches it."""
         return bus
 
     def refused(self, reason: str) -> None:
-        """A connection was turned away instead of getting a session."""
+        """A connection was turned away (``reason`` from gchat.reasons) instead of being admitted."""
 
     def left(self, cause: str) -> None:
-        """A session's client left; ``cause`` is the server's word for why, never the client's."""
+        """A connection's client left; ``cause`` is the server's word for why, never the client's."""
 
-    def start(self, hub: Chat, sessions: Collection[Session]) -> None:
-        """Serve metrics about ``hub`` and the open ``sessions`` (a live view); may raise MetricsError."""
+    def start(self, chat: Chat, connections: Collection[Connection]) -> None:
+        """Serve metrics about ``chat`` and the open ``connections`` (a live view); may raise MetricsError."""
 
 
 def meter_for(config: Config) -> Meter:

@@ -1,14 +1,14 @@
 """Prometheus metrics (``--metrics-port``): counted in the hot paths only when asked for.
 
 ``Metrics`` is the server's meter when a metrics port is given, and only then
-does any counting enter a hot path: a ``Session`` subclass counts each
-connection and delivery, a socket wrapper the bytes of each ``recv`` and
+does any counting enter a hot path: a ``Connection`` subclass counts each
+connection and its ``Output`` subclass each delivery, a socket wrapper the bytes of each ``recv`` and
 ``send``, and a bus wrapper each chat line and, with ``--bus``, how long this
 node's own lines take through Redis. All of them add to plain integers in a
 ``Tally``. A collector turns those, and what can be read off the server at
 that moment (connections, rooms, queued bytes), into metric families only
 when Prometheus scrapes: between scrapes the cost is the additions, and a
-scrape costs one pass over the open sessions.
+scrape costs one pass over the open connections.
 
 HTTP is gevent's own WSGIServer running prometheus_client's WSGI app: each
 request is a greenlet in the server's event loop, with no thread and no
@@ -40,29 +40,17 @@ from prometheus_client import (
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from gchat.acceptor import Acceptor, refuse
+from gchat.addresses import format_peer
 from gchat.bus import Bus, Entry, Replica, Snapshot
-from gchat.chat import BANNED, KICKED, Chat
+from gchat.chat import Chat
 from gchat.config import Config
+from gchat.connection import Connection
 from gchat.events import Event, Said
-from gchat.meter import FULL, TOO_MANY, Meter, MetricsError
-from gchat.session import CLOSED, QUIT, SHUTDOWN, WRONG_PASSWORD, Session, format_peer
+from gchat.meter import Meter, MetricsError
+from gchat.output import Output
+from gchat.reasons import COUNTED
 
 log = logging.getLogger("gchat")
-
-# Every cause of a disconnect, shown from the start (at 0) so that rate() works on each.
-REASONS = (
-    CLOSED,
-    QUIT,
-    "slow consumer",
-    "idle timeout",
-    SHUTDOWN,
-    "server error",
-    KICKED,
-    WRONG_PASSWORD,
-    FULL,
-    TOO_MANY,
-    BANNED,
-)
 
 # Connections the metrics port serves at once (a few Prometheus servers need a few), and
 # the seconds each may take in all, request and response: a scrape takes milliseconds.
@@ -90,7 +78,7 @@ class Tally:
         self.deliveries = 0
         self.bytes_in = 0
         self.bytes_out = 0
-        self.disconnects: Counter[str] = Counter(dict.fromkeys(REASONS, 0))
+        self.disconnects: Counter[str] = Counter(dict.fromkeys(COUNTED, 0))
 
 
 class _CountingSocket:
@@ -116,25 +104,29 @@ class _CountingSocket:
         return getattr(self._sock, name)
 
 
-def _metered_session_class(tally: Tally) -> "type[Session]":
-    """A Session subclass counting into ``tally``: its connections, deliveries and bytes.
+def _metered_connection_class(tally: Tally) -> "type[Connection]":
+    """A Connection subclass counting into ``tally``: its connections, deliveries and bytes.
 
     One class per tally, so that counting a delivery costs a closure lookup
-    and an addition, with no attribute of the session to fetch.
+    and an addition, with no attribute of the output to fetch.
     """
 
-    class MeteredSession(Session):
+    class MeteredOutput(Output):
         __slots__ = ()
+
+        def deliver(self, data: bytes) -> None:
+            tally.deliveries += 1
+            Output.deliver(self, data)
+
+    class MeteredConnection(Connection):
+        __slots__ = ()
+        output_class = MeteredOutput
 
         def __init__(self, sock: GreenSocket, *rest: Any) -> None:
             tally.connections += 1
             super().__init__(_CountingSocket(sock, tally), *rest)
 
-        def deliver(self, data: bytes) -> None:
-            tally.deliveries += 1
-            Session.deliver(self, data)
-
-    return MeteredSession
+    return MeteredConnection
 
 
 class _LagProbe:
@@ -146,8 +138,8 @@ class _LagProbe:
     forgotten.
     """
 
-    def __init__(self, hub: Replica, histogram: Histogram) -> None:
-        self._hub = hub
+    def __init__(self, replica: Replica, histogram: Histogram) -> None:
+        self._replica = replica
         self._histogram = histogram
         self._line: Optional[Said] = None
         self._sent = 0.0
@@ -162,22 +154,22 @@ class _LagProbe:
         if self._line is not None and event == self._line:
             self._histogram.observe(time.monotonic() - self._sent)
             self._line = None
-        self._hub.apply(event)
+        self._replica.apply(event)
 
     def link_lost(self) -> None:
         self._up = False
         self._line = None
-        self._hub.link_lost()
+        self._replica.link_lost()
 
     def local_users(self) -> "list[Entry]":
-        return self._hub.local_users()
+        return self._replica.local_users()
 
     def resync(self, renames: "dict[int, str]", snapshot: Snapshot) -> None:
         self._up = True
-        self._hub.resync(renames, snapshot)
+        self._replica.resync(renames, snapshot)
 
     def resynced(self, node: str, users: "list[Entry]") -> None:
-        self._hub.resynced(node, users)
+        self._replica.resynced(node, users)
 
 
 class _MeteredBus:
@@ -193,10 +185,10 @@ class _MeteredBus:
     def start(self) -> None:
         self._bus.start()
 
-    def attach(self, replica: Replica) -> None:
+    def attach(self, listener: Replica) -> None:
         if self._lag is not None:
-            replica = self._probe = _LagProbe(replica, self._lag)
-        self._bus.attach(replica)
+            listener = self._probe = _LagProbe(listener, self._lag)
+        self._bus.attach(listener)
 
     def publish(self, event: Event) -> None:
         if isinstance(event, Said):
@@ -218,10 +210,10 @@ class _MeteredBus:
 class _Collector:
     """The server's metric families, made afresh from the tally and the server on every scrape."""
 
-    def __init__(self, tally: Tally, hub: Chat, sessions: Collection[Session]) -> None:
+    def __init__(self, tally: Tally, chat: Chat, connections: Collection[Connection]) -> None:
         self._tally = tally
-        self._hub = hub
-        self._sessions = sessions
+        self._chat = chat
+        self._connections = connections
 
     def collect(self) -> Iterator[Metric]:
         tally = self._tally
@@ -229,7 +221,7 @@ class _Collector:
             "gchat_connections_open",
             "Connections whose client has not left, at the password prompt too: "
             "the places --max-clients limits.",
-            # Each session's client leaves once, with a cause counted below.
+            # Each connection's client leaves once, with a cause counted below.
             value=tally.connections - sum(tally.disconnects.values()),
         )
         yield CounterMetricFamily(
@@ -270,12 +262,12 @@ class _Collector:
         yield GaugeMetricFamily(
             "gchat_queued_bytes",
             "Bytes delivered for clients that the kernel has not taken yet, all clients together.",
-            value=sum(session.queued for session in self._sessions),
+            value=sum(connection.queued for connection in self._connections),
         )
         yield GaugeMetricFamily(
             "gchat_rooms",
             "Rooms: the lobby and every room with members (on any node, with --bus).",
-            value=self._hub.room_count,
+            value=self._chat.room_count,
         )
 
 
@@ -322,7 +314,7 @@ class Metrics(Meter):
     def __init__(self, config: Config) -> None:
         self._address = (config.host, config.metrics_port)
         self._tally = Tally()
-        self.session_class = _metered_session_class(self._tally)
+        self.connection_class = _metered_connection_class(self._tally)
         # A registry of its own, with what prometheus_client's default one has:
         # the process (CPU, memory, open files), the Python version, the GC.
         self._registry = CollectorRegistry()
@@ -351,8 +343,8 @@ class Metrics(Meter):
     def left(self, cause: str) -> None:
         self._tally.disconnects[cause] += 1
 
-    def start(self, hub: Chat, sessions: Collection[Session]) -> None:
-        self._registry.register(_Collector(self._tally, hub, sessions))
+    def start(self, chat: Chat, connections: Collection[Connection]) -> None:
+        self._registry.register(_Collector(self._tally, chat, connections))
         where = format_peer(self._address)
         # No access log: a scrape every few seconds is not news.
         server = _MetricsServer(self._address, make_wsgi_app(self._registry), log=None, error_log=log)

@@ -13,7 +13,7 @@ Pure: frozen dataclasses, an enum, and the protocol a style implements.
 import enum
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
-from typing import Protocol, Union
+from typing import NamedTuple, Protocol, Union
 
 
 class Kind(enum.Enum):
@@ -27,9 +27,12 @@ class Kind(enum.Enum):
 # --- Shared: told to everyone in a room (or sharing a room with someone) ---------------
 
 
-@dataclass(frozen=True)
-class Message:
-    """A line to ``room``. ``at`` is when the sender's node took it (Unix time, seconds)."""
+class Message(NamedTuple):
+    """A line to ``room``. ``at`` is when the sender's node took it (Unix time, seconds).
+
+    A named tuple, not a frozen dataclass like the rest: one is made for every
+    chat line, and a tuple is made in half the time.
+    """
 
     room: str
     nick: str

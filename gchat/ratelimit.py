@@ -5,7 +5,7 @@ class TokenBucket:
     """``rate`` tokens a second, at most ``burst`` saved up.
 
     ``take`` never refuses: it goes into debt and says how long to wait. The
-    session waits that long before reading on, which turns a flood into TCP
+    reader waits that long before reading on, which turns a flood into TCP
     back-pressure on the sender instead of dropped lines.
     """
 

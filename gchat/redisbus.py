@@ -455,7 +455,7 @@ class RedisBus:
         payload = encode(event)
         base: tuple[Any, ...] = (PREFIX, self._channel)
         if isinstance(event, Said):
-            return (*base, "S", payload, event.room, self._history)
+            return (*base, "S", payload, event.message.room, self._history)
         if isinstance(event, Joined):
             key, switch = nick_key(event.nick), "1" if event.switch else ""
             return (

@@ -181,14 +181,17 @@ def too_many_rooms(room: str) -> bytes:
     return line(f"!!! too many rooms, cannot join {room}")
 
 
+_ACTION = news_.Kind.ACTION
+
+
 def _message(news: "news_.Message") -> bytes:
-    if news.kind is news_.Kind.ACTION:
+    if news.kind is _ACTION:
         return action(news.nick, news.text)
     return chat(news.nick, news.text)
 
 
 def _private(news: "news_.Private") -> bytes:
-    if news.kind is news_.Kind.ACTION:
+    if news.kind is _ACTION:
         return private(news.nick, f"* {news.nick} {news.text}")
     return private(news.nick, news.text)
 

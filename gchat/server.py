@@ -1,14 +1,15 @@
-"""The listening side: admission limits, one Session per connection, shutdown.
+"""The listening side: admission limits, one Connection per client with a line Session, shutdown.
 
 Built on gevent's StreamServer, which accepts in the event loop and spawns the
-handler in a greenlet: the session's first reader. The server keeps the set of
-open sessions so that ``shutdown`` can wait for every one and then cut off the
-ones that would not finish in time.
+handler in a greenlet: the connection's first reader. The server keeps the set
+of open connections so that ``shutdown`` can wait for every one and then cut
+off the ones that would not finish in time.
 """
 
 import socket
 import ssl
 from collections import Counter
+from functools import partial
 from typing import Optional
 
 from gevent.event import Event
@@ -16,14 +17,19 @@ from gevent.socket import socket as GreenSocket
 
 from gchat import replies
 from gchat.acceptor import Acceptor, refuse
+from gchat.addresses import format_peer
 from gchat.budget import budget
 from gchat.bus import Bus, LocalBus
-from gchat.chat import BANNED, Chat
+from gchat.chat import Chat
 from gchat.config import Config
+from gchat.connection import Connection
 from gchat.gate import Door
-from gchat.meter import FULL, TOO_MANY, meter_for
+from gchat.meter import meter_for
 from gchat.operators import OperatorCheck
-from gchat.session import SHUTDOWN, HangupWatch, Outbox, Session, format_peer
+from gchat.output import Flusher
+from gchat.reader import HangupWatch
+from gchat.reasons import BANNED, FULL, SHUTDOWN, TOO_MANY
+from gchat.session import Session
 from gchat.tls import accept_tls
 
 LISTEN_BACKLOG = 4096
@@ -37,8 +43,8 @@ TLS_REFUSAL_TIMEOUT = 2.0
 class _SessionServer(Acceptor):
     """An Acceptor that leaves the socket open when the handler returns.
 
-    The handler is only a session's first reader: a session that goes idle
-    parks without a greenlet, so the session, not the handler, closes it.
+    The handler is only a connection's first reader: a connection that goes
+    idle parks without a greenlet, so the connection, not the handler, closes it.
     """
 
     def do_close(self, sock: GreenSocket, *args: object) -> None:
@@ -58,7 +64,7 @@ class ChatServer:
         self._door = Door(password) if password is not None else None
         self._meter = meter_for(config)
         self._bus = self._meter.bus(_make_bus(config))
-        self.hub = Chat(
+        self.chat = Chat(
             history=config.history,
             bus=self._bus,
             announce_limit=config.announce_limit,
@@ -68,14 +74,16 @@ class ChatServer:
             operators=OperatorCheck(operators) if operators else None,
             on_ban=self._banned,
         )
-        self._outbox = Outbox()
+        self._flusher = Flusher()
         self._hangups = HangupWatch()
-        # Places taken under --max-clients and --max-per-ip: sessions, and TLS handshakes in progress.
+        # The line protocol's front-end for each connection.
+        self._session = partial(Session, chat=self.chat, config=config, door=self._door)
+        # Places taken under --max-clients and --max-per-ip: connections, and TLS handshakes in progress.
         self._per_address: Counter[str] = Counter()
         self._connections = 0
         # Addresses with a TLS handshake in progress only to be refused (see TLS_REFUSALS).
         self._refusing: set[str] = set()
-        self._sessions: set[Session] = set()
+        self._open: set[Connection] = set()
         self._all_closed = Event()
         self._all_closed.set()
         self._server: Optional[_SessionServer] = None
@@ -87,7 +95,7 @@ class ChatServer:
         """
         listening = _listen(self.config.host, self.config.port, self.config.reuse_port)
         try:
-            self._meter.start(self.hub, self._sessions)
+            self._meter.start(self.chat, self._open)
             self._bus.start()
         except BaseException:
             listening.close()
@@ -105,13 +113,13 @@ class ChatServer:
         """Stop accepting, tell everyone, and wait for them up to shutdown_timeout."""
         assert self._server is not None
         self._server.close()
-        self.hub.shutdown()
-        for session in list(self._sessions):
-            session.shut_down()
+        self.chat.shutdown()
+        for connection in list(self._open):
+            connection.shut_down()
         self._all_closed.wait(self.config.shutdown_timeout)
-        for session in list(self._sessions):
-            session.terminate()
-        self.hub.close(SHUTDOWN)
+        for connection in list(self._open):
+            connection.terminate()
+        self.chat.close(SHUTDOWN)
 
     def _handle(self, sock: GreenSocket, address: tuple[str, int]) -> None:
         host = address[0]
@@ -140,20 +148,20 @@ class ChatServer:
             self._meter.left(cause)
             self._free_place(host)
 
-        session = self._meter.session_class(
+        connection = self._meter.connection_class(
             sock,
             address,
-            self.hub,
             self.config,
-            self._outbox,
+            self._flusher,
             self._hangups,
+            self.chat,
             left,
             self._closed,
-            self._door,
+            self._session,
         )
-        self._sessions.add(session)
+        self._open.add(connection)
         self._all_closed.clear()
-        session.start()
+        connection.start()
 
     def _refusal(self, host: str) -> "Optional[tuple[str, bytes]]":
         """Why a newcomer from ``host`` is turned away, and the line it gets; None to let it in."""
@@ -162,7 +170,7 @@ class ChatServer:
             return FULL, replies.SERVER_FULL
         if config.max_per_ip and self._per_address[host] >= config.max_per_ip:
             return TOO_MANY, replies.TOO_MANY_FROM_ADDRESS
-        if self.hub.banned(host):
+        if self.chat.banned(host):
             return BANNED, replies.BANNED
         return None
 
@@ -192,7 +200,7 @@ class ChatServer:
 
     def _shutting_down(self, sock: GreenSocket) -> bool:
         """True, having closed ``sock``, if the server is shutting down: no newcomer then."""
-        if not self.hub.closing:
+        if not self.chat.closing:
             return False
         self._meter.refused(SHUTDOWN)
         sock.close()
@@ -209,12 +217,12 @@ class ChatServer:
             del self._per_address[host]
 
     def _banned(self, address: str) -> None:
-        for session in list(self._sessions):
-            session.banned(address)
+        for connection in list(self._open):
+            connection.banned(address)
 
-    def _closed(self, session: Session) -> None:
-        self._sessions.discard(session)
-        if not self._sessions:
+    def _closed(self, connection: Connection) -> None:
+        self._open.discard(connection)
+        if not self._open:
             self._all_closed.set()
 
 

@@ -1,11 +1,11 @@
-"""TLS on the listening port: the server's context, the handshake, and a socket sessions can drive.
+"""TLS on the listening port: the server's context, the handshake, and a socket connections can drive.
 
-A session treats its socket as a plain non-blocking one (timeout 0): ``recv``
+A connection treats its socket as a plain non-blocking one (timeout 0): ``recv``
 raises BlockingIOError when there is nothing to read, ``send`` returns how
 much was taken, and an io watcher on ``fileno()`` says when to read again.
 gevent's SSLSocket fits that, once ``TlsSocket`` fixes ``recv``:
 
-- ``recv`` raises SSLWantReadError, an OSError the session would take for a
+- ``recv`` raises SSLWantReadError, an OSError the reader would take for a
   broken connection, so TlsSocket raises BlockingIOError instead. Parking on
   the descriptor then is safe: OpenSSL asks for input only after handing over
   every decrypted byte (``pending()`` is 0) and finding the kernel empty, and
@@ -16,7 +16,7 @@ gevent's SSLSocket fits that, once ``TlsSocket`` fixes ``recv``:
 - ``send`` returns 0 when the kernel refuses the data, or the whole length,
   never a part. OpenSSL may have taken some records already and then expects
   the same bytes again, possibly with more after them, which is exactly how
-  the session retries its backlog. With renegotiation off, a write never
+  the output retries its backlog. With renegotiation off, a write never
   waits for input.
 
 gevent would run the handshake inside the connection's greenlet with no

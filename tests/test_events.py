@@ -30,7 +30,7 @@ from gchat.events import (
     decode,
     encode,
 )
-from gchat.news import Kind
+from gchat.news import Kind, Message
 
 # What sanitizing and the name rules leave: text without NUL.
 text = st.text(st.characters(blacklist_characters="\0", blacklist_categories=("Cs",)))
@@ -43,7 +43,7 @@ kind = st.sampled_from(Kind)
 at = st.floats(min_value=0, max_value=2**33, allow_nan=False)
 
 events = st.one_of(
-    st.builds(Said, node, cid, room, name, address, kind, at, text),
+    st.builds(Said, node, cid, st.builds(Message, room, name, address, text, kind, at)),
     st.builds(Joined, node, cid, name, st.one_of(room, st.just("")), address, address, st.booleans()),
     st.builds(Parted, node, cid, name, room, text),
     st.builds(Renamed, name, name),

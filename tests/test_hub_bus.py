@@ -14,7 +14,7 @@ from test_hub import RecordingMailbox, User, drain
 from gchat.bus import Entry, Replica, Snapshot
 from gchat.chat import Chat as Hub
 from gchat.events import Event, Joined, Left, NodeLost, Renamed, Said, encode
-from gchat.news import Kind
+from gchat.news import Kind, Message
 from gchat.replies import LINES
 
 OTHER = "othernode"
@@ -140,7 +140,7 @@ def test_users_of_other_nodes_are_in_who_and_hear_nothing_here(hub, bus):
 def test_a_line_from_another_node_reaches_local_members(hub, bus):
     (alice,) = connected(hub, bus, 1)
     bus.play(Joined(OTHER, 1, "remote", "#lobby"))
-    bus.play(Said(OTHER, 1, "#lobby", "remote", "10.0.0.2", Kind.SAY, 0.0, "hi"))
+    bus.play(Said(OTHER, 1, Message("#lobby", "remote", "10.0.0.2", "hi", Kind.SAY, 0.0)))
     assert alice.take()[-1] == "<remote> hi"
 
 
@@ -211,7 +211,9 @@ def test_a_join_whose_event_was_lost_with_the_link_is_completed_by_the_resync(hu
         {},
         Snapshot(
             [Entry(OTHER, 1, "remote", ("#h2",), "", "h")],
-            history={"#h2": [encode(Said(OTHER, 1, "#h2", "remote", "h", Kind.SAY, 0.0, "earlier"))]},
+            history={
+                "#h2": [encode(Said(OTHER, 1, Message("#h2", "remote", "h", "earlier", Kind.SAY, 0.0)))]
+            },
         ),
     )
     assert alice.take() == [

@@ -352,6 +352,16 @@ def _gchat_command(port: int, scenario: Scenario) -> list[str]:
     return command
 
 
+def _tree_command(tree: Path) -> Callable[[int, Scenario], list[str]]:
+    """The 'gchat' entry's command, but running the gchat package found in ``tree``."""
+
+    def command(port: int, scenario: Scenario) -> list[str]:
+        run = f"import runpy, sys; sys.path.insert(0, {str(tree)!r}); runpy.run_module('gchat', run_name='__main__')"  # noqa: E501
+        return [sys.executable, "-c", run, *_gchat_command(port, scenario)[3:]]
+
+    return command
+
+
 def _peer_command(script: str) -> Callable[[int, Scenario], list[str]]:
     def command(port: int, scenario: Scenario) -> list[str]:
         return [sys.executable, str(PERF_DIR / script), "--port", str(port)]
@@ -1422,6 +1432,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         " scenarios against each --only server (default gchat,card,redis) and check that they agree",
     )
     parser.add_argument(
+        "--baseline",
+        type=Path,
+        default=None,
+        metavar="TREE",
+        help="add the server 'baseline': gchat as it is in TREE (e.g. a `git worktree add` of an older"
+        " commit), with the flags of the 'gchat' entry: a change measured against what it changed",
+    )
+    parser.add_argument(
         "--out",
         type=Path,
         default=None,
@@ -1429,6 +1447,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         " (default tests/perf/results; with --cluster tests/perf/results/cluster)",
     )
     options = parser.parse_args(argv)
+    if options.baseline is not None:
+        if not (options.baseline / "gchat" / "__main__.py").is_file():
+            parser.error(f"--baseline: no gchat package in {options.baseline}")
+        SERVERS["baseline"] = Server(
+            "baseline", "line", _tree_command(options.baseline.resolve()), f"gchat as in {options.baseline}"
+        )
     options.comparison = CLUSTER if options.cluster else PEERS
     if options.out is None:
         options.out = options.comparison.out

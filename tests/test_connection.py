@@ -1,0 +1,269 @@
+"""The connection machinery in-process, over socketpairs: structural guards of its measured wins.
+
+No server process here: a ``Connection`` with a tiny echoing front-end (the
+same ``Dialect`` hook the line, IRC and web sessions implement) is driven
+from the test's greenlet. What is checked is what no reply over a real socket
+could show: which greenlets ran, how many ``send`` calls were made, what was
+left in the kernel. Every wait is bounded by a socket timeout or a deadline.
+"""
+
+import fcntl
+import gc
+import termios
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import gevent
+import greenlet
+import pytest
+from gevent import socket
+
+from gchat.config import Config
+from gchat.connection import Connection
+from gchat.framing import Frame, LineFramer, TooLong
+from gchat.output import Flusher
+from gchat.reader import HangupWatch
+from gchat.reasons import SERVER_ERROR
+
+TIMEOUT = 5.0
+MAX_LINE = 100
+DEFAULTS = Config()
+
+
+class Chat:
+    closing = False
+
+
+class Echo:
+    """A front-end that answers each line: its reply proves the line was handled."""
+
+    def __init__(self, connection: Connection) -> None:
+        self.connection = connection
+        self.framer = LineFramer(MAX_LINE)
+        self.max_frame = MAX_LINE + 2
+
+    def start(self) -> None:
+        self.connection.output.deliver(b"hello\n")
+
+    def handle(self, frame: Frame) -> None:
+        assert not isinstance(frame, TooLong)
+        self.connection.output.deliver(b"got " + frame + b"\n")
+
+    def timed_out(self) -> None:
+        self.connection.output.deliver(b"bye\n")
+
+    def shut_down(self) -> None:
+        self.connection.close()
+
+    def banned(self, address: str) -> None:
+        pass
+
+    def leave(self, cause: str) -> str:
+        return cause
+
+
+class Pairs:
+    """A framer of another kind than lines: every two bytes are a frame."""
+
+    def __init__(self) -> None:
+        self._buffer = b""
+
+    def feed(self, data: bytes) -> None:
+        self._buffer += data
+
+    def finish(self) -> None:
+        pass
+
+    def next(self):
+        if len(self._buffer) < 2:
+            return None
+        frame, self._buffer = self._buffer[:2], self._buffer[2:]
+        return frame
+
+    @property
+    def buffered(self) -> int:
+        return len(self._buffer)
+
+
+class PairEcho(Echo):
+    def __init__(self, connection: Connection) -> None:
+        super().__init__(connection)
+        self.framer = Pairs()
+        self.max_frame = 2
+
+
+class Counting:
+    """A socket counting its ``send`` calls."""
+
+    def __init__(self, sock):
+        self._sock = sock
+        self.sends = 0
+
+    def send(self, *args, **kwargs):
+        self.sends += 1
+        return self._sock.send(*args, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self._sock, name)
+
+
+class Broken(Counting):
+    """A socket whose ``send`` hits a bug (never an OSError: those are the client's doing)."""
+
+    def send(self, *args, **kwargs):
+        raise RuntimeError("a bug in the send path")
+
+
+class Rig:
+    """Connections over socketpairs sharing one flusher, as a server's do."""
+
+    def __init__(self) -> None:
+        self.flusher = Flusher()
+        self.hangups = HangupWatch()
+        self.causes: list[str] = []
+
+    def connect(self, config: Config = DEFAULTS, wrap=lambda sock: sock, dialect=Echo):
+        ours, peer = socket.socketpair()
+        peer.settimeout(TIMEOUT)
+        connection = Connection(
+            wrap(ours),
+            ("127.0.0.1", 1),
+            config,
+            self.flusher,
+            self.hangups,
+            Chat(),
+            self.causes.append,
+            lambda connection: None,
+            dialect,
+        )
+        connection.sock.settimeout(0.0)
+        return connection, peer
+
+
+@pytest.fixture
+def rig() -> Rig:
+    return Rig()
+
+
+def receive(peer, size: int) -> bytes:
+    data = b""
+    while len(data) < size:
+        chunk = peer.recv(size - len(data))
+        assert chunk, f"closed after {len(data)} of {size} bytes"
+        data += chunk
+    return data
+
+
+def live_greenlets() -> "set[greenlet.greenlet]":
+    gevent.sleep(0)  # the event loop's greenlet runs from the first switch on
+    return {g for g in gc.get_objects() if isinstance(g, greenlet.greenlet) and g and not g.dead}
+
+
+def settle(baseline: "set[greenlet.greenlet]") -> "set[greenlet.greenlet]":
+    """The greenlets alive beyond ``baseline`` once they stop ending (bounded)."""
+    deadline = time.monotonic() + TIMEOUT
+    while (extra := live_greenlets() - baseline) and time.monotonic() < deadline:
+        gevent.sleep(0.01)
+    return extra
+
+
+@contextmanager
+def switches() -> "Iterator[set[greenlet.greenlet]]":
+    """Every greenlet switched into meanwhile."""
+    targets: set[greenlet.greenlet] = set()
+
+    def trace(event, args):
+        if event in ("switch", "throw"):
+            targets.add(args[1])
+
+    previous = greenlet.settrace(trace)
+    try:
+        yield targets
+    finally:
+        greenlet.settrace(previous)
+
+
+def test_idle_connection_holds_no_greenlet(rig):
+    baseline = live_greenlets()
+    connection, peer = rig.connect()
+    gevent.spawn(connection.start)  # as StreamServer does: its greenlet is the first reader
+    assert receive(peer, 6) == b"hello\n"
+    for line in (b"one", b"two"):
+        peer.sendall(line + b"\n")
+        assert receive(peer, len(line) + 5) == b"got " + line + b"\n"
+        assert not settle(baseline), "a greenlet outlived the input"
+    connection.terminate()
+
+
+def test_front_end_with_its_own_framer_gets_its_frames(rig):
+    connection, peer = rig.connect(dialect=PairEcho)
+    gevent.spawn(connection.start)
+    assert receive(peer, 6) == b"hello\n"
+    peer.sendall(b"abcd")
+    assert receive(peer, 14) == b"got ab\ngot cd\n"
+    connection.terminate()
+
+
+def test_client_that_keeps_up_never_gets_a_writer(rig):
+    connection, peer = rig.connect()
+    line = b"x" * 99 + b"\n"
+    expected = {gevent.get_hub(), greenlet.getcurrent()}
+    with switches() as ran:
+        for _ in range(20):
+            for _ in range(50):
+                connection.output.deliver(line)
+            assert receive(peer, 50 * len(line)) == 50 * line
+    assert ran <= expected, "a greenlet other than the event loop's ran"
+
+
+def test_kernel_backlog_gets_a_writer_until_it_is_gone(rig):
+    connection, peer = rig.connect()
+    size = 512 * 1024  # more than a socketpair's buffers, less than --max-backlog
+    with switches() as ran:
+        connection.output.deliver(b"x" * size)
+        gevent.sleep(0)
+        assert not connection.output.written()
+        assert receive(peer, size) == b"x" * size
+        deadline = time.monotonic() + TIMEOUT
+        while not connection.output.written() and time.monotonic() < deadline:
+            gevent.sleep(0.01)
+    assert connection.output.written(), "the writer did not finish"
+    assert ran - {gevent.get_hub(), greenlet.getcurrent()}, "no writer ran"
+
+
+def test_failing_flush_aborts_only_its_connection(rig):
+    broken, broken_peer = rig.connect(wrap=Broken)
+    fine, fine_peer = rig.connect()
+    broken.output.deliver(b"lost\n")
+    fine.output.deliver(b"kept\n")
+    assert receive(fine_peer, 5) == b"kept\n"
+    assert broken_peer.recv(100) == b"", "the connection whose flush failed stayed open"
+    assert rig.causes == [SERVER_ERROR]
+    fine.output.deliver(b"again\n")
+    assert receive(fine_peer, 6) == b"again\n"
+
+
+def test_one_send_per_client_per_loop_turn_under_a_burst(rig):
+    pairs = [rig.connect(wrap=Counting) for _ in range(3)]
+    lines = [b"line %d\n" % n for n in range(200)]
+    for line in lines:  # one loop turn: no switch until every line is delivered
+        for connection, _ in pairs:
+            connection.output.deliver(line)
+    burst = b"".join(lines)
+    for connection, peer in pairs:
+        assert receive(peer, len(burst)) == burst
+        assert connection.sock.sends == 1
+
+
+def test_rate_limited_reader_leaves_input_in_the_kernel(rig):
+    connection, peer = rig.connect(Config(rate=1.0, burst=1, max_line=MAX_LINE))
+    gevent.spawn(connection.start)
+    assert receive(peer, 6) == b"hello\n"
+    line = b"x" * 9 + b"\n"
+    peer.sendall(1000 * line)
+    assert receive(peer, 14) == b"got " + line  # the one token; the next line waits a second
+    unread = int.from_bytes(fcntl.ioctl(connection.sock.fileno(), termios.FIONREAD, bytes(4)), "little")
+    # Read: at most one frame's room beyond the line handled.
+    assert unread >= 1000 * len(line) - 2 * (MAX_LINE + 2)
+    connection.terminate()
