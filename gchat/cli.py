@@ -27,7 +27,7 @@ from gchat.logs import LOG_FORMATS, configure_logging
 from gchat.meter import MetricsError
 from gchat.passwords import SecretsError, hash_password, read_operator_file, read_secret_file
 from gchat.rlimit import fit_open_files
-from gchat.server import ChatServer
+from gchat.server import CannotListen, ChatServer
 from gchat.tls import TlsError, server_context
 
 log = logging.getLogger("gchat")
@@ -282,12 +282,11 @@ def main(argv: Optional[list[str]] = None) -> int:
     except MetricsError as err:
         print(f"gchat: {err}", file=sys.stderr)
         return 1
-    except OSError as err:
-        # gevent appends the address to strerror; the original text is in args.
-        reason = err.args[1] if len(err.args) == 2 else str(err)
-        print(f"gchat: cannot listen on {format_peer((config.host, config.port))}: {reason}", file=sys.stderr)
+    except CannotListen as err:
+        print(f"gchat: {err}", file=sys.stderr)
         return 1
-    log.info("gchat listening on %s", format_peer(server.address))
+    for name, address in server.listening():
+        log.info("gchat %slistening on %s", f"{name} " if name else "", format_peer(address))
     if config.bus:
         log.info("gchat node %s on the bus at %s", server.chat.node, hide_password(config.bus))
     if tls is not None:

@@ -8,7 +8,7 @@ bytes (CR LF ended) ready to queue.
 
 import re
 
-from gchat import __version__, news
+from gchat import __version__, news, reasons
 from gchat.chat import MAX_ROOMS
 from gchat.commands import NICK_MAX, ROOM_MAX
 from gchat.irc.message import MAX_BODY, Message, serialize
@@ -131,7 +131,7 @@ NO_RECIPIENT = "No recipient given"
 NO_TEXT = "No text to send"
 NO_MOTD = "MOTD File is missing"
 PASSWORD_MISMATCH = "Password incorrect"
-BANNED = "You are banned from this server"
+YOU_ARE_BANNED = "You are banned from this server"
 NO_PRIVILEGES = "Permission Denied- You're not an IRC operator"
 CHANOP_NEEDED = "You're not channel operator"
 NO_MORE_OPER_TRIES = "No more OPER tries on this connection"
@@ -194,6 +194,14 @@ def invalid_utf8(command: str) -> bytes:
 def error(text: str) -> bytes:
     """``ERROR``: the last thing a client is sent before the server closes the link."""
     return serialize(Message("ERROR", (text,)))
+
+
+# What a connection turned away at accept is sent, by reason (gchat.reasons), on an IRC port.
+REFUSALS = {
+    reasons.FULL: error("Closing link: server full, try again later"),
+    reasons.TOO_MANY: error("Closing link: too many connections from your address"),
+    reasons.BANNED: error("Closing link: you are banned from this server"),
+}
 
 
 def too_many_messages(target: str, nick: str) -> bytes:

@@ -153,7 +153,7 @@ class IrcSession:
             and self._connection.state is OPEN
             and canonical(self._connection.host) == address
         ):
-            self._turn_away(replies.ERR_YOUREBANNEDCREEP, replies.BANNED, BANNED)
+            self._turn_away(replies.ERR_YOUREBANNEDCREEP, replies.YOU_ARE_BANNED, BANNED)
 
     def leave(self, cause: str) -> str:
         if self._timer is not None:
@@ -292,7 +292,7 @@ class IrcSession:
             return
         chat, host = self._chat, self._connection.host
         if chat.banned(host):
-            self._turn_away(replies.ERR_YOUREBANNEDCREEP, replies.BANNED, BANNED)
+            self._turn_away(replies.ERR_YOUREBANNEDCREEP, replies.YOU_ARE_BANNED, BANNED)
             return
         client = chat.connect(self._output, host, self._style, nick=self._nick, lobby=False)
         if client is None:
