@@ -111,6 +111,8 @@ class IrcSession:
     def handle(self, frame: Frame) -> None:
         if self._ping_after:
             self._heard = time.monotonic()
+            if self._timer is None:
+                self._arm(self._ping_after)
         if isinstance(frame, TooLong):
             self._deliver(numeric(replies.ERR_INPUTTOOLONG, self._name, replies.INPUT_TOO_LONG))
             return
@@ -189,15 +191,18 @@ class IrcSession:
         timer.start(self._ping)
 
     def _ping(self) -> None:
-        """Silent for half the idle timeout: ask the client to prove it is there."""
+        """Silent for half the idle timeout: ask the client, once, to prove it is there.
+
+        No timer runs after the PING: the client's next line arms one again, and
+        if none comes the reader drops the client at the whole idle timeout.
+        """
         self._timer.close()
+        self._timer = None
         silent = time.monotonic() - self._heard
         if self._connection.state is not OPEN:
-            self._timer = None
             return
         if silent >= self._ping_after:
             self._deliver(serialize(Message("PING", (replies.SERVER,))))
-            self._arm(self._ping_after)
         else:
             self._arm(self._ping_after - silent)
 
