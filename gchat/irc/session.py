@@ -34,8 +34,9 @@ from gchat.irc.style import IrcStyle, prefix
 from gchat.irc.text import incoming, outgoing, shorten
 from gchat.lifecycle import OPEN
 from gchat.news import Kind, Private
-from gchat.reasons import BANNED, IDLE_TIMEOUT, KICKED, QUIT, WRONG_PASSWORD
+from gchat.reasons import BANNED, IDLE_TIMEOUT, QUIT, WRONG_PASSWORD
 from gchat.sanitize import strip_controls
+from gchat.session import leave_chat
 
 log = logging.getLogger("gchat")
 
@@ -161,17 +162,7 @@ class IrcSession:
         if self._timer is not None:
             self._timer.close()
             self._timer = None
-        client = self._client
-        if client is not None:
-            if not client.connected:
-                # The chat let it go already: by its QUIT, or an operator's KICK or ban.
-                cause = KICKED if client.kicked else QUIT
-            self._chat.leave(client, cause)
-        if log.isEnabledFor(logging.INFO):
-            who = client.nick if client is not None else "(unregistered)"
-            why = client.quit_reason if client is not None else cause
-            log.info("%s %s disconnected (%s)", self._connection.peer, who, why)
-        return cause
+        return leave_chat(self._chat, self._client, cause, self._connection.peer, "(unregistered)")
 
     # --- Helpers -------------------------------------------------------------------------
 
