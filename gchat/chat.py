@@ -152,33 +152,72 @@ class Member:
         self.away = ""
 
 
-class Room:
-    __slots__ = ("history", "local", "local_count", "name", "topic", "users")
+class Audience(Protocol):
+    """The clients of one style in one room, as the output layer reaches them.
 
-    def __init__(self, name: str, history: int) -> None:
+    ``send`` hands one rendering to all of them but ``sender``. The chat
+    never needs to know how: ``Direct`` delivers to each mailbox at once;
+    ``gchat.output.Chorus`` shares one loop turn's lines among all of them.
+    """
+
+    clients: "dict[Client, None]"
+
+    def add(self, client: Client) -> None: ...
+
+    def discard(self, client: Client) -> None: ...
+
+    def send(self, data: bytes, sender: Optional[Client]) -> None: ...
+
+
+class Direct:
+    """An audience that delivers every rendering to each client's mailbox in turn."""
+
+    __slots__ = ("clients",)
+
+    def __init__(self) -> None:
+        self.clients: dict[Client, None] = {}
+
+    def add(self, client: Client) -> None:
+        self.clients[client] = None
+
+    def discard(self, client: Client) -> None:
+        del self.clients[client]
+
+    def send(self, data: bytes, sender: Optional[Client]) -> None:
+        for client in self.clients:
+            if client is not sender:
+                client.mailbox.deliver(data)
+
+
+class Room:
+    __slots__ = ("_audience", "history", "local", "local_count", "name", "topic", "users")
+
+    def __init__(self, name: str, history: int, audience: "Callable[[Style], Audience]") -> None:
         self.name = name
         # Every member on every node by nick key, and this node's own clients,
-        # grouped by style: the ones news is rendered and written to. Dicts keep
-        # join order, O(1) removal.
+        # an audience per style: the ones news is rendered and written to. Dicts
+        # keep join order, O(1) removal.
         self.users: dict[str, Member] = {}
-        self.local: dict[Style, dict[Client, None]] = {}
+        self.local: dict[Style, Audience] = {}
         self.local_count = 0
+        self._audience = audience
         self.history: deque[news.Message] = deque(maxlen=history)
         self.topic = ""
 
     def add(self, client: Client) -> None:
-        group = self.local.get(client.style)
-        if group is None:
-            group = self.local[client.style] = {}
-        if client not in group:
-            group[client] = None
+        audience = self.local.get(client.style)
+        if audience is None:
+            audience = self.local[client.style] = self._audience(client.style)
+        if client not in audience.clients:
+            audience.add(client)
             self.local_count += 1
 
     def discard(self, client: Client) -> None:
-        group = self.local.get(client.style)
-        if group is not None and group.pop(client, 0) is None:
+        audience = self.local.get(client.style)
+        if audience is not None and client in audience.clients:
+            audience.discard(client)
             self.local_count -= 1
-            if not group:
+            if not audience.clients:
                 del self.local[client.style]
 
     def broadcast(self, what: news.Shared, sender: Optional[Client] = None, echo: bool = True) -> None:
@@ -187,12 +226,12 @@ class Room:
         The sender too if its style echoes (and ``echo``: news about the sender
         that it is told otherwise, such as its own rename, is never echoed).
         """
-        for style, clients in self.local.items():
-            data = style.render(what)
-            skip = None if echo and style.echo else sender
-            for client in clients:
-                if client is not skip:
-                    client.mailbox.deliver(data)
+        for style, audience in self.local.items():
+            audience.send(style.render(what), None if echo and style.echo else sender)
+
+
+def _direct(style: Style) -> Audience:
+    return Direct()
 
 
 def host_of(address: str) -> str:
@@ -213,6 +252,7 @@ class Chat:
         announcements: Optional[Budget] = None,
         clock: Callable[[], float] = time.monotonic,
         keeper: Optional[Keeper] = None,
+        audience: "Callable[[Style], Audience]" = _direct,
     ) -> None:
         self._bus: Bus = bus if bus is not None else LocalBus()
         # What one address may make the chat send others. Per address (joins) and per
@@ -230,7 +270,9 @@ class Chat:
         self.node = self._bus.node
         self._history = history
         self._announce_limit = announce_limit
-        self._lobby = Room(LOBBY, history)
+        # How each room reaches its local clients of one style (see Audience).
+        self._audience = audience
+        self._lobby = Room(LOBBY, history, audience)
         self._rooms: dict[str, Room] = {LOBBY: self._lobby}
         # This node's clients by nick key (a nick being claimed included), and by id.
         self._clients: dict[str, Client] = {}
@@ -659,7 +701,7 @@ class Chat:
     def _room(self, name: str) -> Room:
         room = self._rooms.get(name)
         if room is None:
-            room = self._rooms[name] = Room(name, self._history)
+            room = self._rooms[name] = Room(name, self._history, self._audience)
         return room
 
     def _within(self, budget: Optional[Budget], key: Hashable) -> bool:
@@ -710,8 +752,8 @@ class Chat:
         for room in rooms:
             if limited and self._announce_limit and len(room.users) > self._announce_limit:
                 continue
-            for style, clients in room.local.items():
-                groups.setdefault(style, {}).update(clients)
+            for style, audience in room.local.items():
+                groups.setdefault(style, {}).update(audience.clients)
         if member.client is not None:
             groups.get(member.client.style, {}).pop(member.client, None)
         if not self._affordable(member.address, sum(map(len, groups.values()))):

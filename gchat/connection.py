@@ -155,6 +155,7 @@ class Connection:
         if self.state is not OPEN:
             return
         self.state = CLOSING
+        self.output.stop()
         if reason is not None:
             self.reason = reason
         if self.output.written():

@@ -43,3 +43,5 @@ CLOSED: Final = State.CLOSED
 
 # The states in which the output ends with a FIN once everything queued is in the kernel.
 FIN_AFTER_OUTPUT = frozenset({CLOSING, LINGERING})
+# Nothing more is owed: the output was dropped.
+GONE = frozenset({ABORTED, CLOSED})

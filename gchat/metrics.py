@@ -47,7 +47,7 @@ from gchat.config import Config
 from gchat.connection import Connection
 from gchat.events import Event, Said
 from gchat.meter import Meter, MetricsError
-from gchat.output import Output
+from gchat.output import Output, Share
 from gchat.reasons import COUNTED
 
 log = logging.getLogger("gchat")
@@ -117,6 +117,10 @@ def _metered_connection_class(tally: Tally) -> "type[Connection]":
         def deliver(self, data: bytes) -> None:
             tally.deliveries += 1
             Output.deliver(self, data)
+
+        def owe(self, share: Share, lines: int) -> None:
+            tally.deliveries += lines
+            Output.owe(self, share, lines)
 
     class MeteredConnection(Connection):
         __slots__ = ()

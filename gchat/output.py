@@ -8,6 +8,16 @@ runs. What the kernel does not take is the backlog; only then does the output
 get a writer greenlet, which waits on the socket, pushes the backlog out and
 exits. A line to a client that keeps up costs no greenlet switch at all.
 
+A room's lines reach its clients through a ``Chorus`` (the chat's audience of
+one style in one room). The first line of a loop turn is delivered to each
+client as above; from the second on, the turn's lines go into one shared
+``Turn``, and each client holds a ``Share`` of it (a range of its lines) in
+its pending list, in order with everything else delivered to it. When the
+turn closes (the flush), the lines are joined once, and every client that
+sent none of them is sent that one ``bytes`` object: a burst of lines costs
+each recipient one share a turn, not one delivery a line, which is what a
+fan-out spent most of its time on (see tests/perf/README.md).
+
 A client that reads too slowly is cut off (``SLOW_CONSUMER``) as soon as more
 than ``--max-backlog`` bytes wait for it; the connection's lifecycle (see
 ``gchat.lifecycle``) decides whether output is accepted and whether a FIN
@@ -16,15 +26,16 @@ follows it.
 
 import logging
 import socket
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any, Optional, Union, cast
 
 import gevent
 from gevent.socket import wait_write
 
-from gchat.lifecycle import FIN_AFTER_OUTPUT, OPEN
+from gchat.lifecycle import FIN_AFTER_OUTPUT, GONE, OPEN
 from gchat.reasons import CLOSED, SERVER_ERROR, SLOW_CONSUMER
 
 if TYPE_CHECKING:
+    from gchat.chat import Client
     from gchat.connection import Connection
 
 log = logging.getLogger("gchat")
@@ -37,25 +48,45 @@ class Flusher:
     after every greenlet that was ready in this iteration (readers with a
     chunk of input, handlers of connections just accepted) has had its turn:
     a burst of lines or of join notices costs one ``send`` per recipient, not
-    one per line, as in Redis's event loop. One output whose flush fails (a
-    bug, never a socket error: those abort in ``Output.flush``) is aborted
-    alone; the others flush all the same, or they would never be marked again.
+    one per line, as in Redis's event loop. It first closes the iteration's
+    shared turns, then flushes. One output whose flush fails (a bug, never a
+    socket error: those abort in ``Output.flush``) is aborted alone; the
+    others flush all the same, or they would never be marked again.
     """
 
-    __slots__ = ("_dirty", "_scheduled")
+    __slots__ = ("_dirty", "_scheduled", "_turns", "generation")
 
     def __init__(self) -> None:
         self._dirty: list[Output] = []
+        self._turns: list[Turn] = []
         self._scheduled = False
+        # Counts flushes: an audience tells by it whether it sent a line in this loop turn.
+        self.generation = 0
 
     def mark(self, output: "Output") -> None:
+        self._schedule()
+        self._dirty.append(output)
+
+    def turn(self) -> "Turn":
+        """A new shared turn, closed at the next flush."""
+        self._schedule()
+        turn = Turn()
+        self._turns.append(turn)
+        return turn
+
+    def _schedule(self) -> None:
         if not self._scheduled:
             self._scheduled = True
             gevent.get_hub().loop.run_callback(self.flush)
-        self._dirty.append(output)
 
     def flush(self) -> None:
         self._scheduled = False
+        self.generation += 1
+        turns = self._turns
+        if turns:
+            self._turns = []
+            for turn in turns:
+                turn.close()
         dirty = self._dirty
         if dirty:
             self._dirty = []
@@ -66,19 +97,140 @@ class Flusher:
                     output.failed()
 
 
+class Turn:
+    """One loop turn's lines to one audience, rendered once and shared by its clients.
+
+    Lines are added as the chat sends them; each client holds ``Share``s of
+    them. Closing the turn makes each share bytes: the whole turn, joined once,
+    for every client that sent none of its lines; the share's range without
+    the client's own lines for the others.
+    """
+
+    __slots__ = ("lines", "open", "senders", "shares")
+
+    def __init__(self) -> None:
+        self.lines: list[bytes] = []
+        # Who sent each line (it is not sent its own), None for news from no client.
+        self.senders: list[Optional[Output]] = []
+        self.shares: list[Share] = []
+        self.open = True
+
+    def add(self, data: bytes, sender: "Optional[Output]") -> None:
+        self.lines.append(data)
+        self.senders.append(sender)
+
+    def close(self) -> None:
+        self.open = False
+        lines, senders = self.lines, self.senders
+        count = len(lines)
+        own = set(senders)
+        whole: Optional[bytes] = None
+        for share in self.shares:
+            output = share.output
+            start = share.start
+            end = count if share.end is None else share.end
+            if start == 0 and end == count and output not in own:
+                if whole is None:
+                    whole = b"".join(lines)
+                share.data = whole
+                output.owe(share, count)
+                continue
+            picked = lines[start:end]
+            if output in own:
+                picked = [line for line, sender in zip(picked, senders[start:end]) if sender is not output]
+            share.data = b"".join(picked)
+            output.owe(share, len(picked))
+        self.lines, self.senders, self.shares = [], [], []
+
+
+class Share:
+    """A client's part of a turn: lines ``start`` to ``end`` (None: to its close), bytes once closed."""
+
+    __slots__ = ("data", "end", "output", "start", "turn")
+
+    def __init__(self, output: "Output", turn: Turn, start: int) -> None:
+        self.output = output
+        self.turn = turn
+        self.start = start
+        self.end: Optional[int] = None
+        self.data: Optional[bytes] = None
+
+
+class Chorus:
+    """The clients of one style in one room (the chat's ``Audience``), sharing each loop turn's lines.
+
+    A line alone in its loop turn is delivered to each client, as cheap as a
+    share; from a turn's second line on, the lines go into a shared ``Turn``.
+    """
+
+    __slots__ = ("_flusher", "_generation", "_turn", "clients")
+
+    def __init__(self, flusher: Flusher) -> None:
+        self.clients: dict[Client, None] = {}
+        self._flusher = flusher
+        self._turn: Optional[Turn] = None
+        # The flush generation in which a line was last delivered to each client directly.
+        self._generation = -1
+
+    def add(self, client: "Client") -> None:
+        self.clients[client] = None
+        turn = self._turn
+        if turn is not None and turn.open:
+            _output(client).subscribe(turn)
+
+    def discard(self, client: "Client") -> None:
+        del self.clients[client]
+        turn = self._turn
+        if turn is not None and turn.open:
+            _output(client).unsubscribe(turn)
+
+    def send(self, data: bytes, sender: "Optional[Client]") -> None:
+        turn = self._turn
+        if turn is None or not turn.open:
+            generation = self._flusher.generation
+            if self._generation != generation:
+                self._generation = generation
+                for client in self.clients:
+                    if client is not sender:
+                        client.mailbox.deliver(data)
+                return
+            turn = self._turn = self._flusher.turn()
+            for client in self.clients:
+                _output(client).subscribe(turn)
+        turn.add(data, None if sender is None else _output(sender))
+
+
+def _output(client: "Client") -> "Output":
+    return cast(Output, client.mailbox)
+
+
 class Output:
     """The per-client queue; implements the hub's ``Mailbox``."""
 
-    __slots__ = ("_backlog", "_connection", "_flusher", "_max_backlog", "_pending", "_sock", "_writer")
+    __slots__ = (
+        "_backlog",
+        "_connection",
+        "_dirty",
+        "_flusher",
+        "_max_backlog",
+        "_open",
+        "_pending",
+        "_sock",
+        "_writer",
+    )
 
     def __init__(self, connection: "Connection", sock: Any, flusher: Flusher, max_backlog: int) -> None:
         self._connection = connection
         self._sock = sock
         self._flusher = flusher
         self._max_backlog = max_backlog
-        self._pending: list[bytes] = []
-        # Bytes delivered but not yet taken by the kernel: pending + in the writer.
+        # What the client is owed, in order: bytes, and shares of turns.
+        self._pending: list[Union[bytes, Share]] = []
+        # The share of each open turn that its next lines go to.
+        self._open: dict[Turn, Share] = {}
+        # Bytes delivered (shares once their turn closed) but not yet taken by the kernel.
         self._backlog = 0
+        self._dirty = False
         self._writer: Optional[gevent.Greenlet] = None
 
     def deliver(self, data: bytes) -> None:
@@ -89,9 +241,75 @@ class Output:
         if backlog > self._max_backlog:
             self._connection.abort(SLOW_CONSUMER)
             return
-        if not self._pending and self._writer is None:
-            self._flusher.mark(self)
+        if not self._dirty and self._writer is None:
+            self._mark()
         self._pending.append(data)
+        if self._open:
+            # Later lines of open turns come after these bytes: each share ends here, and goes on after.
+            for turn, share in list(self._open.items()):
+                share.end = len(turn.lines)
+                self._take_share(turn)
+
+    def subscribe(self, turn: Turn) -> None:
+        """From now until it closes, ``turn``'s lines are the client's (but its own)."""
+        if self._connection.state is not OPEN:
+            return
+        if not self._dirty and self._writer is None:
+            self._mark()
+        self._take_share(turn)
+
+    def unsubscribe(self, turn: Turn) -> None:
+        """``turn``'s later lines are not the client's (it left the room or changed style)."""
+        share = self._open.pop(turn, None)
+        if share is not None:
+            share.end = len(turn.lines)
+
+    def owe(self, share: Share, lines: int) -> None:
+        """A turn closed: the client is owed ``share.data``, ``lines`` lines."""
+        if self._open.get(share.turn) is share:
+            del self._open[share.turn]
+        if self._connection.state in GONE:
+            return
+        assert share.data is not None
+        backlog = self._backlog + len(share.data)
+        self._backlog = backlog
+        if backlog > self._max_backlog:
+            self._connection.abort(SLOW_CONSUMER)
+        elif not self._dirty and self._writer is None:
+            self._mark()
+
+    def stop(self) -> None:
+        """No more lines of open turns: the connection is closing."""
+        for turn, share in self._open.items():
+            share.end = len(turn.lines)
+        self._open.clear()
+
+    def _take_share(self, turn: Turn) -> None:
+        share = Share(self, turn, len(turn.lines))
+        turn.shares.append(share)
+        self._pending.append(share)
+        self._open[turn] = share
+
+    def _mark(self) -> None:
+        self._dirty = True
+        self._flusher.mark(self)
+
+    def _ready(self) -> bytes:
+        """Take what can be sent now: everything pending up to a share of a turn still open."""
+        pending = self._pending
+        if len(pending) == 1:
+            item = pending[0]
+            if type(item) is bytes:
+                pending.clear()
+                return item
+        taken = 0
+        for item in pending:
+            if type(item) is Share and item.data is None:
+                break
+            taken += 1
+        parts = [item.data if isinstance(item, Share) else item for item in pending[:taken]]
+        del pending[:taken]
+        return b"".join(parts)  # type: ignore[arg-type]
 
     def close(self) -> None:
         """No more output after what is pending; then a FIN."""
@@ -112,23 +330,25 @@ class Output:
         Runs in whatever greenlet flushes (even the event loop's), so it must
         never block: the part the kernel refuses goes to a writer.
         """
+        self._dirty = False
         pending = self._pending
         if not pending or self._writer is not None:
             return
-        data = pending[0] if len(pending) == 1 else b"".join(pending)
-        pending.clear()
-        try:
-            sent = self._sock.send(data, 0, timeout=0.0)
-        except BlockingIOError:
-            sent = 0
-        except OSError:
-            self._connection.abort(CLOSED)
-            return
-        self._backlog -= sent
+        data = self._ready()
+        sent = 0
+        if data:
+            try:
+                sent = self._sock.send(data, 0, timeout=0.0)
+            except BlockingIOError:
+                pass
+            except OSError:
+                self._connection.abort(CLOSED)
+                return
+            self._backlog -= sent
         if sent < len(data):
-            pending.append(data[sent:])
+            pending.insert(0, data[sent:])
             self._writer = gevent.spawn(self._write_backlog)
-        elif self._connection.state in FIN_AFTER_OUTPUT:
+        elif not pending and self._connection.state in FIN_AFTER_OUTPUT:
             self.finish()
 
     def failed(self) -> None:
@@ -146,6 +366,7 @@ class Output:
     def drop(self) -> None:
         """Forget everything queued and stop the writer: nothing more is owed."""
         self._pending.clear()
+        self._open.clear()
         self._backlog = 0
         writer = self._writer
         if writer is not None:
@@ -160,14 +381,17 @@ class Output:
             writer.join(timeout)
 
     def _write_backlog(self) -> None:
-        """Push the backlog out, waiting on the socket as long as it takes; then exit."""
-        pending = self._pending
+        """Push the backlog out, waiting on the socket as long as it takes; then exit.
+
+        What waits for a turn still open is left for the flush that closes it.
+        """
         sock = self._sock
         fileno = sock.fileno()
         try:
-            while pending:
-                data = memoryview(b"".join(pending))
-                pending.clear()
+            while True:
+                data = memoryview(self._ready())
+                if not data:
+                    break
                 while data:
                     # The socket is non-blocking (timeout 0) for the reader's
                     # sake, so wait for room explicitly, for as long as it takes.
@@ -179,7 +403,7 @@ class Output:
                     self._backlog -= sent
                     data = data[sent:]
             self._writer = None
-            if self._connection.state in FIN_AFTER_OUTPUT:
+            if not self._pending and self._connection.state in FIN_AFTER_OUTPUT:
                 self.finish()
         except OSError:
             self._connection.abort(CLOSED)

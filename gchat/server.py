@@ -33,7 +33,7 @@ from gchat.irc import replies as irc_replies
 from gchat.irc.session import IrcSession
 from gchat.meter import meter_for
 from gchat.operators import OperatorCheck
-from gchat.output import Flusher
+from gchat.output import Chorus, Flusher
 from gchat.reader import HangupWatch
 from gchat.reasons import BANNED, FULL, SHUTDOWN, TOO_MANY
 from gchat.session import Session
@@ -89,6 +89,8 @@ class ChatServer:
         self._door = Door(password) if password is not None else None
         self._meter = meter_for(config)
         self._bus = self._meter.bus(_make_bus(config))
+        self._flusher = Flusher()
+        flusher = self._flusher
         self.chat = Chat(
             history=config.history,
             bus=self._bus,
@@ -98,8 +100,9 @@ class ChatServer:
             announcements=budget(config.announce_rate, config.announce_burst),
             operators=OperatorCheck(operators) if operators else None,
             on_ban=self._banned,
+            # Each room's clients of one style share each loop turn's lines (see gchat.output).
+            audience=lambda style: Chorus(flusher),
         )
-        self._flusher = Flusher()
         self._hangups = HangupWatch()
         self._fronts = self._front_ends(config, tls)
         # Places taken under --max-clients and --max-per-ip: connections, and TLS handshakes in progress.
