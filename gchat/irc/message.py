@@ -15,7 +15,7 @@ space, the whole tags section a server may send).
 import re
 import time
 from dataclasses import dataclass
-from typing import Optional, Union
+from typing import Union
 
 # The part after the tags, without its CR LF.
 MAX_BODY = 510
@@ -44,12 +44,6 @@ class Message:
     source: str = ""
     tags: "tuple[tuple[str, str], ...]" = ()
 
-    def tag(self, key: str) -> Optional[str]:
-        for name, value in self.tags:
-            if name == key:
-                return value
-        return None
-
 
 class Empty:
     """A line with no command (blank, or tags alone): ignored, as servers do."""
@@ -72,7 +66,6 @@ class InputTooLong:
 EMPTY = Empty()
 INPUT_TOO_LONG = InputTooLong()
 
-ParseError = Union[Empty, InputTooLong]
 Parsed = Union[Message, Empty, InputTooLong]
 
 
