@@ -7,8 +7,9 @@ waits end on the server's replies (a PING's PONG, a ``/ping``'s answer).
 import re
 
 import pytest
-from conftest import IRC_SERVER, PING, PONG
+from conftest import IRC_SERVER, PING, PONG, small_window_socket
 from test_access import OPER_PASSWORD, hash_password
+from test_metrics import LINE, disconnects, scrape, start_metered
 
 S = f":{IRC_SERVER}"
 TIME = r"@time=\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z"
@@ -464,6 +465,31 @@ def test_an_irc_client_that_stops_answering_pings_quits_its_rooms_with_idle_time
     while (line := bob.readline()) == f"PING :{IRC_SERVER}":
         bob.send_line(f"PONG :{IRC_SERVER}")
     assert line == f"{prefix('alice')} QUIT :idle timeout"
+
+
+def test_an_irc_client_that_does_not_read_is_cut_off_as_a_slow_consumer_and_counted(start_server):
+    server, port = start_metered(start_server, "--irc-port", "0", "--max-backlog", "65536")
+    talker, listener = server.join(), server.join()
+    stuck = small_window_socket(server.irc_address())  # never reads
+    stuck.sendall(b"NICK stuck\r\nUSER s 0 * :s\r\nJOIN #lobby\r\n")
+    listener.expect("*** stuck joined #lobby")
+    # The kernel's buffers take a few MB before 64 KiB queue up in the server.
+    for _ in range(8000):  # at most 32 MB
+        talker.say(LINE)
+        if listener.readline() == "*** stuck quit (slow consumer)":
+            break
+    else:
+        raise AssertionError("the IRC client that never reads was not dropped")
+    assert disconnects(scrape(port), "slow consumer") == 1
+    stuck.close()
+
+
+def test_an_irc_quit_is_counted_as_quit(start_server):
+    server, port = start_metered(start_server, "--irc-port", "0")
+    alice = server.irc("alice")
+    alice.send_line("QUIT :whatever")
+    alice.read_to_eof()  # the connection is counted as it leaves, before its FIN
+    assert disconnects(scrape(port), "quit") == 1
 
 
 def test_an_irc_client_that_hangs_up_quits_with_connection_closed(server):
