@@ -72,7 +72,10 @@ class Mailbox(Protocol):
 
 
 class Keeper(Protocol):
-    """Where the chat's lasting state goes as it changes (``--store``); must never block."""
+    """Where the chat's lasting state goes as it changes (``--store``).
+
+    Noting a change must never block; reading back may wait (the caller's greenlet only).
+    """
 
     def record(self, message: news.Message) -> None: ...
 
@@ -81,6 +84,12 @@ class Keeper(Protocol):
     def ban(self, address: str) -> None: ...
 
     def unban(self, address: str) -> None: ...
+
+    def history(self, room: str, before: float, limit: int) -> "tuple[news.Message, ...]":
+        """Up to ``limit`` of ``room``'s lines older than ``before`` (Unix time), oldest first."""
+
+    def room(self, name: str, lines: int) -> "tuple[str, tuple[news.Message, ...]]":
+        """A room no one is in: its topic and last ``lines`` lines, as it comes back."""
 
 
 class Client:
@@ -99,6 +108,7 @@ class Client:
         "quit_reason",
         "room",
         "rooms",
+        "scrollback",
         "style",
     )
 
@@ -113,6 +123,8 @@ class Client:
         # last ("" if none): a line client's one room, where its plain lines go.
         self.rooms: dict[str, None] = {}
         self.room = ""
+        # By room it is in: the time of the oldest line it was shown there (/history goes on from it).
+        self.scrollback: dict[str, float] = {}
         self.member: Optional[Member] = None
         self.oper = False
         self.oper_failures = 0
@@ -280,6 +292,8 @@ class Chat:
         # Everyone in the chat, by nick key, as applied.
         self._users: dict[str, Member] = {}
         self._bans: set[str] = set()
+        # Rooms the keeper gave back for a join, taken when the join makes the room.
+        self._kept: dict[str, tuple[str, tuple[news.Message, ...]]] = {}
         self._guests = 0
         self._cids = 0
         self._log_chat = log.isEnabledFor(logging.INFO)
@@ -341,6 +355,16 @@ class Chat:
 
     def banned(self, address: str) -> bool:
         return canonical(address) in self._bans
+
+    def restore(self, bans: Iterable[str], lobby: "tuple[str, Iterable[news.Message]]") -> None:
+        """What the keeper kept, at start: the bans, and the lobby's topic and last lines."""
+        self._bans = {canonical(address) for address in bans}
+        self._lobby.topic, lines = lobby
+        self._lobby.history.extend(lines)
+
+    def history(self, room: str, before: float, limit: int) -> "tuple[news.Message, ...]":
+        """Up to ``limit`` of ``room``'s lines older than ``before``, from the keeper; may wait."""
+        return self._keeper.history(room, before, limit) if self._keeper is not None else ()
 
     def leave(self, client: Client, reason: str) -> None:
         """Forget a client and tell its rooms why. Safe to call more than once."""
@@ -419,6 +443,13 @@ class Chat:
             # Each join is a notice to everyone in a room or two: toggling would flood them.
             client.tell(Notice.TOO_MANY_JOINS)
             return
+        if self._keeper is not None and name not in self._rooms:
+            # A room no one is in comes back as it was (only this client waits for the disk).
+            kept = self._keeper.room(name, self._history)
+            if not self._usable(client):
+                return
+            if name not in self._rooms:
+                self._kept[name] = kept
         if switch:
             client.rooms.clear()
         client.rooms[name] = None
@@ -426,6 +457,7 @@ class Chat:
         self._bus.publish(
             Joined(self.node, client.cid, client.nick, name, client.address, client.host, switch)
         )
+        self._kept.pop(name, None)
 
     def part(self, client: Client, room: str, reason: str) -> None:
         if not self._usable(client):
@@ -702,6 +734,10 @@ class Chat:
         room = self._rooms.get(name)
         if room is None:
             room = self._rooms[name] = Room(name, self._history, self._audience)
+            kept = self._kept.pop(name, None)
+            if kept is not None:
+                room.topic, lines = kept
+                room.history.extend(lines)
         return room
 
     def _within(self, budget: Optional[Budget], key: Hashable) -> bool:
@@ -777,6 +813,7 @@ class Chat:
         del member.rooms[room]
         if member.client is not None:
             room.discard(member.client)
+            member.client.scrollback.pop(room.name, None)
         if notice is not None:
             self._announce(room, notice, member.address)
         if not room.users and room is not self._lobby:
@@ -857,6 +894,7 @@ class Chat:
                     room.name, member.nick, member.host, room.users.values(), room.topic, room.history, first
                 )
             )
+            client.scrollback[room.name] = room.history[0].at if room.history else time.time()
         self._announce_entry(room, member)
         if client is not None:
             room.add(client)

@@ -28,6 +28,7 @@ from gchat.meter import MetricsError
 from gchat.passwords import SecretsError, hash_password, read_operator_file, read_secret_file
 from gchat.rlimit import fit_open_files
 from gchat.server import CannotListen, ChatServer
+from gchat.store import Store, StoreError
 from gchat.tls import TlsError, server_context
 
 log = logging.getLogger("gchat")
@@ -89,6 +90,11 @@ def _bus_url(text: str) -> str:
     return text
 
 
+def _path(text: str) -> Optional[str]:
+    """A file flag; empty (GCHAT_STORE=) is none."""
+    return text or None
+
+
 def _switch(text: str) -> bool:
     """A GCHAT_ variable for an on/off flag."""
     value = text.strip().lower()
@@ -137,6 +143,9 @@ _FLAGS: "list[tuple[str, Callable[[str], object], str]]" = [
     ("--msg-burst", _integer(1), "/msg lines one address may send one nick at once"),
     ("--announce-rate", _seconds, "join/leave/rename notices a second about one address's users; 0: off"),
     ("--announce-burst", _integer(1), "such notices at once (each recipient counts one)"),
+    ("--store", _path, "SQLite file keeping history, topics and bans across restarts; none: memory only"),
+    ("--keep-days", _seconds, "with --store: days a line is kept; 0: no limit"),
+    ("--keep-lines", _integer(0), "with --store: lines kept per room; 0: no limit"),
 ]
 
 
@@ -195,6 +204,10 @@ def parse_config(argv: Optional[Sequence[str]], environ: Mapping[str, str]) -> C
         parser.error("--certfile and --keyfile go together: give both or neither")
     if config.ircs_port is not None and config.certfile is None:
         parser.error("--ircs-port needs --certfile and --keyfile")
+    if config.store is not None and config.bus:
+        parser.error("--store and --bus do not go together: with --bus, Redis keeps the chat")
+    if config.store is None and (config.keep_days or config.keep_lines):
+        parser.error("--keep-days and --keep-lines need --store")
     return config
 
 
@@ -264,6 +277,13 @@ def main(argv: Optional[list[str]] = None) -> int:
         except TlsError as err:
             print(f"gchat: {err}", file=sys.stderr)
             return 1
+    store = None
+    if config.store is not None:
+        try:
+            store = Store.open(config.store, config.keep_days, config.keep_lines)
+        except StoreError as err:
+            print(f"gchat: {err}", file=sys.stderr)
+            return 1
     configure_logging(config.log_level, config.log_format)
     fitted = fit_open_files(config.max_clients)
     if fitted < config.max_clients:
@@ -273,7 +293,7 @@ def main(argv: Optional[list[str]] = None) -> int:
             config.max_clients,
         )
         config = replace(config, max_clients=fitted)
-    server = ChatServer(config, tls, password, operators)
+    server = ChatServer(config, tls, password, operators, store)
     try:
         server.start()
     except BusError as err:
@@ -308,5 +328,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     for signum in (signal.SIGINT, signal.SIGTERM):
         gevent.signal_handler(signum, on_signal, signum)
     stopped.wait()
+    if store is not None:
+        store.close()
     log.info("gchat stopped")
     return 0

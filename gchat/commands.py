@@ -16,6 +16,10 @@ _NICK = re.compile(rf"[A-Za-z][A-Za-z0-9_-]{{0,{NICK_MAX - 1}}}", re.ASCII)
 _ROOM = re.compile(rf"#?([A-Za-z0-9_-]{{1,{ROOM_MAX}}})", re.ASCII)
 
 DEFAULT_QUIT_REASON = "leaving"
+# /history: lines shown when no count is given, and the most one command shows.
+HISTORY_LINES = 20
+HISTORY_MAX = 100
+HISTORY_USAGE = f"/history [N] (N from 1 to {HISTORY_MAX})"
 
 
 @dataclass(frozen=True)
@@ -99,6 +103,13 @@ class Topic:
 
 
 @dataclass(frozen=True)
+class History:
+    """The ``count`` lines of the client's room before the oldest it has been shown (an extension)."""
+
+    count: int = HISTORY_LINES
+
+
+@dataclass(frozen=True)
 class Usage:
     """A known command given without its argument; ``syntax`` is its usage line."""
 
@@ -111,7 +122,24 @@ class Unknown:
 
 
 Command = Union[
-    Say, Me, Nick, Join, Msg, Rooms, Who, Help, Quit, Pass, Oper, Kick, Ban, Unban, Topic, Usage, Unknown
+    Say,
+    Me,
+    Nick,
+    Join,
+    Msg,
+    Rooms,
+    Who,
+    Help,
+    Quit,
+    Pass,
+    Oper,
+    Kick,
+    Ban,
+    Unban,
+    Topic,
+    History,
+    Usage,
+    Unknown,
 ]
 
 USAGE = {
@@ -175,7 +203,16 @@ def parse(line: str) -> Optional[Command]:
         return Who()
     if name == "help":
         return Help()
+    if name == "history":
+        return _history(arg)
     return Unknown(word)
+
+
+def _history(arg: str) -> "Union[History, Usage]":
+    if not arg:
+        return History()
+    count = int(arg) if arg.isdigit() and arg.isascii() else 0
+    return History(count) if 1 <= count <= HISTORY_MAX else Usage(HISTORY_USAGE)
 
 
 def _split_word(text: str) -> "tuple[str, str]":

@@ -38,3 +38,6 @@ class Config:
     # IRC listeners (gchat.irc): None is off; 0 picks a free port.
     irc_port: Optional[int] = None
     ircs_port: Optional[int] = None
+    store: Optional[str] = None
+    keep_days: float = 0.0
+    keep_lines: int = 0

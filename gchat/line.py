@@ -15,6 +15,7 @@ from gchat.commands import (
     Ban,
     Command,
     Help,
+    History,
     Join,
     Kick,
     Me,
@@ -32,6 +33,19 @@ from gchat.commands import (
     Who,
 )
 from gchat.news import Kind
+
+
+def history(chat: Chat, client: Client, command: History) -> None:
+    """/history: the lines of the client's room before the oldest it was shown; may wait for the disk."""
+    room = client.room
+    before = client.scrollback.get(room)
+    if before is None:
+        return
+    lines = chat.history(room, before, command.count)
+    if lines and client.scrollback.get(room) == before:
+        client.scrollback[room] = lines[0].at
+    if client.connected:
+        client.mailbox.deliver(replies.older_lines(room, lines))
 
 
 def execute(chat: Chat, client: Client, command: Command, locked: bool) -> None:
@@ -59,6 +73,7 @@ _ACTIONS: "dict[type, Callable[[Chat, Client, Any], None]]" = {
     Ban: lambda chat, client, command: chat.ban(client, command.nick),
     Unban: lambda chat, client, command: chat.unban(client, command.address),
     Quit: lambda chat, client, command: chat.quit(client, command.reason),
+    History: history,
     Help: lambda chat, client, command: client.mailbox.deliver(replies.HELP),
     Usage: lambda chat, client, command: client.mailbox.deliver(replies.usage(command.syntax)),
     Unknown: lambda chat, client, command: client.mailbox.deliver(replies.unknown_command(command.word)),

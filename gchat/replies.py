@@ -181,6 +181,15 @@ def too_many_rooms(room: str) -> bytes:
     return line(f"!!! too many rooms, cannot join {room}")
 
 
+def older_lines(room: str, lines: "Iterable[news_.Message]") -> bytes:
+    """/history's answer: a count, then the lines as a join replays them, oldest first."""
+    parts = [_message(message) for message in lines]
+    if not parts:
+        return line(f"*** no older lines in {room}")
+    count = "1 older line" if len(parts) == 1 else f"{len(parts)} older lines"
+    return b"".join([line(f"*** {count} in {room}:"), *parts])
+
+
 _ACTION = news_.Kind.ACTION
 
 

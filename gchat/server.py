@@ -25,7 +25,7 @@ from gchat.acceptor import Acceptor, refuse
 from gchat.addresses import format_peer
 from gchat.budget import budget
 from gchat.bus import Bus, LocalBus
-from gchat.chat import Chat
+from gchat.chat import LOBBY, Chat
 from gchat.config import Config
 from gchat.connection import Connection, Dialect
 from gchat.gate import Door
@@ -37,6 +37,7 @@ from gchat.output import Chorus, Flusher
 from gchat.reader import HangupWatch
 from gchat.reasons import BANNED, FULL, SHUTDOWN, TOO_MANY
 from gchat.session import Session
+from gchat.store import Store
 from gchat.tls import accept_tls
 
 LISTEN_BACKLOG = 4096
@@ -84,6 +85,7 @@ class ChatServer:
         tls: Optional[ssl.SSLContext] = None,
         password: Optional[str] = None,
         operators: "Optional[dict[str, str]]" = None,
+        store: Optional[Store] = None,
     ) -> None:
         self.config = config
         self._door = Door(password) if password is not None else None
@@ -102,7 +104,10 @@ class ChatServer:
             on_ban=self._banned,
             # Each room's clients of one style share each loop turn's lines (see gchat.output).
             audience=lambda style: Chorus(flusher),
+            keeper=store,
         )
+        if store is not None:
+            self.chat.restore(store.bans(), store.room(LOBBY, config.history))
         self._hangups = HangupWatch()
         self._fronts = self._front_ends(config, tls)
         # Places taken under --max-clients and --max-per-ip: connections, and TLS handshakes in progress.

@@ -12,11 +12,13 @@ each other's nicks, rooms or history.
 
 import contextlib
 import itertools
+import json
 import os
 import re
 import shutil
 import signal
 import socket
+import sqlite3
 import ssl
 import struct
 import subprocess
@@ -444,6 +446,56 @@ def server(start_server: Callable[..., ChatServer]) -> ChatServer:
     return start_server("--rate", "0")
 
 
+# --- the store (--store) ------------------------------------------------------------
+
+
+def on_disk(path: Path) -> "list[tuple[str, str]]":
+    """(room, text) of every chat line in a store's file, oldest first, read by a connection of our own."""
+    with sqlite3.connect(path) as db:
+        chunks = db.execute("SELECT rooms.name, data FROM chunks JOIN rooms ON rooms.id = chunks.room")
+        lines = [(line[0], room, line[4]) for room, data in chunks for line in json.loads(data)]
+    return [(room, text) for _, room, text in sorted(lines, key=lambda line: line[0])]
+
+
+# --- operators (--oper-file) -------------------------------------------------------
+
+OPER_PASSWORD = "oper pass phrase"
+
+
+def hash_password(password: str) -> str:
+    """A hash made the way an admin makes one: ``python -m gchat hash-password``, password on stdin."""
+    done = subprocess.run(
+        [sys.executable, "-m", "gchat", "hash-password"],
+        input=password + "\n",
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        timeout=TIMEOUT,
+        check=True,
+    )
+    return done.stdout.strip()
+
+
+@pytest.fixture(scope="module")
+def oper_hash() -> str:
+    return hash_password(OPER_PASSWORD)
+
+
+@pytest.fixture
+def oper_file(tmp_path: Path, oper_hash: str) -> str:
+    path = tmp_path / "opers"
+    path.write_text(f"# name:hash\nboss:{oper_hash}\n")
+    return str(path)
+
+
+def operator(server: ChatServer, source: Optional[str] = None) -> LineClient:
+    client = server.join(source)
+    client.say(f"/oper boss {OPER_PASSWORD}")
+    client.expect("*** You are now an operator")
+    return client
+
+
 # --- Redis and gchat clusters -----------------------------------------------------
 
 # One database per test; a session uses a few dozen.
@@ -662,6 +714,19 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
 def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
     """A redis-server for one test alone: for tests that stop and restart it."""
     server = RedisServer(tmp_path)
+    yield server
+    server.stop()
+
+
+# The persistence README "Several nodes" asks of a deployment's Redis: every write appended to a
+# file, fsynced once a second.
+REDIS_AOF = ("--appendonly", "yes", "--appendfsync", "everysec")
+
+
+@pytest.fixture
+def aof_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    """A redis-server for one test alone, with AOF on: a restart gives back what it had."""
+    server = RedisServer(tmp_path, *REDIS_AOF)
     yield server
     server.stop()
 

@@ -24,6 +24,8 @@ command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v cc >/dev/null 2>&1 || missing+=(gcc)
 command -v irssi >/dev/null 2>&1 || missing+=(irssi)
 command -v tmux >/dev/null 2>&1 || missing+=(tmux)
+# The IRC load generators' smoke tests (Debian puts the daemon in /usr/sbin).
+[ -x /usr/sbin/ngircd ] || command -v ngircd >/dev/null 2>&1 || missing+=(ngircd)
 if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" -eq 0 ]; then
         as_root=()

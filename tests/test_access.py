@@ -4,54 +4,23 @@ Clients that must differ by address connect from different loopback
 addresses (127.0.0.2, 127.0.0.3, ...): a ban is by address.
 """
 
-import os
 import re
 import select
-import subprocess
-import sys
 import time
 
 import pytest
-from conftest import ROOT, TIMEOUT, LineClient, run_gchat
+from conftest import OPER_PASSWORD, TIMEOUT, LineClient, operator, run_gchat
 
 from gchat.throttle import FIRST
 
 SECRET = "correct horse"
 NEEDS_PASSWORD = "*** This server needs a password: /pass SECRET"
-OPER_PASSWORD = "oper pass phrase"
-
-
-def hash_password(password: str) -> str:
-    """A hash made the way an admin makes one: ``python -m gchat hash-password``, password on stdin."""
-    done = subprocess.run(
-        [sys.executable, "-m", "gchat", "hash-password"],
-        input=password + "\n",
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        timeout=TIMEOUT,
-        check=True,
-    )
-    return done.stdout.strip()
 
 
 @pytest.fixture
 def password_file(tmp_path):
     path = tmp_path / "password"
     path.write_text(SECRET + "\n")
-    return str(path)
-
-
-@pytest.fixture(scope="module")
-def oper_hash():
-    return hash_password(OPER_PASSWORD)
-
-
-@pytest.fixture
-def oper_file(tmp_path, oper_hash):
-    path = tmp_path / "opers"
-    path.write_text(f"# name:hash\nboss:{oper_hash}\n")
     return str(path)
 
 
@@ -69,13 +38,6 @@ def knock(server, source=None):
     """A client that has read the welcome and the password request."""
     client = server.connect(source=source)
     client.expect("Welcome to the chatroom!", NEEDS_PASSWORD)
-    return client
-
-
-def operator(server, source=None):
-    client = server.join(source)
-    client.say(f"/oper boss {OPER_PASSWORD}")
-    client.expect("*** You are now an operator")
     return client
 
 

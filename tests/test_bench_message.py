@@ -28,7 +28,7 @@ from gchat.bench.message import (
     parse_line,
     sender_needle,
 )
-from gchat.bench.options import Options, make_plans, port_for
+from gchat.bench.options import MEMBER_SENDERS, Options, make_plans, port_for
 from gchat.bench.report import build, to_text
 from gchat.bench.results import Checks, StreamResult
 from gchat.bench.stats import Histogram, SequenceChecker, bucket_bounds, bucket_of, percentile
@@ -304,7 +304,7 @@ def test_a_line_client_is_ready_at_the_welcome_or_once_its_join_is_confirmed(awa
     with ours, theirs:
         theirs.sendall(b"Welcome to the chatroom!\n" + STATUS + FIRST)
         proto = LineProtocol("#lobby", await_join=await_join)
-        assert proto.join(ours, lambda: time.monotonic() + 5) == rest
+        assert proto.join(ours, lambda: time.monotonic() + 5, 0) == rest
 
 
 def test_line_protocol_frames_payloads_as_lines():
@@ -324,7 +324,13 @@ def test_redis_protocol_pipelines_publish_commands():
 
 @pytest.mark.parametrize(
     ("proto", "clients", "senders", "procs", "sample"),
-    [("line", 100, 10, 1, 8), ("line", 10, 2, 3, 8), ("line", 7, 5, 2, 1), ("redis", 5, 10, 2, 8)],
+    [
+        ("line", 100, 10, 1, 8),
+        ("line", 10, 2, 3, 8),
+        ("line", 7, 5, 2, 1),
+        ("redis", 5, 10, 2, 8),
+        ("irc", 10, 2, 3, 8),
+    ],
 )
 def test_plans_split_clients_and_give_every_worker_a_probe_that_hears_everyone(
     proto, clients, senders, procs, sample
@@ -343,7 +349,7 @@ def test_plans_split_clients_and_give_every_worker_a_probe_that_hears_everyone(
     assert sum(receiver.sampled for plan in plans for receiver in plan.receivers) == min(
         max(sample, procs), clients
     )
-    if proto == "line":
+    if proto in MEMBER_SENDERS:
         owns = sorted(r.own for plan in plans for r in plan.receivers if r.own is not None)
         assert owns == list(range(senders))
         assert all(not plan.senders for plan in plans)
@@ -366,6 +372,7 @@ def test_plans_split_clients_and_give_every_worker_a_probe_that_hears_everyone(
         ["throughput", "--port", "5001,x"],
         ["throughput", "--port", "5001,"],
         ["throughput", "--proto", "redis", "--await-join"],
+        ["throughput", "--proto", "irc", "--size", "400"],
     ],
 )
 def test_bad_arguments_exit_2_with_one_line(argv, capsys):

@@ -347,3 +347,56 @@ def test_the_perf_runner_puts_the_design_cards_figures_next_to_gchats(perf_run, 
     assert "RSS per idle connection (fanout-10): card " in note
     assert "server CPU at 1,000 lines/s into 100 clients (latency-100@1000): card " in note
     assert note.strip().removeprefix("* ") in (tmp_path / "latest.md").read_text()
+
+
+# ---------------------------------------------------------------------------
+# IRC: both load generators against ngIRCd, configured as the perf runner does.
+# ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def ngircd(perf_run, tmp_path):
+    """A fresh ngIRCd from the perf runner's own configuration: (pid, port)."""
+    if perf_run.system_binary("ngircd") is None:
+        pytest.fail("ngircd is not installed (Debian: apt-get install ngircd; tests/run.sh installs it)")
+    scenario = perf_run.Scenario("smoke", "throughput", 10)
+    peer = perf_run.SERVERS["ngircd"]
+    start = perf_run.one_process(
+        "ngircd", lambda port: peer.command(port, scenario), "irc", False, tmp_path / "ngircd.log"
+    )
+    with start as (proc, port):
+        yield proc.pid, port
+
+
+def test_throughput_against_an_irc_server_is_clean(ngircd):
+    pid, port = ngircd
+    args = ("--clients", "10", "--senders", "2", "--duration", "1", "--warmup", "0.3", "--batch", "10")
+    where = ("--proto", "irc", "--port", str(port), "--pid", str(pid))
+    run = bench("throughput", *args, *where, "--json", "--strict")
+    assert run.returncode == 0, run.stderr
+    report = json.loads(run.stdout)
+    assert report["ok"]
+    assert report["checks"]["delivered"] == report["checks"]["expected"] > 0
+    assert report["checks"]["sampled_lines"] > 0
+
+
+def test_loadgen_counts_and_checks_irc_deliveries(loadgen, ngircd):
+    pid, port = ngircd
+    where = ("--proto", "irc", "--batch", "10", "--port", str(port), "--pid", str(pid))
+    code, report, stderr = run_loadgen(loadgen, "throughput", *SHORT, *where)
+    assert code == 0, stderr
+    assert_counted_and_checked(report)
+
+
+@RUNNER_BOUNDS
+def test_the_perf_runner_compares_irc_servers(perf_run, tmp_path):
+    """``tests/perf/run.py --irc``: the peer started from its written configuration, measured, stopped."""
+    if perf_run.system_binary("ngircd") is None:
+        pytest.fail("ngircd is not installed (Debian: apt-get install ngircd; tests/run.sh installs it)")
+    scenario = "throughput-20x5"
+    _, results = run_perf(perf_run, tmp_path, "--irc", "--quick", "--only", "ngircd", "--modes", scenario)
+    summary = results["summary"][scenario]["ngircd"]
+    assert summary["status"] == "ok", summary
+    assert summary["metrics"]["deliveries_per_s"] > 0
+    (run,) = results["runs"]
+    assert run["raw"]["params"]["proto"] == "irc"

@@ -7,8 +7,7 @@ test on a database of its own (conftest).
 import signal
 
 import pytest
-from conftest import LINK_LOST, LINK_RESTORED, Cluster, reply
-from test_access import OPER_PASSWORD, hash_password
+from conftest import LINK_LOST, LINK_RESTORED, OPER_PASSWORD, Cluster, hash_password, reply
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gchat.commands import (
+    HISTORY_LINES,
+    HISTORY_MAX,
+    HISTORY_USAGE,
     Help,
+    History,
     Join,
     Me,
     Msg,
@@ -184,6 +188,23 @@ def test_quit_with_custom_reason():
 
 def test_quit_reason_is_trimmed():
     assert parse("/quit   gone fishing  ") == Quit("gone fishing")
+
+
+# /history (an extension)
+
+
+def test_history_without_a_count_asks_for_the_default():
+    assert parse("/history") == History(HISTORY_LINES)
+
+
+@pytest.mark.parametrize("count", [1, 7, HISTORY_MAX])
+def test_history_with_a_count_asks_for_that_many(count):
+    assert parse(f"/history {count}") == History(count)
+
+
+@pytest.mark.parametrize("arg", ["0", str(HISTORY_MAX + 1), "-1", "5x", "x", "\uff15", "1 2"])
+def test_history_with_a_bad_count_is_a_usage_error(arg):
+    assert parse(f"/history {arg}") == Usage(HISTORY_USAGE)
 
 
 # Case and unknown commands

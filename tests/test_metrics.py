@@ -13,7 +13,18 @@ import urllib.request
 
 import pytest
 import test_access
-from conftest import PONG, ROOT, TIMEOUT, listening_ports, on_free_port, run_gchat, small_window_socket
+from conftest import (
+    OPER_PASSWORD,
+    PONG,
+    ROOT,
+    TIMEOUT,
+    hash_password,
+    listening_ports,
+    on_free_port,
+    operator,
+    run_gchat,
+    small_window_socket,
+)
 from prometheus_client.parser import text_string_to_metric_families
 
 from gchat.metrics import SCRAPE_DEADLINE, SCRAPERS
@@ -194,9 +205,9 @@ def locked(start_server, tmp_path):
 def moderated(start_server, tmp_path):
     """A metered server with an operator, and the operator: (server, metrics port, operator)."""
     path = tmp_path / "opers"
-    path.write_text(f"boss:{test_access.hash_password(test_access.OPER_PASSWORD)}\n")
+    path.write_text(f"boss:{hash_password(OPER_PASSWORD)}\n")
     server, port = start_metered(start_server, "--oper-file", str(path))
-    return server, port, test_access.operator(server, "127.0.0.2")
+    return server, port, operator(server, "127.0.0.2")
 
 
 def test_client_at_the_password_prompt_holds_an_open_connection(locked):

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from typing import Callable, NoReturn, Optional
 
 from gchat.bench.message import MIN_SIZE, new_token
-from gchat.bench.options import MODES, PROTOCOLS, Options, make_plans
+from gchat.bench.options import MEMBER_SENDERS, MODES, PROTOCOLS, Options, irc_max_size, make_plans
 from gchat.bench.report import build, to_json, to_text, warnings
 
 EPILOG = """\
@@ -27,6 +27,8 @@ modes:
 
 A cluster (gchat --bus): --port 5001,5002,5003 --await-join --pid NODE,NODE,NODE,REDIS
 spreads clients and senders round-robin over the nodes, all in one room.
+IRC (--proto irc): each client registers as benchN (a sender with a connection
+of its own as benchNs), JOINs --room and answers PINGs; senders PRIVMSG the room.
 A line is '~gb~TOKEN SENDER SEQ SENT_NS ....' padded to --size bytes.
 Exit status: 0 done; 1 an error (no connection, server closed or stalled),
 or with --strict a failed check; 2 bad arguments.
@@ -82,8 +84,13 @@ def parser() -> argparse.ArgumentParser:
         default=(5000,),
         help="server port (default 5000); PORT,PORT,...: a cluster's nodes, clients spread round-robin",
     )
-    p.add_argument("--proto", choices=PROTOCOLS, default="line", help="line (default) or redis pub/sub")
-    p.add_argument("--room", default="#lobby", help="room, or Redis channel (default #lobby)")
+    p.add_argument(
+        "--proto",
+        choices=PROTOCOLS,
+        default="line",
+        help="line (default), redis pub/sub, or irc (clients register as benchN and JOIN --room)",
+    )
+    p.add_argument("--room", default="#lobby", help="room, Redis or IRC channel (default #lobby)")
     p.add_argument(
         "--size", type=_whole(MIN_SIZE), default=64, help="bytes per line, LF included (default 64)"
     )
@@ -91,7 +98,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--senders",
         type=_whole(1),
-        help="senders (default 10; capacity 4). Line protocol: among the clients; redis: extra publishers",
+        help="senders (default 10; capacity 4). Line, irc: among the clients; redis: extra publishers",
     )
     p.add_argument("--duration", type=_seconds(0.1), default=10.0, help="measured seconds (default 10)")
     p.add_argument("--warmup", type=_seconds(), default=2.0, help="seconds before measuring (default 2)")
@@ -166,7 +173,12 @@ def _problem(options: Options) -> Optional[str]:
     """What makes these options unrunnable, if anything."""
     stream = options.mode in ("throughput", "latency", "slow")
     if options.await_join and options.proto != "line":
-        return "--await-join is for the line protocol (a SUBSCRIBE is confirmed anyway)"
+        return "--await-join is for the line protocol (a SUBSCRIBE or an IRC JOIN is confirmed anyway)"
+    if options.proto == "irc" and options.size > irc_max_size(options.room):
+        return (
+            f"--size {options.size} does not fit an IRC message with --room {options.room}:"
+            f" at most {irc_max_size(options.room)}"
+        )
     if options.mode == "capacity":
         if options.procs > 1:
             return "capacity runs in one process: drop --procs"
@@ -175,10 +187,11 @@ def _problem(options: Options) -> Optional[str]:
         return None
     if options.clients < options.procs:
         return f"--clients {options.clients} is fewer than --procs {options.procs}"
-    if stream and options.proto == "line":
+    if stream and options.proto in MEMBER_SENDERS:
         if options.senders > options.clients:
             return (
-                f"--senders {options.senders} exceeds --clients {options.clients} (line senders are clients)"
+                f"--senders {options.senders} exceeds --clients {options.clients}"
+                f" ({options.proto} senders are clients)"
             )
         if not options.echo and options.clients - options.senders < options.procs:
             return "each process needs a client that is not a sender (it hears every sender): add clients"

@@ -1,9 +1,10 @@
 """Protocol adapters: how a connection becomes a ready receiver or sender, and how lines are framed.
 
 Everything else in the benchmark is protocol-blind: it counts markers in the
-raw bytes received (a Redis push frame carries the payload as one line ending
-in CRLF, so the same counting and parsing work on both) and asks ``frame`` for
-the bytes that send a batch of payloads.
+raw bytes received (a Redis push frame and an IRC PRIVMSG carry the payload at
+the end of one line ending in CRLF, so the same counting and parsing work on
+all) and asks ``frame`` for the bytes that send a batch of payloads. ``index``
+names a connection (IRC nicks); ``pings``: its receivers must answer PINGs.
 """
 
 import socket
@@ -12,6 +13,7 @@ from typing import Callable, Optional, Union
 
 from gevent import socket as gsocket
 
+from gchat.bench.irc import IrcRefused, Registration
 from gchat.bench.options import Options
 
 RECV_SIZE = 262144
@@ -104,12 +106,13 @@ class LineProtocol:
     name = "line"
     # Senders are room members and receive the others' lines.
     senders_receive = True
+    pings = False
 
     def __init__(self, room: str, *, await_join: bool = False) -> None:
         self.room = room
         self.await_join = await_join
 
-    def join(self, sock: gsocket.socket, deadline: Deadline) -> bytes:
+    def join(self, sock: gsocket.socket, deadline: Deadline, index: int) -> bytes:
         rest = read_until(sock, b"", _after_first_line, deadline, "the welcome line", _REFUSAL)
         lobby = self.room.lower() in ("#lobby", "lobby")
         if lobby and not self.await_join:
@@ -131,8 +134,8 @@ class LineProtocol:
 
         return read_until(sock, rest, joined, deadline, what, _REFUSAL)
 
-    def ready_sender(self, sock: gsocket.socket, deadline: Deadline) -> bytes:
-        return self.join(sock, deadline)
+    def ready_sender(self, sock: gsocket.socket, deadline: Deadline, index: int) -> bytes:
+        return self.join(sock, deadline, index)
 
     def frame(self, payloads: "list[bytes]") -> bytes:
         return b"\n".join(payloads) + b"\n"
@@ -148,6 +151,7 @@ class RedisProtocol:
     name = "redis"
     # Publishers are not subscribed: like gchat, nobody hears their own lines.
     senders_receive = False
+    pings = False
 
     def __init__(self, room: str, size: int) -> None:
         self.room = room
@@ -156,7 +160,7 @@ class RedisProtocol:
         self._separator = b"\r\n" + self._prefix
         self._subscribe = b"*2\r\n$9\r\nSUBSCRIBE\r\n$%d\r\n%s\r\n" % (len(channel), channel)
 
-    def join(self, sock: gsocket.socket, deadline: Deadline) -> bytes:
+    def join(self, sock: gsocket.socket, deadline: Deadline, index: int) -> bytes:
         sock.sendall(self._subscribe)
 
         def confirmed(data: bytes) -> int:
@@ -172,7 +176,7 @@ class RedisProtocol:
 
         return read_until(sock, b"", confirmed, deadline, f"the SUBSCRIBE {self.room} confirmation", b"-")
 
-    def ready_sender(self, sock: gsocket.socket, deadline: Deadline) -> bytes:
+    def ready_sender(self, sock: gsocket.socket, deadline: Deadline, index: int) -> bytes:
         sock.sendall(b"*1\r\n$4\r\nPING\r\n")
 
         def pong(data: bytes) -> int:
@@ -185,10 +189,63 @@ class RedisProtocol:
         return self._prefix + self._separator.join(payloads) + b"\r\n"
 
 
-Protocol = Union[LineProtocol, RedisProtocol]
+class IrcProtocol:
+    """IRC (RFC 1459/2812): every connection registers as ``benchN`` and JOINs the room.
+
+    Senders too are room members (a channel takes no lines from outsiders by
+    default) and, without IRCv3's echo-message, never hear their own lines, as
+    on gchat. A sender with a connection of its own (fan-out, capacity) is
+    ``benchNs``, apart from receiver N.
+    """
+
+    name = "irc"
+    senders_receive = True
+    pings = True
+
+    def __init__(self, room: str) -> None:
+        self.room = room
+        self._prefix = b"PRIVMSG %s :" % room.encode()
+        self._separator = b"\r\n" + self._prefix
+
+    def _register(self, sock: gsocket.socket, deadline: Deadline, nick: str) -> bytes:
+        steps = Registration(nick, self.room)
+        sock.sendall(steps.start())
+        done = 0
+
+        def joined(data: bytes) -> int:
+            nonlocal done
+            while not steps.joined:
+                end = data.find(b"\n", done)
+                if end < 0:
+                    return -1
+                line, done = data[done:end], end + 1
+                try:
+                    reply = steps.feed(line)
+                except IrcRefused as refused:
+                    raise ProtocolError(f"{refused} while {nick} joined {self.room}") from None
+                if reply:
+                    sock.sendall(reply)
+            return done
+
+        # An IRC server's refusal is a numeric or ERROR line that Registration reports.
+        return read_until(sock, b"", joined, deadline, f"{nick}'s JOIN {self.room}", b"\0")
+
+    def join(self, sock: gsocket.socket, deadline: Deadline, index: int) -> bytes:
+        return self._register(sock, deadline, f"bench{index}")
+
+    def ready_sender(self, sock: gsocket.socket, deadline: Deadline, index: int) -> bytes:
+        return self._register(sock, deadline, f"bench{index}s")
+
+    def frame(self, payloads: "list[bytes]") -> bytes:
+        return self._prefix + self._separator.join(payloads) + b"\r\n"
+
+
+Protocol = Union[LineProtocol, RedisProtocol, IrcProtocol]
 
 
 def make_protocol(options: Options) -> Protocol:
     if options.proto == "redis":
         return RedisProtocol(options.room, options.size)
+    if options.proto == "irc":
+        return IrcProtocol(options.room)
     return LineProtocol(options.room, await_join=options.await_join)

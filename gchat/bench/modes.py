@@ -11,10 +11,12 @@ from collections.abc import Sequence
 from typing import Callable, Optional, Protocol, TypeVar
 
 import gevent
+from gevent.lock import Semaphore
 from gevent.pool import Group, Pool
 
 from gchat.bench.clients import Protocol as ChatProtocol
 from gchat.bench.clients import ProtocolError, connect, make_protocol
+from gchat.bench.irc import PingWatch
 from gchat.bench.message import needle, new_token, sender_needle
 from gchat.bench.options import Plan, port_for
 from gchat.bench.options import Receiver as ReceiverSpec
@@ -102,7 +104,8 @@ class Connections:
         try:
             sock = connect(options.host, port, started + options.timeout, rcvbuf)
             self.sockets.append(sock)
-            leftover = self.proto.join(sock, deadline) if join else self.proto.ready_sender(sock, deadline)
+            ready = self.proto.join if join else self.proto.ready_sender
+            leftover = ready(sock, deadline, index)
         except (OSError, ProtocolError) as error:
             if sock is not None:
                 sock.close()
@@ -127,7 +130,7 @@ class Connections:
             if opened is None:
                 return
             sock, leftover = opened
-            receiver = Receiver(sock, spec.own, inspector(spec))
+            receiver = Receiver(sock, spec.own, inspector(spec), PingWatch() if self.proto.pings else None)
             ready[position] = receiver
             self.greenlets.spawn(receiver.run, tally, leftover)
 
@@ -143,15 +146,20 @@ class Connections:
             tally.lingering(0.0)
         return [receiver for receiver in ready if receiver is not None]
 
-    def sender_socket(self, ident: int) -> Optional[socket.socket]:
-        """A connection of its own for sender ``ident``; what it receives is read and dropped."""
+    def sender_socket(self, ident: int) -> "Optional[tuple[socket.socket, Semaphore]]":
+        """A connection of its own for sender ``ident``, and the lock on writing to it.
+
+        What it receives is read and dropped (IRC PINGs answered, under the lock).
+        """
         opened = self.open(join=False, index=ident)
         if opened is None:
             return None
         sock = opened[0]
         what = "a PUBLISH connection" if self.proto.name == "redis" else "a sending connection"
-        self.greenlets.spawn(discard, sock, self.errors, what, self.proto.name == "redis")
-        return sock
+        writing = Semaphore()
+        pings = PingWatch() if self.proto.pings else None
+        self.greenlets.spawn(discard, sock, self.errors, what, self.proto.name == "redis", pings, writing)
+        return sock, writing
 
     def close(self) -> None:
         self.greenlets.kill(block=True, timeout=2)
@@ -196,19 +204,19 @@ def stream_phase(plan: Plan, coordinator: Coordinator, token: bytes, slow: bool)
         receivers = conns.receivers(plan.receivers, tally, inspector)
         senders: list[Sender] = []
 
-        def sender(sock: socket.socket, ident: int) -> None:
-            made = Sender(sock, proto, ident, token, options.size, options.window, options.timeout)
+        def sender(sock: socket.socket, ident: int, writing: Semaphore) -> None:
+            made = Sender(sock, proto, ident, token, options.size, options.window, options.timeout, writing)
             windows[ident] = made.acks
             senders.append(made)
 
         for receiver in receivers:
             if receiver.own is not None:
-                sender(receiver.sock, receiver.own)
+                sender(receiver.sock, receiver.own, receiver.writing)
         for ident in plan.senders:
             if not conns.errors:
-                sock = conns.sender_socket(ident)
-                if sock is not None:
-                    sender(sock, ident)
+                opened = conns.sender_socket(ident)
+                if opened is not None:
+                    sender(opened[0], ident, opened[1])
         slow_sock: Optional[socket.socket] = None
         if slow and plan.slow_client and not conns.errors:
             # Joins, then never reads: the server must not let it hold anyone up.
@@ -386,9 +394,9 @@ def fanout_phase(plan: Plan, coordinator: Coordinator) -> FanoutResult:
         receivers = conns.receivers(plan.receivers, tally, inspector)
         sender: Optional[Sender] = None
         if plan.senders and not conns.errors:
-            sock = conns.sender_socket(0)
-            if sock is not None:
-                sender = Sender(sock, proto, 0, token, options.size, 1, options.timeout)
+            opened = conns.sender_socket(0)
+            if opened is not None:
+                sender = Sender(opened[0], proto, 0, token, options.size, 1, options.timeout, opened[1])
         result.connect_end_ns = time.monotonic_ns()
         ready = coordinator.allgather(list(conns.errors))
         if any(ready):
@@ -448,10 +456,10 @@ def capacity_phase(plan: Plan) -> CapacityResult:
     try:
         senders: list[Sender] = []
         for ident in range(options.senders):
-            sock = conns.sender_socket(ident)
-            if sock is None:
+            opened = conns.sender_socket(ident)
+            if opened is None:
                 break
-            senders.append(Sender(sock, proto, ident, b"", options.size, 1, options.timeout))
+            senders.append(Sender(opened[0], proto, ident, b"", options.size, 1, options.timeout, opened[1]))
         size = 0
         while not conns.errors and size < options.max_clients:
             size = min(size + options.step, options.max_clients)

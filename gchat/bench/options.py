@@ -4,7 +4,19 @@ from dataclasses import dataclass
 from typing import Optional
 
 MODES = ("throughput", "latency", "fanout", "slow", "capacity")
-PROTOCOLS = ("line", "redis")
+PROTOCOLS = ("line", "redis", "irc")
+# Where senders are ordinary room members (clients), not extra publishing connections.
+MEMBER_SENDERS = ("line", "irc")
+# IRC: a relayed line is ``:NICK!USER@HOST PRIVMSG ROOM :PAYLOAD`` CRLF in 512
+# bytes at most (RFC 2812); this much is kept for the prefix (a nick and a user
+# of 16 bytes, a 63-byte host name), so the payload is never cut.
+IRC_MESSAGE = 512
+IRC_PREFIX = 1 + 16 + 1 + 16 + 1 + 63 + len(" PRIVMSG ") + len(" :") + len("\r\n")
+
+
+def irc_max_size(room: str) -> int:
+    """The largest --size (payload plus its LF) whose PRIVMSG no IRC server has to cut."""
+    return IRC_MESSAGE - IRC_PREFIX - len(room.encode()) + 1
 
 
 @dataclass(frozen=True)
@@ -93,7 +105,7 @@ def make_plans(options: Options, tokens: tuple[bytes, ...]) -> list[Plan]:
     workers = options.procs
     total_senders = sender_count(options)
     stream = options.mode in ("throughput", "latency", "slow")
-    senders_are_clients = stream and options.proto == "line"
+    senders_are_clients = stream and options.proto in MEMBER_SENDERS
     plans = []
     for worker in range(workers):
         indices = range(worker, options.clients, workers)

@@ -14,8 +14,10 @@ from typing import Optional
 
 import gevent
 from gevent.event import Event
+from gevent.lock import Semaphore
 
 from gchat.bench.clients import RECV_SIZE
+from gchat.bench.irc import PingWatch
 from gchat.bench.message import FOREIGN, count_into, head, parse_line
 from gchat.bench.stats import Histogram, SequenceChecker
 
@@ -210,14 +212,26 @@ class ReachTally(Tally):
 
 
 class Receiver:
-    """One connection's reading side; ``own`` is the sender id it sends as, if it sends."""
+    """One connection's reading side; ``own`` is the sender id it sends as, if it sends.
 
-    __slots__ = ("closed", "counts", "inspector", "own", "sock")
+    With ``pings`` (IRC) it answers the server's PINGs, holding ``writing`` so
+    that a PONG never lands inside a sender's batch on the same socket.
+    """
 
-    def __init__(self, sock: socket.socket, own: Optional[int], inspector: Optional[Inspector]) -> None:
+    __slots__ = ("closed", "counts", "inspector", "own", "pings", "sock", "writing")
+
+    def __init__(
+        self,
+        sock: socket.socket,
+        own: Optional[int],
+        inspector: Optional[Inspector],
+        pings: Optional[PingWatch] = None,
+    ) -> None:
         self.sock = sock
         self.own = own
         self.inspector = inspector
+        self.pings = pings
+        self.writing = Semaphore()
         self.counts: list[int] = []
         self.closed = False
 
@@ -258,6 +272,11 @@ class Receiver:
                     tally.add(self, counts)
                 if inspector is not None:
                     inspector.feed(bytes(_BUFFER[_HEAD : _HEAD + size]), now)
+                if self.pings is not None:
+                    pongs = self.pings.feed(_BUFFER, _HEAD, _HEAD + size)
+                    if pongs and not answer(sock, pongs, self.writing, tally.errors):
+                        self._closed(tally, None)
+                        return
                 if tally.linger:
                     tally.awake.wait(tally.linger)
         finally:
@@ -271,10 +290,31 @@ class Receiver:
             tally.errors.append(message)
 
 
-def discard(sock: socket.socket, errors: list[str], what: str, resp: bool) -> None:
+def answer(sock: socket.socket, pongs: bytes, writing: Semaphore, errors: list[str]) -> bool:
+    """Send the PONGs a PingWatch found, under the socket's write lock; False when the socket failed."""
+    try:
+        with writing:
+            sock.sendall(pongs)
+    except OSError as error:
+        message = f"answering a PING failed: {error}"
+        if message not in errors:
+            errors.append(message)
+        return False
+    return True
+
+
+def discard(
+    sock: socket.socket,
+    errors: list[str],
+    what: str,
+    resp: bool,
+    pings: Optional[PingWatch],
+    writing: Semaphore,
+) -> None:
     """Read and drop everything (a sender's incoming lines, Redis' PUBLISH replies), noting errors.
 
-    With ``resp``, a Redis error reply (a line starting with ``-``) is reported once.
+    With ``resp``, a Redis error reply (a line starting with ``-``) is reported
+    once; with ``pings`` (IRC), the server's PINGs are answered.
     """
     while True:
         try:
@@ -287,6 +327,10 @@ def discard(sock: socket.socket, errors: list[str], what: str, resp: bool) -> No
         if not data:
             errors.append(f"the server closed {what}")
             return
+        if pings is not None:
+            pongs = pings.feed(data, 0, len(data))
+            if pongs and not answer(sock, pongs, writing, errors):
+                return
         if resp and (data.startswith(b"-") or b"\n-" in data):
             start = 0 if data.startswith(b"-") else data.index(b"\n-") + 1
             reply = data[start:].split(b"\r", 1)[0]

@@ -12,6 +12,7 @@ import time
 from typing import Optional
 
 import gevent
+from gevent.lock import Semaphore
 
 from gchat.bench.clients import Protocol
 from gchat.bench.message import format_payload
@@ -31,8 +32,11 @@ class Sender:
         size: int,
         window: int,
         timeout: float,
+        writing: Semaphore,
     ) -> None:
         self.sock = sock
+        # Held for each batch: an IRC receiver answers PINGs on the same socket.
+        self.writing = writing
         self.proto = proto
         self.ident = ident
         self.token = token
@@ -49,7 +53,8 @@ class Sender:
         token, ident, size, first = self.token, self.ident, self.size, self.sent
         payloads = [format_payload(token, ident, seq, now, size) for seq in range(first, first + count)]
         try:
-            self.sock.sendall(self.proto.frame(payloads))
+            with self.writing:
+                self.sock.sendall(self.proto.frame(payloads))
         except socket.timeout:
             self.error = f"sender {ident}: the server took no data for {self.stall_ns / 1e9:g} s"
             return False

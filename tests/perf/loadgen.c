@@ -4,8 +4,8 @@
  * Why it exists: a throughput ratio between two servers means something only when
  * both servers, not the load generator, are the limit. `python -m gchat.bench`
  * cannot read 4 million deliveries a second on one core; this can, on one thread
- * with one epoll, in the spirit of redis-benchmark. It speaks gchat's line protocol
- * and Redis pub/sub (RESP), so the same instrument drives every server.
+ * with one epoll, in the spirit of redis-benchmark. It speaks gchat's line protocol,
+ * Redis pub/sub (RESP) and IRC, so the same instrument drives every server.
  *
  * Same lines and checks as gchat.bench (gchat/bench/message.py):
  * `~gb~TOKEN SENDER SEQ SENT_NS ....` padded to --size bytes (LF included; Redis
@@ -26,11 +26,14 @@
  * Connecting: --batch clients at a time, each ready at its first line (the welcome), or with
  * --join (send `/join ROOM`) or --await-room (a cluster node's status line) at the first line
  * naming --room; Redis subscribers at their SUBSCRIBE confirmation, publishers being extra
- * connections. --port and --pid take lists: clients go round-robin over the ports, and the
- * server's CPU share is the sum over the pids (/proc/PID/stat) during the measured interval.
+ * connections; IRC clients (--proto irc) register as benchN, JOIN --room and are ready at the
+ * server's echo of their JOIN, senders PRIVMSG the room, and every client answers PINGs (searched
+ * for only between relayed lines, so the count stays one pass over each read). --port and --pid
+ * take lists: clients go round-robin over the ports, and the server's CPU share is the sum over
+ * the pids (/proc/PID/stat) during the measured interval.
  *
  * Build: cc -O2 -o loadgen loadgen.c   (Linux: epoll, timerfd)
- * Usage: loadgen throughput|latency --port P [--pid PID] [--proto redis] [--clients N]
+ * Usage: loadgen throughput|latency --port P [--pid PID] [--proto redis|irc] [--clients N]
  *        [--senders S] [--rate R] [--size B] [--duration S] [--warmup S] [--timeout S] (see main)
  */
 #define _GNU_SOURCE
@@ -60,7 +63,7 @@
 #define SUB_BITS 7 /* histogram: 128 sub-buckets per power of two, < 1% error */
 #define HIST_SIZE (64 << SUB_BITS)
 
-enum proto { LINE, REDIS };
+enum proto { LINE, REDIS, IRC };
 enum role { RECEIVER, SENDER, PUBLISHER };
 
 struct conn {
@@ -78,6 +81,10 @@ struct conn {
     char *pending; /* sampled: a partial line */
     size_t pending_len, pending_cap;
     uint64_t *next_seq; /* sampled: per sender, the next sequence number expected */
+    char nick[48];      /* IRC: benchN, with a _ per nick the server said was taken */
+    int welcomed;       /* IRC: 001 seen, JOIN sent */
+    char ping[160];     /* IRC: the parameters of a PING line a read boundary cut */
+    int ping_len, in_ping;
     char *out;     /* unsent bytes of the current batch */
     size_t out_len, out_off, out_cap;
 };
@@ -189,6 +196,119 @@ static double self_cpu_s(void) {
     getrusage(RUSAGE_SELF, &ru);
     return (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 + ru.ru_stime.tv_sec +
            ru.ru_stime.tv_usec / 1e6;
+}
+
+static int flush_out(struct conn *c);
+static void arm(struct conn *c, int out);
+
+/* Append bytes to the connection's output (after any batch in it: whole lines stay whole) and send. */
+static void queue_raw(struct conn *c, const char *text, size_t len) {
+    c->out = grow(c->out, &c->out_cap, c->out_len + len);
+    memcpy(c->out + c->out_len, text, len);
+    c->out_len += len;
+    if (!c->want_out) flush_out(c);
+}
+
+/* ---- IRC: registration, JOIN and PINGs (the checks of gchat/bench/irc.py) ---- */
+static void pong(struct conn *c, const char *params, size_t len) {
+    char reply[200];
+    if (len && params[len - 1] == '\r') len--;
+    if (len > sizeof reply - 8) return; /* no PING is that long: foreign bytes */
+    int n = snprintf(reply, sizeof reply, "PONG %.*s\r\n", (int)len, params);
+    queue_raw(c, reply, (size_t)n);
+}
+
+/* One server line (LF removed) before the client is in the room. A refusal (4xx, 5xx but 422, no
+   MOTD; 263, the command dropped; ERROR) is reported in the server's words. */
+static void irc_line(struct conn *c, char *line, size_t len) {
+    char msg[400];
+    if (len && line[len - 1] == '\r') line[--len] = 0;
+    char *p = line, *end = line + len, *source = NULL;
+    size_t source_len = 0;
+    if (*p == '@') { /* IRCv3 tags */
+        while (p < end && *p != ' ') p++;
+        while (p < end && *p == ' ') p++;
+    }
+    if (*p == ':') {
+        source = ++p;
+        while (p < end && *p != ' ' && *p != '!') p++;
+        source_len = (size_t)(p - source);
+        while (p < end && *p != ' ') p++;
+        while (p < end && *p == ' ') p++;
+    }
+    char *command = p;
+    while (p < end && *p != ' ') p++;
+    size_t command_len = (size_t)(p - command);
+    while (p < end && *p == ' ') p++;
+#define IS(word) (command_len == strlen(word) && strncasecmp(command, word, command_len) == 0)
+    if (IS("PING")) {
+        pong(c, p, (size_t)(end - p));
+    } else if (IS("001")) {
+        c->welcomed = 1;
+        char *nick_end = memchr(p, ' ', (size_t)(end - p));
+        size_t nick_len = nick_end ? (size_t)(nick_end - p) : (size_t)(end - p);
+        if (nick_len && nick_len < sizeof c->nick) { /* the server may have changed our nick */
+            memcpy(c->nick, p, nick_len);
+            c->nick[nick_len] = 0;
+        }
+        int n = snprintf(msg, sizeof msg, "JOIN %s\r\n", opt.room);
+        queue_raw(c, msg, (size_t)n);
+    } else if ((IS("433") || IS("436") || IS("437")) && !c->welcomed) {
+        size_t nick_len = strlen(c->nick);
+        if (nick_len + 1 < sizeof c->nick) c->nick[nick_len] = '_', c->nick[nick_len + 1] = 0;
+        int n = snprintf(msg, sizeof msg, "NICK %s\r\n", c->nick);
+        queue_raw(c, msg, (size_t)n);
+    } else if (IS("JOIN")) {
+        if (*p == ':') p++;
+        char *room_end = p;
+        while (room_end < end && *room_end != ' ') room_end++;
+        if (source && source_len == strlen(c->nick) && strncasecmp(source, c->nick, source_len) == 0 &&
+            (size_t)(room_end - p) == strlen(opt.room) && strncasecmp(p, opt.room, strlen(opt.room)) == 0)
+            c->ready = 1;
+    } else if (IS("ERROR") || IS("263") || (command_len == 3 && (command[0] == '4' || command[0] == '5') && !IS("422"))) {
+        snprintf(msg, sizeof msg, "the server said '%.300s' while %s joined %s", line, c->nick, opt.room);
+        add_error(msg);
+        c->closed = 1;
+    }
+#undef IS
+}
+
+/* Registration and JOIN, line by line (a line cut by a read waits in pending); bytes used. */
+static size_t irc_handshake(struct conn *c, const char *data, size_t n) {
+    const char *lf = memchr(data, '\n', n);
+    size_t part = lf ? (size_t)(lf - data) : n;
+    c->pending = grow(c->pending, &c->pending_cap, c->pending_len + part + 1);
+    memcpy(c->pending + c->pending_len, data, part);
+    c->pending_len += part;
+    if (!lf) return n;
+    c->pending[c->pending_len] = 0;
+    irc_line(c, c->pending, c->pending_len);
+    c->pending_len = 0;
+    return part + 1;
+}
+
+/* A PING at `at` (its "PING " verified): answer it, or keep what there is if the read cut its line. */
+static const char *irc_ping(struct conn *c, const char *at, const char *end) {
+    const char *params = at + 5, *lf = memchr(params, '\n', (size_t)(end - params));
+    if (lf) {
+        pong(c, params, (size_t)(lf - params));
+        return lf + 1;
+    }
+    c->in_ping = 1;
+    c->ping_len = 0;
+    size_t len = (size_t)(end - params);
+    if (len < sizeof c->ping) memcpy(c->ping, params, len), c->ping_len = (int)len;
+    else c->in_ping = 0; /* no PING is that long: foreign bytes */
+    return end;
+}
+
+/* PINGs in [from, to), a stretch of the stream between relayed lines; matches that end before `fresh`
+   (in the carry, so in the previous read) were seen then. */
+static void irc_pings_in(struct conn *c, const char *from, const char *to, const char *fresh, const char *end) {
+    for (const char *p = from; p < to && (p = memmem(p, (size_t)(to - p), "PING ", 5)); ) {
+        if (p + 5 > fresh) p = irc_ping(c, p, end);
+        else p += 5;
+    }
 }
 
 /* ---- receiving ---- */
@@ -341,7 +461,22 @@ static void on_readable(struct conn *c, int64_t now) {
             return;
         }
         size_t off = 0;
-        while (c->ready != 1 && off < (size_t)n) off += handshake(c, buf + off, (size_t)n - off);
+        if (opt.proto == IRC) {
+            while (c->ready != 1 && !c->closed && off < (size_t)n) off += irc_handshake(c, buf + off, (size_t)n - off);
+        } else {
+            while (c->ready != 1 && off < (size_t)n) off += handshake(c, buf + off, (size_t)n - off);
+        }
+        if (opt.proto == IRC && c->in_ping && off < (size_t)n) {
+            /* The rest of a PING line the previous read cut. */
+            const char *lf = memchr(buf + off, '\n', (size_t)n - off);
+            size_t part = lf ? (size_t)(lf - buf - off) : (size_t)n - off;
+            if ((size_t)c->ping_len + part < sizeof c->ping) {
+                memcpy(c->ping + c->ping_len, buf + off, part);
+                c->ping_len += (int)part;
+                if (lf) pong(c, c->ping, (size_t)c->ping_len);
+            }
+            if (lf || (size_t)c->ping_len + part >= sizeof c->ping) c->in_ping = 0;
+        }
         if (c->role == PUBLISHER || off >= (size_t)n) {
             if ((size_t)n < RECV_SIZE) return;
             continue;
@@ -351,8 +486,24 @@ static void on_readable(struct conn *c, int64_t now) {
         memcpy(start, c->carry, (size_t)c->carry_len);
         char *end = buf + n;
         uint64_t found = 0;
-        for (char *p = start; (p = memmem(p, (size_t)(end - p), needle, (size_t)needle_len)); p += needle_len)
-            found++;
+        if (opt.proto == IRC) {
+            /* Relayed lines cannot hold a PING; what lies between them can. Between two relayed lines
+               there is only the next one's prefix unless an LF says otherwise (one short memchr a line),
+               so the whole read is searched only where other lines came: the head and the tail. */
+            const char *gap = start, *fresh = buf + off;
+            for (char *p = start; (p = memmem(p, (size_t)(end - p), needle, (size_t)needle_len)); p += needle_len) {
+                /* A short line (a damaged one: the checks count it) can put gap past this needle. */
+                if (p > gap && (gap == start || memchr(gap, '\n', (size_t)(p - gap))))
+                    irc_pings_in(c, gap, p, fresh, end);
+                found++;
+                /* Past the payload (size - 1 bytes from the needle on) and its CRLF. */
+                gap = p + opt.size + 1 < end ? p + opt.size + 1 : end;
+            }
+            irc_pings_in(c, gap, end, fresh, end);
+        } else {
+            for (char *p = start; (p = memmem(p, (size_t)(end - p), needle, (size_t)needle_len)); p += needle_len)
+                found++;
+        }
         c->delivered += found;
         if (measuring == 1) c->delivered_measured += found;
         int keep = needle_len - 1;
@@ -403,13 +554,15 @@ static void queue_line(struct conn *c, int s, int64_t now) {
     if (opt.proto == REDIS)
         flen = snprintf(frame, sizeof frame, "*3\r\n$7\r\nPUBLISH\r\n$%zu\r\n%s\r\n$%d\r\n", strlen(opt.room),
                         opt.room, body);
+    else if (opt.proto == IRC)
+        flen = snprintf(frame, sizeof frame, "PRIVMSG %s :", opt.room);
     size_t need = c->out_len + (size_t)flen + (size_t)body + 2;
     c->out = grow(c->out, &c->out_cap, need);
     memcpy(c->out + c->out_len, frame, (size_t)flen);
     c->out_len += (size_t)flen;
     memcpy(c->out + c->out_len, payload, (size_t)body);
     c->out_len += (size_t)body;
-    if (opt.proto == REDIS) c->out[c->out_len++] = '\r';
+    if (opt.proto != LINE) c->out[c->out_len++] = '\r';
     c->out[c->out_len++] = '\n';
     sent[s]++;
     if (measuring == 1) sent_measured++;
@@ -478,7 +631,7 @@ int main(int argc, char **argv) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
 #define OPT(name) (strcmp(a, name) == 0 && v && (i++, 1))
         if (i == 1 && a[0] != '-') opt.mode = a; /* like gchat.bench: the mode comes first */
-        else if (OPT("--proto")) opt.proto = strcmp(v, "redis") == 0 ? REDIS : LINE;
+        else if (OPT("--proto")) opt.proto = strcmp(v, "redis") == 0 ? REDIS : strcmp(v, "irc") == 0 ? IRC : LINE;
         else if (OPT("--host")) opt.host = v;
         else if (OPT("--port")) opt.nports = parse_ints(v, opt.ports, MAX_PORTS);
         else if (OPT("--clients")) opt.clients = atoi(v);
@@ -497,7 +650,7 @@ int main(int argc, char **argv) {
         else if (OPT("--pid")) opt.npids = parse_ints(v, opt.pids, MAX_PIDS);
         else {
             fprintf(stderr,
-                    "usage: loadgen [throughput|latency] [--proto line|redis] [--host H] [--port P]\n"
+                    "usage: loadgen [throughput|latency] [--proto line|redis|irc] [--host H] [--port P]\n"
                     "  [--clients N] [--senders S] [--size B] [--rate LINES_PER_S] [--window W] [--sample K]\n"
                     "  [--duration S] [--warmup S] [--timeout S] [--batch N] [--room R] [--join] [--await-room] [--pid P,..]\n"
                     "  --port and --pid take comma-separated lists (a cluster: clients round-robin over the ports)\n");
@@ -507,7 +660,10 @@ int main(int argc, char **argv) {
     int paced = strcmp(opt.mode, "latency") == 0;
     if (!paced && strcmp(opt.mode, "throughput") != 0) die("the mode (first argument): throughput or latency");
     if (opt.senders < 1 || opt.senders > MAX_SENDERS) die("--senders: 1 to 1024");
-    if (opt.proto == LINE && opt.senders >= opt.clients) die("--senders must be fewer than --clients");
+    if (opt.proto != REDIS && opt.senders >= opt.clients) die("--senders must be fewer than --clients");
+    /* The relayed PRIVMSG must fit IRC's 512 bytes: gchat.bench's irc_max_size. */
+    if (opt.proto == IRC && opt.size > 512 - (1 + 16 + 1 + 16 + 1 + 63 + 9 + 2 + 2) - (int)strlen(opt.room) + 1)
+        die("--size does not fit an IRC message (at most 397 - the room's length)");
     if (opt.size < 48 || opt.size > 65536) die("--size: 48 to 65536");
     if (opt.window < 1 || opt.sample < 1 || opt.rate <= 0) die("--window, --sample, --rate: above 0");
     if (opt.proto == REDIS && strcmp(opt.room, "#lobby") == 0) opt.room = "gchat-bench";
@@ -525,7 +681,7 @@ int main(int argc, char **argv) {
     for (int i = 0; i < nconns; i++) {
         struct conn *c = &conns[i];
         c->sender = -1;
-        if (opt.proto == LINE && i < opt.senders) c->role = SENDER, c->sender = i;
+        if (opt.proto != REDIS && i < opt.senders) c->role = SENDER, c->sender = i;
         else if (opt.proto == REDIS && i >= opt.clients) c->role = PUBLISHER, c->sender = i - opt.clients;
         else c->role = RECEIVER;
         if (c->sender >= 0) sender_conn[c->sender] = i;
@@ -543,7 +699,7 @@ int main(int argc, char **argv) {
 
     struct sockaddr_in addr[MAX_PORTS];
     if (opt.nports < 1) die("--port: at least one port");
-    if (opt.proto == REDIS && (opt.join || opt.await_room)) die("--join and --await-room are for --proto line");
+    if (opt.proto != LINE && (opt.join || opt.await_room)) die("--join and --await-room are for --proto line");
     for (int i = 0; i < opt.nports; i++) {
         addr[i] = (struct sockaddr_in){.sin_family = AF_INET, .sin_port = htons((uint16_t)opt.ports[i])};
         if (inet_pton(AF_INET, opt.host, &addr[i].sin_addr) != 1) die("--host: an IPv4 address");
@@ -564,6 +720,15 @@ int main(int argc, char **argv) {
             }
             struct epoll_event ev = {.events = EPOLLIN, .data.u32 = (uint32_t)i};
             epoll_ctl(epfd, EPOLL_CTL_ADD, c->fd, &ev);
+            if (opt.proto == IRC) {
+                char cmd[128];
+                snprintf(c->nick, sizeof c->nick, "bench%d", i);
+                int len = snprintf(cmd, sizeof cmd, "NICK %s\r\nUSER %s 0 * :bench\r\n", c->nick, c->nick);
+                c->out = grow(c->out, &c->out_cap, (size_t)len);
+                memcpy(c->out, cmd, (size_t)len);
+                c->out_len = (size_t)len;
+                arm(c, 1);
+            }
             if (opt.proto == REDIS && c->role == RECEIVER) {
                 char cmd[256];
                 int len = snprintf(cmd, sizeof cmd, "*2\r\n$9\r\nSUBSCRIBE\r\n$%zu\r\n%s\r\n", strlen(opt.room),
@@ -753,7 +918,7 @@ static void emit(double interval, double gen_cpu, double srv_cpu, uint64_t expec
     double gen_share = interval > 0 ? gen_cpu / interval : 0;
     printf("{\"tool\": \"loadgen\", \"mode\": \"%s\", \"params\": {\"proto\": \"%s\", \"clients\": %d, \"senders\": %d,"
            " \"size\": %d, \"rate\": %g, \"window\": %d, \"sample\": %d, \"duration\": %g, \"warmup\": %g, \"pids\": [",
-           opt.mode, opt.proto == REDIS ? "redis" : "line", opt.clients, opt.senders, opt.size, opt.rate, opt.window,
+           opt.mode, opt.proto == REDIS ? "redis" : opt.proto == IRC ? "irc" : "line", opt.clients, opt.senders, opt.size, opt.rate, opt.window,
            opt.sample, opt.duration, opt.warmup);
     for (int i = 0; i < opt.npids; i++) printf("%s%d", i ? ", " : "", opt.pids[i]);
     printf("], \"ports\": [");

@@ -33,7 +33,14 @@ Output: a ratio table (gchat/peer) on stdout, and ``tests/perf/results/latest.js
 and 3 nodes (``--bus``) on a fresh redis-server each run, nodes and Redis all
 on the server core, clients round-robin over the nodes; and gchat without a
 bus. Ratios are against the one-node cluster of the same run, and the results
-go to ``tests/perf/results/cluster/``.
+go to ``tests/perf/results/cluster/``. ``--store`` compares gchat with and
+without ``--store`` (a fresh SQLite file each run); results in ``tests/perf/results/store/``.
+
+``--irc`` compares gchat's IRC listener (``gchat-irc``: ``python -m gchat
+--irc-port``) with the IRC servers Debian packages, ``ngircd`` and ``inspircd``
+(each configured per run, in the run's temporary directory, without flood
+penalties or connection caps), and gchat's line protocol for reference, over
+``--proto irc`` in both load generators; results in ``tests/perf/results/irc/``.
 
 Every wait is bounded and every process started here runs in its own session
 (process group) that is killed in a ``finally``, so an interrupted or failed
@@ -43,6 +50,7 @@ run leaves nothing behind.
 from __future__ import annotations
 
 import argparse
+import atexit
 import contextlib
 import dataclasses
 import datetime
@@ -72,6 +80,8 @@ from gchat.rlimit import raise_open_files  # noqa: E402
 
 PERF_DIR = ROOT / "tests" / "perf"
 RESULTS_DIR = PERF_DIR / "results"
+# The --store runs' SQLite files (one per port, replaced each run).
+STORE_DIR = Path(tempfile.gettempdir()) / "gchat-perf-store"
 HOST = "127.0.0.1"
 SERVER_CPU = 0
 BENCH_CPU = 1
@@ -310,10 +320,12 @@ class Server:
     """
 
     name: str
-    proto: str  # the bench's --proto: "line" or "redis"
+    proto: str  # the bench's --proto: "line", "redis" or "irc"
     command: Callable[[int, Scenario], list[str]]
     about: str
     nodes: int = 0
+    # Passed to either load generator after the scenario's own arguments.
+    bench_args: tuple[str, ...] = ()
 
 
 def _gchat_command(port: int, scenario: Scenario) -> list[str]:
@@ -350,6 +362,15 @@ def _gchat_command(port: int, scenario: Scenario) -> list[str]:
     if scenario.mode != "slow":
         command += ["--max-backlog", "16777216"]
     return command
+
+
+def _gchat_store_command(port: int, scenario: Scenario) -> list[str]:
+    """gchat keeping history in SQLite (--store): a fresh file every run, named after its port."""
+    STORE_DIR.mkdir(exist_ok=True)
+    path = STORE_DIR / f"chat-{port}.db"
+    for suffix in ("", "-wal", "-shm"):
+        path.with_name(path.name + suffix).unlink(missing_ok=True)
+    return [*_gchat_command(port, scenario), "--store", str(path)]
 
 
 def _tree_command(tree: Path) -> Callable[[int, Scenario], list[str]]:
@@ -392,10 +413,109 @@ def _redis_command(port: int, scenario: Scenario) -> list[str]:
     ]
 
 
+def _gchat_irc_command(port: int, scenario: Scenario) -> list[str]:
+    # The same server and flags as the gchat entry, measured on its IRC listener;
+    # its line listener takes a port of its own that nobody uses. Every IRC client
+    # JOINs, all from one address: no per-address join budget (--join-rate 0),
+    # as the peers have none.
+    return [
+        *_gchat_command(free_port(), scenario),
+        "--irc-port",
+        str(port),
+        "--join-rate",
+        "0",
+    ]
+
+
+_config_dir: Path | None = None
+
+
+def config_dir() -> Path:
+    """Where the IRC peers' configuration files go: one directory per runner, removed at exit."""
+    global _config_dir
+    if _config_dir is None:
+        _config_dir = Path(tempfile.mkdtemp(prefix="gchat-perf-conf-"))
+        atexit.register(shutil.rmtree, _config_dir, True)
+    return _config_dir
+
+
+def system_binary(name: str) -> str | None:
+    """A daemon's path: Debian installs IRC servers in /usr/sbin, which a user's PATH may lack."""
+    return shutil.which(name, path=os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin"]))
+
+
+# The IRC peers are configured for a benchmark, not for the internet (into
+# config_dir(), a file per port, as each run starts on a port of its own): every
+# client comes from 127.0.0.1, and the senders flood. So no per-address or
+# per-class connection limits, no flood penalties or command-rate limits, no
+# DNS or ident lookups, send and receive queues that a saturated receiver does
+# not overrun, and PINGs rare enough (10 minutes) that none is due in a run
+# (the load generators answer them anyway). A member limit per channel is
+# neither server's default.
+NGIRCD_CONF = """\
+[Global]
+\tName = bench.ngircd
+\tInfo = gchat perf peer
+\tListen = {host}
+\tPorts = {port}
+\tMotdPhrase = gchat perf peer
+\tPidFile =
+[Limits]
+\tMaxConnections = 0
+\tMaxConnectionsIP = 0
+\tMaxJoins = 0
+\tMaxNickLength = 30
+\tMaxPenaltyTime = 0
+\tPingTimeout = 600
+\tPongTimeout = 600
+\tIdleTimeout = 0
+[Options]
+\tDNS = no
+\tIdent = no
+\tPAM = no
+"""
+
+
+def _ngircd_command(port: int, scenario: Scenario) -> list[str]:
+    # MaxPenaltyTime = 0 turns off ngIRCd's per-command penalty (its flood control:
+    # a client that sends faster than a line a second is read more and more slowly);
+    # started as root it switches to "nobody" by itself.
+    config = config_dir() / f"ngircd-{port}.conf"
+    config.write_text(NGIRCD_CONF.format(host=HOST, port=port))
+    return [system_binary("ngircd") or "ngircd", "--nodaemon", "--config", str(config)]
+
+
+INSPIRCD_CONF = """\
+<server name="bench.inspircd" description="gchat perf peer" network="bench">
+<admin name="bench" nick="bench" email="bench@localhost">
+<bind address="{host}" port="{port}" type="clients">
+<connect name="bench" allow="*" timeout="60" pingfreq="10m" hardsendq="1G" softsendq="1G" recvq="64M"
+         threshold="1000000000" commandrate="4000000000" fakelag="no" localmax="1000000"
+         globalmax="1000000" limit="1000000" maxconnwarn="no" resolvehostnames="no" useident="no">
+<performance softlimit="1000000" clonesonconnect="no" quietbursts="yes">
+<pid file="{workdir}/inspircd-{port}.pid">
+<log method="file" type="* -USERINPUT -USEROUTPUT" level="sparse" target="{workdir}/inspircd-{port}.log">
+<files motd="{workdir}/inspircd-{port}.motd">
+"""
+
+
+def _inspircd_command(port: int, scenario: Scenario) -> list[str]:
+    # threshold and commandrate (millicommands/s) far above any flood, fakelag off:
+    # InspIRCd's flood control; softlimit: its connection cap (it lowers it to
+    # the open-files limit). --runasroot: it refuses root otherwise (a CI container).
+    workdir = config_dir()
+    config = workdir / f"inspircd-{port}.conf"
+    (workdir / f"inspircd-{port}.motd").write_text("gchat perf peer\n")
+    config.write_text(INSPIRCD_CONF.format(host=HOST, port=port, workdir=workdir))
+    binary = system_binary("inspircd") or "inspircd"
+    return [binary, "--nofork", "--runasroot", f"--config={config}"]
+
+
 SERVERS: dict[str, Server] = {
     server.name: server
     for server in (
         Server("gchat", "line", _gchat_command, "this project (gevent)"),
+        Server("gchat-store", "line", _gchat_store_command, "gchat with --store: every line kept in SQLite"),
         Server(
             "card",
             "line",
@@ -405,6 +525,18 @@ SERVERS: dict[str, Server] = {
         Server("thread", "line", _peer_command("thread_server.py"), "the seed, thread per client"),
         Server("asyncio", "line", _peer_command("asyncio_server.py"), "idiomatic asyncio streams"),
         Server("redis", "redis", _redis_command, "redis-server PUBLISH/SUBSCRIBE"),
+        Server("gchat-irc", "irc", _gchat_irc_command, "gchat's IRC listener (--irc-port), same flags"),
+        Server(
+            "ngircd",
+            "irc",
+            _ngircd_command,
+            "ngIRCd, the C IRC server Debian packages (ngircd)",
+            # ngIRCd listens with a backlog of 10 (hard-coded): connections past it wait
+            # for SYN-ACK retransmissions, seconds apart, and a big room never fills in
+            # time. Opened 10 at a time, they are accepted at once.
+            bench_args=("--batch", "10"),
+        ),
+        Server("inspircd", "irc", _inspircd_command, "InspIRCd, the C++ IRC server Debian packages"),
         *(
             Server(
                 f"cluster-{count}",
@@ -477,6 +609,35 @@ CLUSTER = Comparison(
     " gchat's in-process bus (gchat, no `--bus`). Above 1 is better for X where `better` is `higher`,"
     " below 1 where it is `lower`. The nodes and their redis-server all share the server core, so"
     " more nodes cannot mean more throughput here; server CPU and peak RSS are sums over all of them.",
+)
+
+STORE = Comparison(
+    title="gchat with and without --store",
+    servers=("gchat", "gchat-store"),
+    reference="gchat",
+    reference_first=False,
+    modes=("throughput", "latency"),
+    out=RESULTS_DIR / "store",
+    how_to_read="`gchat-store/gchat` is the figure with `--store` (every line written to SQLite by a"
+    " thread of its own) divided by the one without, measured in the same run: above 1 is better with"
+    " the store where `better` is `higher`, below 1 where it is `lower`. Issue 15 asks 0.9 or more of"
+    " the throughput.",
+)
+
+
+IRC = Comparison(
+    title="gchat's IRC listener against the IRC servers Debian packages",
+    servers=("gchat-irc", "ngircd", "inspircd", "gchat"),
+    reference="gchat-irc",
+    reference_first=True,
+    # Throughput with 100 and 1,000 clients; fan-out (the 10,000-client room
+    # unless --fanout-sizes): time to reach all and RSS per connection.
+    modes=("throughput", "fanout"),
+    out=RESULTS_DIR / "irc",
+    how_to_read="`gchat-irc/PEER` is the IRC listener's figure divided by the peer's, measured in the same"
+    " run: above 1 is better for gchat where `better` is `higher`, below 1 where it is `lower`. The"
+    " goal: deliveries/s at or above the better of ngircd and inspircd, RSS KiB/connection below both."
+    " `gchat` is the line protocol on the same server, for reference.",
 )
 
 
@@ -647,13 +808,16 @@ class ServerDied(RuntimeError):
 
 
 def _probe(port: int, proto: str) -> bool:
-    """One readiness check: a line server greets, redis answers PING."""
+    """One readiness check: a line server greets, redis answers PING, an IRC server answers a line."""
     try:
         with socket.create_connection((HOST, port), timeout=PROBE_TIMEOUT) as sock:
             sock.settimeout(PROBE_TIMEOUT)
             if proto == "redis":
                 sock.sendall(b"PING\r\n")
                 return sock.recv(64).startswith(b"+PONG")
+            if proto == "irc":
+                # Unregistered, a PING gets a PONG or "not registered": either says it is up.
+                sock.sendall(b"PING :perf\r\n")
             data = b""
             while b"\n" not in data:
                 chunk = sock.recv(256)
@@ -939,13 +1103,14 @@ def bench_command(
         # A node admits a client once its join is back from Redis (see below).
         ready = ["--await-room"] if server.nodes else []
         # loadgen takes gchat.bench's arguments for these modes.
-        return LOADGEN, [str(options.loadgen), *scenario.bench_args(), *where, *ready]
+        return LOADGEN, [str(options.loadgen), *scenario.bench_args(), *where, *ready, *server.bench_args]
     command = [
         sys.executable,
         "-m",
         "gchat.bench",
         *scenario.bench_args(),
         *where,
+        *server.bench_args,
         "--json",
     ]
     if server.nodes:
@@ -1379,13 +1544,27 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         f" scenarios, ratios against {CLUSTER.reference}, results in tests/perf/results/cluster",
     )
     parser.add_argument(
+        "--store",
+        action="store_true",
+        help=f"the --store comparison: {', '.join(STORE.servers)} in the throughput and latency"
+        " scenarios, results in tests/perf/results/store",
+    )
+    parser.add_argument(
+        "--irc",
+        action="store_true",
+        help=f"the IRC comparison: {', '.join(IRC.servers)} in the throughput and fan-out scenarios"
+        f" (fan-out to 10,000; --quick 1,000), ratios against {IRC.reference}, results in"
+        " tests/perf/results/irc",
+    )
+    parser.add_argument(
         "--repeat", type=int, default=None, help="repetitions per server and scenario (default 3)"
     )
     parser.add_argument(
         "--only",
         default="",
         help=f"comma-separated servers to run, from {','.join(SERVERS)}"
-        f" (default: {','.join(PEERS.servers)}; with --cluster {','.join(CLUSTER.servers)})",
+        f" (default: {','.join(PEERS.servers)}; with --cluster {','.join(CLUSTER.servers)};"
+        f" with --irc {','.join(IRC.servers)})",
     )
     parser.add_argument(
         "--modes",
@@ -1396,7 +1575,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--fanout-sizes",
         default="",
-        help="room sizes for the fanout scenarios (default 10,100,1000,10000; --quick: 10,100,1000)",
+        help="room sizes for the fanout scenarios (default 10,100,1000,10000; --quick: 10,100,1000;"
+        " with --irc 10000, --quick 1000)",
     )
     parser.add_argument(
         "--size",
@@ -1453,7 +1633,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         SERVERS["baseline"] = Server(
             "baseline", "line", _tree_command(options.baseline.resolve()), f"gchat as in {options.baseline}"
         )
-    options.comparison = CLUSTER if options.cluster else PEERS
+    if options.cluster + options.store + options.irc > 1:
+        parser.error("--cluster, --store and --irc are comparisons of their own: run them one at a time")
+    options.comparison = (
+        CLUSTER if options.cluster else STORE if options.store else IRC if options.irc else PEERS
+    )
     if options.out is None:
         options.out = options.comparison.out
     if options.repeat is None:
@@ -1470,7 +1654,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         sizes = [int(x) for x in options.fanout_sizes.split(",") if x.strip()]
     except ValueError:
         parser.error("--fanout-sizes: whole numbers, comma-separated")
-    options.sizes = sizes or ([10, 100, 1000] if options.quick else [10, 100, 1000, 10000])
+    if options.irc:
+        options.sizes = sizes or ([1000] if options.quick else [10000])
+    else:
+        options.sizes = sizes or ([10, 100, 1000] if options.quick else [10, 100, 1000, 10000])
     plan = scenarios(options.quick, options.sizes, options.size, options.comparison.latency_rates)
     wanted = {item.strip() for item in options.modes.split(",") if item.strip()} or set(
         options.comparison.modes
@@ -1496,6 +1683,11 @@ def preflight(options: argparse.Namespace) -> list[str]:
             f"redis-server is not installed, and {', '.join(needs_redis)} need it: "
             "`apt-get install redis-server` (Debian), or leave them out with --only"
         )
+    for daemon in ("ngircd", "inspircd"):
+        if daemon in options.servers and system_binary(daemon) is None:
+            problems.append(
+                f"{daemon} is not installed: `apt-get install {daemon}` (Debian), or leave it out with --only"
+            )
     probe = subprocess.run(
         [sys.executable, "-m", "gchat.bench", "--help"],
         cwd=ROOT,
@@ -1588,6 +1780,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "redis": tool_version(["redis-server", "--version"])
         if any(name == "redis" or SERVERS[name].nodes for name in servers)
         else None,
+        **{
+            daemon: tool_version([system_binary(daemon) or daemon, "--version"])
+            for daemon in ("ngircd", "inspircd")
+            if daemon in servers
+        },
         "cpus": os.cpu_count(),
         "load_average_before": [round(load, 2) for load in load_before],
         "pinning": pin_note,
