@@ -7,19 +7,11 @@ waits end on the server's replies (a PING's PONG, a ``/ping``'s answer).
 import re
 
 import pytest
-from conftest import IRC_SERVER, PING, PONG, small_window_socket
-from test_access import OPER_PASSWORD, hash_password
+from conftest import IRC_SERVER, OPER_PASSWORD, PING, PONG, operator, small_window_socket
 from test_metrics import LINE, disconnects, scrape, start_metered
 
 S = f":{IRC_SERVER}"
 TIME = r"@time=\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z"
-
-
-@pytest.fixture(scope="module")
-def oper_file(tmp_path_factory):
-    path = tmp_path_factory.mktemp("irc-opers") / "opers"
-    path.write_text(f"boss:{hash_password(OPER_PASSWORD)}\n")
-    return str(path)
 
 
 @pytest.fixture
@@ -194,9 +186,7 @@ def test_topic_set_on_irc_by_an_operator_reaches_line_clients(server):
 
 
 def test_topic_set_by_a_line_operator_reaches_irc_and_greets_irc_joiners(server):
-    bob = server.join()
-    bob.say(f"/oper boss {OPER_PASSWORD}")
-    bob.expect("*** You are now an operator")
+    bob = operator(server)
     alice = server.irc("alice")
     alice.join("#lobby")
     bob.expect("*** alice joined #lobby")
@@ -246,9 +236,7 @@ def test_kick_by_a_non_operator_is_482_and_of_someone_elsewhere_441(server):
 
 
 def test_a_banned_irc_address_is_kicked_and_refused_at_connect(server):
-    bob = server.join()
-    bob.say(f"/oper boss {OPER_PASSWORD}")
-    bob.expect("*** You are now an operator")
+    bob = operator(server)
     alice = server.irc_connect(source="127.0.0.2")
     alice.register("alice")
     alice.join("#lobby")
