@@ -27,7 +27,7 @@ from gchat.logs import LOG_FORMATS, configure_logging
 from gchat.meter import MetricsError
 from gchat.passwords import SecretsError, hash_password, read_operator_file, read_secret_file
 from gchat.rlimit import fit_open_files
-from gchat.server import ChatServer, ListenError
+from gchat.server import WEB, CannotListen, ChatServer
 from gchat.store import Store, StoreError
 from gchat.tls import TlsError, server_context
 from gchat.web.wire import parse_origins
@@ -122,6 +122,8 @@ class _Parser(argparse.ArgumentParser):
 _FLAGS: "list[tuple[str, Callable[[str], object], str]]" = [
     ("--host", str, "address to listen on; '::' for IPv6"),
     ("--port", _integer(0, 65535), "TCP port; 0 picks a free one"),
+    ("--irc-port", _integer(0, 65535), "TCP port for IRC clients (6667 by convention); off unless given"),
+    ("--ircs-port", _integer(0, 65535), "TCP port for IRC over TLS (6697 by convention; needs --certfile)"),
     ("--metrics-port", _integer(0, 65535), "HTTP port on --host serving Prometheus metrics; 0: off"),
     ("--history", _integer(0), "chat lines replayed on joining a room; 0: off"),
     ("--max-line", _integer(1), "longest line accepted, in bytes"),
@@ -211,6 +213,8 @@ def parse_config(argv: Optional[Sequence[str]], environ: Mapping[str, str]) -> C
     config = Config(**vars(parser.parse_args(argv)))
     if (config.certfile is None) != (config.keyfile is None):
         parser.error("--certfile and --keyfile go together: give both or neither")
+    if config.ircs_port is not None and config.certfile is None:
+        parser.error("--ircs-port needs --certfile and --keyfile")
     if config.store is not None and config.bus:
         parser.error("--store and --bus do not go together: with --bus, Redis keeps the chat")
     if config.store is None and (config.keep_days or config.keep_lines):
@@ -309,16 +313,15 @@ def main(argv: Optional[list[str]] = None) -> int:
     except MetricsError as err:
         print(f"gchat: {err}", file=sys.stderr)
         return 1
-    except OSError as err:
-        # gevent appends the address to strerror; the original text is in args.
-        reason = err.args[1] if len(err.args) == 2 else str(err)
-        port = err.port if isinstance(err, ListenError) else config.port
-        print(f"gchat: cannot listen on {format_peer((config.host, port))}: {reason}", file=sys.stderr)
+    except CannotListen as err:
+        print(f"gchat: {err}", file=sys.stderr)
         return 1
-    log.info("gchat listening on %s", format_peer(server.address))
-    if server.web_address is not None:
-        scheme = "https" if tls is not None else "http"
-        log.info("gchat web page on %s://%s/", scheme, format_peer(server.web_address))
+    for name, address in server.listening():
+        if name == WEB:
+            scheme = "https" if tls is not None else "http"
+            log.info("gchat web page on %s://%s/", scheme, format_peer(address))
+        else:
+            log.info("gchat %slistening on %s", f"{name} " if name else "", format_peer(address))
     if config.bus:
         log.info("gchat node %s on the bus at %s", server.chat.node, hide_password(config.bus))
     if tls is not None:

@@ -10,8 +10,10 @@ from typing import Optional, Union
 
 _BLANK = " \t"
 _WORD = re.compile(r"([^ \t]*)[ \t]?(.*)", re.DOTALL)
-_NICK = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,23}", re.ASCII)
-_ROOM = re.compile(r"#?([A-Za-z0-9_-]{1,32})", re.ASCII)
+NICK_MAX = 24
+ROOM_MAX = 32
+_NICK = re.compile(rf"[A-Za-z][A-Za-z0-9_-]{{0,{NICK_MAX - 1}}}", re.ASCII)
+_ROOM = re.compile(rf"#?([A-Za-z0-9_-]{{1,{ROOM_MAX}}})", re.ASCII)
 
 DEFAULT_QUIT_REASON = "leaving"
 # /history: lines shown when no count is given, and the most one command shows.

@@ -38,6 +38,9 @@ class Config:
     web_port: int = 0
     web_origin: str = ""
     web_ping: float = 30.0
+    # IRC listeners (gchat.irc): None is off; 0 picks a free port.
+    irc_port: Optional[int] = None
+    ircs_port: Optional[int] = None
     store: Optional[str] = None
     keep_days: float = 0.0
     keep_lines: int = 0

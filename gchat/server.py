@@ -1,14 +1,20 @@
-"""The listening side: admission limits, one Connection per client with a line Session, shutdown.
+"""The listening side: admission limits, one Connection per client with its front-end, shutdown.
 
 Built on gevent's StreamServer, which accepts in the event loop and spawns the
 handler in a greenlet: the connection's first reader. The server keeps the set
 of open connections so that ``shutdown`` can wait for every one and then cut
-off the ones that would not finish in time.
+off the ones that would not finish in time. Each listening port has its
+front-end (the line protocol; IRC on ``--irc-port``, and over TLS on
+``--ircs-port``; the web page on ``--web-port``): the limits, places and bans
+are the same for all of them.
 """
 
 import socket
 import ssl
+import time
 from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass
 from functools import partial
 from typing import Any, Callable, Optional
 
@@ -24,6 +30,8 @@ from gchat.chat import LOBBY, Chat
 from gchat.config import Config
 from gchat.connection import Connection, Dialect
 from gchat.gate import Door
+from gchat.irc import replies as irc_replies
+from gchat.irc.session import IrcSession
 from gchat.meter import meter_for
 from gchat.operators import OperatorCheck
 from gchat.output import Chorus, Flusher
@@ -43,6 +51,29 @@ TLS_REFUSALS = 16
 TLS_REFUSAL_TIMEOUT = 2.0
 
 
+# What a connection turned away at accept is sent, by reason, on a line client's port.
+LINE_REFUSALS = {FULL: replies.SERVER_FULL, TOO_MANY: replies.TOO_MANY_FROM_ADDRESS, BANNED: replies.BANNED}
+# The web port's: the same words in an HTTP 503 (the page tries again later).
+WEB_REFUSALS = {reason: refusal_response(line) for reason, line in LINE_REFUSALS.items()}
+# The web page's front-end, by name (the log line gives its URL).
+WEB = "web"
+
+
+class CannotListen(Exception):
+    """A port cannot be listened on (e.g. it is in use); the message is one line for the user."""
+
+
+@dataclass(frozen=True)
+class _Front:
+    """A listening port's front-end: what it is called in the log, its protocol, TLS, refusal lines."""
+
+    name: str
+    port: int
+    dialect: "Callable[[Connection], Dialect[Any]]"
+    tls: Optional[ssl.SSLContext]
+    refusals: "Mapping[str, bytes]"
+
+
 class _SessionServer(Acceptor):
     """An Acceptor that leaves the socket open when the handler returns.
 
@@ -52,15 +83,6 @@ class _SessionServer(Acceptor):
 
     def do_close(self, sock: GreenSocket, *args: object) -> None:
         pass
-
-
-class ListenError(OSError):
-    """Listening on a port other than ``--port`` failed; ``port`` says which."""
-
-    def __init__(self, port: int, err: OSError) -> None:
-        # gevent appends the address to strerror; the original text is in args.
-        super().__init__(err.errno, err.args[1] if len(err.args) == 2 else str(err))
-        self.port = port
 
 
 class ChatServer:
@@ -73,7 +95,6 @@ class ChatServer:
         store: Optional[Store] = None,
     ) -> None:
         self.config = config
-        self._tls = tls
         self._door = Door(password) if password is not None else None
         self._meter = meter_for(config)
         self._bus = self._meter.bus(_make_bus(config))
@@ -95,11 +116,7 @@ class ChatServer:
         if store is not None:
             self.chat.restore(store.bans(), store.room(LOBBY, config.history))
         self._hangups = HangupWatch()
-        # The line protocol's front-end for each connection.
-        self._session = partial(Session, chat=self.chat, config=config, door=self._door)
-        # The web page's, with --web-port: the page's files are read once, here.
-        page = Page.load(parse_origins(config.web_origin), tls is not None, config.max_line)
-        self._web_session = partial(WebSession, chat=self.chat, config=config, page=page, door=self._door)
+        self._fronts = self._front_ends(config, tls)
         # Places taken under --max-clients and --max-per-ip: connections, and TLS handshakes in progress.
         self._per_address: Counter[str] = Counter()
         self._connections = 0
@@ -108,56 +125,72 @@ class ChatServer:
         self._open: set[Connection] = set()
         self._all_closed = Event()
         self._all_closed.set()
-        self._server: Optional[_SessionServer] = None
-        self._web: Optional[_SessionServer] = None
+        self._servers: list[tuple[_Front, _SessionServer]] = []
+
+    def _front_ends(self, config: Config, tls: Optional[ssl.SSLContext]) -> "list[_Front]":
+        """The line protocol on ``--port``; IRC on ``--irc-port`` and, over TLS, on ``--ircs-port``;
+        the web page on ``--web-port`` (HTTPS with a certificate)."""
+        fronts = [
+            _Front(
+                "",
+                config.port,
+                partial(Session, chat=self.chat, config=config, door=self._door),
+                tls,
+                LINE_REFUSALS,
+            )
+        ]
+        irc = partial(
+            IrcSession,
+            chat=self.chat,
+            config=config,
+            door=self._door,
+            created=time.strftime("%a %b %d %Y at %H:%M:%S UTC", time.gmtime()),
+        )
+        if config.irc_port is not None:
+            fronts.append(_Front("IRC", config.irc_port, irc, None, irc_replies.REFUSALS))
+        if config.ircs_port is not None and tls is not None:
+            fronts.append(_Front("IRC over TLS", config.ircs_port, irc, tls, irc_replies.REFUSALS))
+        if config.web_port:
+            # The page's files are read once, here.
+            page = Page.load(parse_origins(config.web_origin), tls is not None, config.max_line)
+            web = partial(WebSession, chat=self.chat, config=config, page=page, door=self._door)
+            fronts.append(_Front(WEB, config.web_port, web, tls, WEB_REFUSALS))
+        return fronts
 
     def start(self) -> None:
-        """Bind, serve metrics, join the bus, serve.
+        """Bind every port, serve metrics, join the bus, serve.
 
-        Raises OSError (e.g. address in use), MetricsError or BusError before serving anyone.
+        Raises CannotListen (e.g. address in use), MetricsError or BusError before serving anyone.
         """
-        config = self.config
-        listening = _listen(config.host, config.port, config.reuse_port)
-        web = None
+        listening: list[GreenSocket] = []
         try:
-            if config.web_port:
-                try:
-                    web = _listen(config.host, config.web_port, config.reuse_port)
-                except OSError as err:
-                    raise ListenError(config.web_port, err) from None
+            for front in self._fronts:
+                listening.append(_listen(self.config.host, front.port, self.config.reuse_port))
             self._meter.start(self.chat, self._open)
             self._bus.start()
         except BaseException:
-            listening.close()
-            if web is not None:
-                web.close()
+            for sock in listening:
+                sock.close()
             raise
-        self._server = _SessionServer(listening, self._handle)
-        self._server.start()
-        if web is not None:
-            self._web = _SessionServer(web, self._handle_web)
-            self._web.start()
+        for front, sock in zip(self._fronts, listening):
+            server = _SessionServer(sock, partial(self._handle, front=front))
+            server.start()
+            self._servers.append((front, server))
 
     @property
     def address(self) -> tuple[str, int]:
-        assert self._server is not None
-        host, port = self._server.address[:2]
-        return host, port
+        """The line protocol's address."""
+        return self.listening()[0][1]
 
-    @property
-    def web_address(self) -> "Optional[tuple[str, int]]":
-        """Where the web page is served (--web-port), if it is."""
-        if self._web is None:
-            return None
-        host, port = self._web.address[:2]
-        return host, port
+    def listening(self) -> "list[tuple[str, tuple[str, int]]]":
+        """Each front-end's name ("" for the line protocol) and the address it listens on."""
+        return [(front.name, tuple(server.address[:2])) for front, server in self._servers]
 
     def shutdown(self) -> None:
         """Stop accepting, tell everyone, and wait for them up to shutdown_timeout."""
-        assert self._server is not None
-        self._server.close()
-        if self._web is not None:
-            self._web.close()
+        assert self._servers
+        for _, server in self._servers:
+            server.close()
         self.chat.shutdown()
         for connection in list(self._open):
             connection.shut_down()
@@ -166,34 +199,20 @@ class ChatServer:
             connection.terminate()
         self.chat.close(SHUTDOWN)
 
-    def _handle(self, sock: GreenSocket, address: tuple[str, int]) -> None:
-        self._serve(sock, address, self._session, _as_line)
-
-    def _handle_web(self, sock: GreenSocket, address: tuple[str, int]) -> None:
-        self._serve(sock, address, self._web_session, refusal_response)
-
-    def _serve(
-        self,
-        sock: GreenSocket,
-        address: tuple[str, int],
-        dialect: "Callable[[Connection], Dialect[Any]]",
-        wrap: Callable[[bytes], bytes],
-    ) -> None:
-        """One connection of a front-end (``dialect``); ``wrap`` puts a refusal line in its wire format."""
+    def _handle(self, sock: GreenSocket, address: tuple[str, int], front: _Front) -> None:
         host = address[0]
         if self._shutting_down(sock):
             return
-        refusal = self._refusal(host)
-        if refusal is not None:
-            reason, line = refusal
+        reason = self._refusal(host)
+        if reason is not None:
             self._meter.refused(reason)
-            self._refuse(sock, address, wrap(line))
+            self._refuse(sock, address, front.refusals[reason], front.tls)
             return
         # The place is taken before the TLS handshake, so that handshakes in progress count
         # against the limits: a stalled one holds a place for --handshake-timeout at most.
         self._take_place(host)
-        if self._tls is not None:
-            tls_sock = accept_tls(self._tls, sock, format_peer(address), self.config.handshake_timeout)
+        if front.tls is not None:
+            tls_sock = accept_tls(front.tls, sock, format_peer(address), self.config.handshake_timeout)
             if tls_sock is None or self._shutting_down(tls_sock):
                 self._free_place(host)
                 return
@@ -215,24 +234,26 @@ class ChatServer:
             self.chat,
             left,
             self._closed,
-            dialect,
+            front.dialect,
         )
         self._open.add(connection)
         self._all_closed.clear()
         connection.start()
 
-    def _refusal(self, host: str) -> "Optional[tuple[str, bytes]]":
-        """Why a newcomer from ``host`` is turned away, and the line it gets; None to let it in."""
+    def _refusal(self, host: str) -> Optional[str]:
+        """Why a newcomer from ``host`` is turned away; None to let it in."""
         config = self.config
         if self._connections >= config.max_clients:
-            return FULL, replies.SERVER_FULL
+            return FULL
         if config.max_per_ip and self._per_address[host] >= config.max_per_ip:
-            return TOO_MANY, replies.TOO_MANY_FROM_ADDRESS
+            return TOO_MANY
         if self.chat.banned(host):
-            return BANNED, replies.BANNED
+            return BANNED
         return None
 
-    def _refuse(self, sock: GreenSocket, address: tuple[str, int], line: bytes) -> None:
+    def _refuse(
+        self, sock: GreenSocket, address: tuple[str, int], line: bytes, tls: Optional[ssl.SSLContext]
+    ) -> None:
         """Send the refusal ``line`` and close; over TLS only while that stays cheap.
 
         A TLS client can read the line only after a handshake, which may stall:
@@ -241,7 +262,7 @@ class ChatServer:
         refused client beyond them is closed at once, without its line.
         """
         host = address[0]
-        if self._tls is None:
+        if tls is None:
             refuse(sock, line)
             return
         if host in self._refusing or len(self._refusing) >= TLS_REFUSALS:
@@ -250,7 +271,7 @@ class ChatServer:
         self._refusing.add(host)
         try:
             timeout = min(self.config.handshake_timeout, TLS_REFUSAL_TIMEOUT)
-            tls_sock = accept_tls(self._tls, sock, format_peer(address), timeout)
+            tls_sock = accept_tls(tls, sock, format_peer(address), timeout)
             if tls_sock is not None:
                 refuse(tls_sock, line)
         finally:
@@ -284,10 +305,6 @@ class ChatServer:
             self._all_closed.set()
 
 
-def _as_line(line: bytes) -> bytes:
-    return line
-
-
 def _make_bus(config: Config) -> Bus:
     if not config.bus:
         return LocalBus()
@@ -304,17 +321,28 @@ def _listen(host: str, port: int, reuse_port: bool) -> GreenSocket:
     SO_REUSEPORT makes the kernel spread new connections over every socket
     bound to the port, which is how several nodes share one machine's cores.
     """
-    family, kind, proto, _, address = socket.getaddrinfo(
-        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-    )[0]
-    sock = GreenSocket(family, kind, proto)
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+        sock = GreenSocket(family, kind, proto)
+    except OSError as err:
+        raise _cannot_listen(host, port, err) from None
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         if reuse_port:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind(address)
         sock.listen(LISTEN_BACKLOG)
-    except BaseException:
+    except BaseException as err:
         sock.close()
+        if isinstance(err, OSError):
+            raise _cannot_listen(host, port, err) from None
         raise
     return sock
+
+
+def _cannot_listen(host: str, port: int, err: OSError) -> CannotListen:
+    # gevent appends the address to strerror; the original text is in args.
+    reason = err.args[1] if len(err.args) == 2 else str(err)
+    return CannotListen(f"cannot listen on {format_peer((host, port))}: {reason}")

@@ -86,18 +86,7 @@ class Session:
             self._turn_away(replies.BANNED, BANNED)
 
     def leave(self, cause: str) -> str:
-        """Leave the hub; the cause is never a /quit's reason, which is free text."""
-        client = self._client
-        if client is not None:
-            if not client.connected:
-                # The hub let it go already: by its /quit, or an operator's /kick or /ban.
-                cause = KICKED if client.kicked else QUIT
-            self._chat.leave(client, cause)
-        if log.isEnabledFor(logging.INFO):
-            who = client.nick if client is not None else "(no password)"
-            why = client.quit_reason if client is not None else cause
-            log.info("%s %s disconnected (%s)", self._connection.peer, who, why)
-        return cause
+        return leave_chat(self._chat, self._client, cause, self._connection.peer, "(no password)")
 
     def _admit(self) -> None:
         host = self._connection.host
@@ -142,3 +131,21 @@ class Session:
         if line is not None:
             self._output.deliver(line)
         self._connection.close(reason)
+
+
+def leave_chat(chat: Chat, client: Optional[Client], cause: str, peer: str, outside: str) -> str:
+    """A connection is over: its client (None: never got in, ``outside`` in the log) leaves the chat.
+
+    The cause returned is the server's word, never a quit's reason, which is
+    free text: a client the chat let go already left by QUIT, or was KICKED
+    (by an operator's kick or ban). Every front-end ends its clients this way.
+    """
+    if client is not None:
+        if not client.connected:
+            cause = KICKED if client.kicked else QUIT
+        chat.leave(client, cause)
+    if log.isEnabledFor(logging.INFO):
+        who = client.nick if client is not None else outside
+        why = client.quit_reason if client is not None else cause
+        log.info("%s %s disconnected (%s)", peer, who, why)
+    return cause

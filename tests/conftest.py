@@ -222,6 +222,59 @@ def move(
         other.expect(f"*** {client.nick} joined {shown}")
 
 
+# --- IRC ---------------------------------------------------------------------------
+
+IRC_SERVER = "gchat.irc"
+
+
+class IrcClient(LineClient):
+    """An IRC client over a real socket: CR LF lines out, lines read without their CR LF."""
+
+    def send_line(self, *lines: str) -> None:
+        self.send(b"".join(line.encode() + b"\r\n" for line in lines))
+
+    def readline(self, timeout: Optional[float] = None) -> str:
+        line = super().readline(timeout)
+        assert line.endswith("\r"), f"an IRC line must end with CR LF: {line!r}"
+        return line[:-1]
+
+    def until(self, pattern: str) -> "list[str]":
+        """Lines up to and including the first one ``pattern`` matches (re.search)."""
+        regex = re.compile(pattern)
+        seen = []
+        while True:
+            seen.append(self.readline())
+            if regex.search(seen[-1]):
+                return seen
+
+    def register(self, nick: str, caps: "tuple[str, ...]" = (), password: Optional[str] = None) -> list[str]:
+        """CAP (when ``caps``), PASS, NICK and USER; the welcome lines up to the MOTD's 422."""
+        if caps:
+            self.send_line("CAP LS 302")
+            self.until(r"^:\S+ CAP \* LS :")
+            self.send_line("CAP REQ :" + " ".join(caps))
+            assert self.readline() == f":{IRC_SERVER} CAP * ACK :{' '.join(caps)}"
+        if password is not None:
+            self.send_line(f"PASS {password}")
+        self.send_line(f"NICK {nick}", f"USER {nick} 0 * :{nick} here")
+        if caps:
+            self.send_line("CAP END")
+        lines = self.until(r"^:\S+ 422 ")
+        assert lines[0].startswith(f":{IRC_SERVER} 001 {nick} "), lines
+        self.nick = nick
+        return lines
+
+    def sync(self) -> None:
+        """Assert nothing else is pending: a PING's PONG comes right after what was sent before it."""
+        self.send_line("PING :sync")
+        assert self.readline() == f":{IRC_SERVER} PONG {IRC_SERVER} :sync"
+
+    def join(self, room: str) -> "list[str]":
+        """JOIN ``room``; its JOIN, topic, names and history, up to the 366."""
+        self.send_line(f"JOIN {room}")
+        return self.until(r"^:\S+ 366 ")
+
+
 class PortTaken(AssertionError):
     """A server could not listen: another process took the port it was given first."""
 
@@ -253,6 +306,7 @@ class ChatServer:
         self._reader = threading.Thread(target=self._collect_log, daemon=True)
         self._reader.start()
         self.clients: list[LineClient] = []
+        self.irc_clients: list[IrcClient] = []
         try:
             # The host is [IPv6] or has no colon; the line may be inside a JSON record.
             match = self.wait_for_log(r"gchat listening on (\[[^\]]*\]|[^\s:]+):(\d+)")
@@ -314,6 +368,24 @@ class ChatServer:
                 other.expect(f"*** {client.nick} joined #lobby")
         return client
 
+    def irc_address(self, tls: bool = False) -> "tuple[str, int]":
+        """Where it serves IRC (``--irc-port``), or IRC over TLS (``--ircs-port``)."""
+        what = "IRC over TLS" if tls else "IRC"
+        match = self.wait_for_log(rf"gchat {what} listening on (\[[^\]]*\]|[^\s:]+):(\d+)")
+        return match.group(1).strip("[]"), int(match.group(2))
+
+    def irc_connect(self, tls: Optional[ssl.SSLContext] = None, source: Optional[str] = None) -> IrcClient:
+        """A raw IRC connection (TLS with ``tls``); nothing sent yet."""
+        client = IrcClient(self.irc_address(tls is not None), TIMEOUT, tls, source)
+        self.irc_clients.append(client)
+        return client
+
+    def irc(self, nick: str, caps: "tuple[str, ...]" = (), tls: Optional[ssl.SSLContext] = None) -> IrcClient:
+        """An IRC client registered as ``nick``, its welcome read; in no room."""
+        client = self.irc_connect(tls)
+        client.register(nick, caps)
+        return client
+
     def rss_kb(self) -> int:
         rss = read_rss_kb(self.pid)
         assert rss is not None, "the server process is gone"
@@ -341,7 +413,7 @@ class ChatServer:
         return self.proc.wait(timeout)
 
     def stop(self) -> None:
-        for client in self.clients:
+        for client in [*self.clients, *self.irc_clients]:
             client.close()
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGKILL)

@@ -14,14 +14,17 @@ say() { printf 'tests/run.sh: %s\n' "$*" >&2; }
 
 # The suite drives the server with a real netcat as one of its clients, makes its TLS
 # certificate with openssl, runs the cluster tests on real redis-servers, and builds the
-# perf runner's C load generator with cc (its smoke test), and drives the web page in
-# Debian's Chromium (Playwright cannot download a browser here). They are
-# required: a test that needs one fails, naming the package, if it is missing.
+# perf runner's C load generator with cc (its smoke test), drives irssi in tmux as a real
+# IRC client, and drives the web page in Debian's Chromium (Playwright cannot download a
+# browser here). They are required: a test that needs one fails, naming the package, if it
+# is missing.
 missing=()
 command -v nc >/dev/null 2>&1 || missing+=(netcat-openbsd)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v cc >/dev/null 2>&1 || missing+=(gcc)
+command -v irssi >/dev/null 2>&1 || missing+=(irssi)
+command -v tmux >/dev/null 2>&1 || missing+=(tmux)
 # The IRC load generators' smoke tests (Debian puts the daemon in /usr/sbin).
 [ -x /usr/sbin/ngircd ] || command -v ngircd >/dev/null 2>&1 || missing+=(ngircd)
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
