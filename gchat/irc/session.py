@@ -442,10 +442,18 @@ class IrcSession:
             return
         kind, text = said
         verb = "NOTICE" if notice else "PRIVMSG"
-        # The relayed line's length but its target's (a one-byte stand-in).
-        relayed = len(serialize(Message(verb, ("#", outgoing(text, kind)), prefix(name, client.host)))) - 1
+        source = prefix(name, client.host)
+        # More than the relayed line can take but its target (a character is at most 4 bytes,
+        # an action's CTCP and the line's punctuation less than 24): most lines are far
+        # shorter, and are not serialized here to be measured.
+        bound = 4 * len(text) + len(source) + len(verb) + 24
+        relayed = 0
         for target in params[0].split(","):
-            if relayed + len(target.encode()) > MAX_BODY + 2:
+            size = len(target.encode())
+            if bound + size > MAX_BODY and not relayed:
+                # The relayed line's length but its target's (a one-byte stand-in).
+                relayed = len(serialize(Message(verb, ("#", outgoing(text, kind)), source))) - 1
+            if relayed and relayed + size > MAX_BODY + 2:
                 # It could reach others only cut or in pieces: refused whole instead, as too long.
                 if not notice:
                     self._deliver(numeric(replies.ERR_INPUTTOOLONG, name, replies.INPUT_TOO_LONG))

@@ -150,6 +150,9 @@ class IrcStyle:
         source = prefix(nick, host)
         if self.time:
             tags = (("time", server_time(at)), *tags)
+        if 4 * len(text) + len(source) + len(verb) + len(target) + 24 <= MAX_BODY:
+            # Surely one line (see IrcSession._send): most are, and are not measured first.
+            return serialize(Message(verb, (target, outgoing(text, kind)), source, tags))
         room = MAX_BODY + 2 - len(serialize(Message(verb, (target, outgoing("", kind)), source)))
         lines = (Message(verb, (target, outgoing(piece, kind)), source, tags) for piece in cut(text, room))
         return b"".join(serialize(line) for line in lines)
