@@ -939,10 +939,14 @@ class Chat:
             sender = self._origin(event.node, event.cid)
             if sender is not None:
                 sender.tell(news.NoSuchNick(event.target))
-        elif member.client is not None:
-            member.client.tell(
-                news.Private(event.nick, event.host, member.nick, event.text, event.kind, event.at)
-            )
+        else:
+            message = news.Private(event.nick, event.host, member.nick, event.text, event.kind, event.at)
+            if member.client is not None:
+                member.client.tell(message)
+            # A sender whose style echoes (IRC echo-message, the web page) sees what it sent, as sent.
+            sender = self._origin(event.node, event.cid)
+            if sender is not None and sender.style.echo:
+                sender.tell(message)
 
     def _apply_asked(self, event: Asked) -> None:
         client = self._origin(event.node, event.cid)

@@ -33,7 +33,7 @@ from gchat.irc.replies import numeric
 from gchat.irc.style import IrcStyle, prefix
 from gchat.irc.text import incoming, outgoing, shorten
 from gchat.lifecycle import OPEN
-from gchat.news import Kind, Private
+from gchat.news import Kind
 from gchat.reasons import BANNED, IDLE_TIMEOUT, QUIT, WRONG_PASSWORD
 from gchat.sanitize import strip_controls
 from gchat.session import leave_chat
@@ -481,9 +481,6 @@ class IrcSession:
             if not notice:
                 self._deliver(numeric(replies.ERR_NOSUCHNICK, client.nick, target, replies.NO_SUCH_NICK))
             return
-        if self._style.echo:
-            echo = Private(client.nick, client.host, member.nick, text, kind, time.time())
-            self._deliver(self._style.tell(echo, client.nick))
         self._chat.private(client, member.nick, text, kind)
         if member.away and not notice:
             self._deliver(numeric(replies.RPL_AWAY, client.nick, member.nick, member.away))

@@ -29,7 +29,6 @@ from gchat.config import Config
 from gchat.connection import Connection
 from gchat.gate import Door, PasswordGate, Verdict
 from gchat.lifecycle import OPEN
-from gchat.news import Private as PrivateNews
 from gchat.reasons import BANNED, KICKED, NO_PONG, QUIT, WRONG_PASSWORD
 from gchat.web import requests
 from gchat.web.requests import Malformed, Request, parse
@@ -186,11 +185,6 @@ class WebSession:
             chat.say(client, request.room, request.text, request.kind)
         elif isinstance(request, requests.Private):
             chat.private(client, request.nick, request.text, request.kind)
-            # The chat does not echo private messages; the page shows them as its rooms' lines.
-            echo = PrivateNews(
-                client.nick, client.host, request.nick, request.text, request.kind, time.time()
-            )
-            self._output.deliver(STYLE.tell(echo, client.nick))
         elif isinstance(request, commands.Nick):
             chat.nick(client, request.name)
         elif isinstance(request, commands.Join):
