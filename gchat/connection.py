@@ -123,7 +123,7 @@ class Connection:
         flusher: Flusher,
         hangups: HangupWatch,
         chat: Closing,
-        on_left: Callable[[str], None],
+        on_left: Callable[["Connection", str], None],
         on_closed: Callable[["Connection"], None],
         dialect: "Callable[[Connection], Dialect[Any]]",
     ) -> None:
@@ -191,7 +191,7 @@ class Connection:
 
     def end(self, reason: str) -> None:
         """Leave the chat, then give the client its last lines (in the reader's greenlet)."""
-        self._on_left(self._dialect.leave(self.reason or reason))
+        self._on_left(self, self._dialect.leave(self.reason or reason))
         try:
             if self.state is not ABORTED:
                 self.close()

@@ -125,6 +125,10 @@ class ChatServer:
         self._open: set[Connection] = set()
         self._all_closed = Event()
         self._all_closed.set()
+        # One bound method each for every connection to hold, not one apiece (a few hundred
+        # bytes a connection, with a closure).
+        self._on_left = self._left
+        self._on_closed = self._closed
         self._servers: list[tuple[_Front, _SessionServer]] = []
 
     def _front_ends(self, config: Config, tls: Optional[ssl.SSLContext]) -> "list[_Front]":
@@ -218,13 +222,6 @@ class ChatServer:
                 return
             sock = tls_sock
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-        def left(cause: str) -> None:
-            # The place is free once the user has left, even while the
-            # socket lingers (for at most shutdown_timeout) to flush.
-            self._meter.left(cause)
-            self._free_place(host)
-
         connection = self._meter.connection_class(
             sock,
             address,
@@ -232,8 +229,8 @@ class ChatServer:
             self._flusher,
             self._hangups,
             self.chat,
-            left,
-            self._closed,
+            self._on_left,
+            self._on_closed,
             front.dialect,
         )
         self._open.add(connection)
@@ -298,6 +295,12 @@ class ChatServer:
     def _banned(self, address: str) -> None:
         for connection in list(self._open):
             connection.banned(address)
+
+    def _left(self, connection: Connection, cause: str) -> None:
+        # The place is free once the user has left, even while the
+        # socket lingers (for at most shutdown_timeout) to flush.
+        self._meter.left(cause)
+        self._free_place(connection.host)
 
     def _closed(self, connection: Connection) -> None:
         self._open.discard(connection)

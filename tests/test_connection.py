@@ -133,7 +133,7 @@ class Rig:
             self.flusher,
             self.hangups,
             Chat(),
-            self.causes.append,
+            lambda connection, cause: self.causes.append(cause),
             lambda connection: None,
             dialect,
         )

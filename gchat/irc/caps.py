@@ -37,6 +37,10 @@ class Caps:
     holding: bool = False
 
 
+# What every client starts with: one object for all, since most never negotiate.
+NONE = Caps()
+
+
 def negotiate(caps: Caps, params: "tuple[str, ...]", nick: str) -> "tuple[Caps, bytes]":
     """The state after ``CAP params`` from the client called ``nick`` (``*`` before NICK), and the reply."""
     if not params:

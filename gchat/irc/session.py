@@ -27,7 +27,7 @@ from gchat.connection import Connection
 from gchat.framing import Frame, LineFramer, TooLong
 from gchat.gate import Door, PasswordGate, Verdict
 from gchat.irc import replies
-from gchat.irc.caps import Caps, negotiate
+from gchat.irc.caps import NONE, negotiate
 from gchat.irc.message import EMPTY, INPUT_TOO_LONG, MAX_BODY, MAX_LINE, Message, parse, serialize
 from gchat.irc.replies import numeric
 from gchat.irc.style import IrcStyle, prefix
@@ -90,8 +90,8 @@ class IrcSession:
         self.framer = LineFramer(MAX_LINE)
         self.max_frame = MAX_LINE + 2
         self._gate = PasswordGate(door, connection.host) if door is not None else None
-        self._caps = Caps()
-        self._style = IrcStyle()
+        self._caps = NONE
+        self._style = IrcStyle.of(NONE.enabled)
         # What registration has gathered so far.
         self._nick = ""
         self._user = False

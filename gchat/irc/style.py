@@ -57,13 +57,20 @@ class IrcStyle:
 
     @classmethod
     def of(cls, enabled: "frozenset[str]") -> "IrcStyle":
-        """The style for a client with ``enabled`` caps; equal caps give equal styles."""
-        return cls(
+        """The style for a client with ``enabled`` caps: one shared object per combination.
+
+        Sixteen at most, so a connection holds a reference, not a style of its own.
+        """
+        key = (
             caps.SERVER_TIME in enabled,
             caps.ECHO_MESSAGE in enabled,
             caps.BATCH in enabled,
             caps.USERHOST_IN_NAMES in enabled,
         )
+        style = _STYLES.get(key)
+        if style is None:
+            style = _STYLES[key] = cls(*key)
+        return style
 
     def render(self, item: news.Shared) -> bytes:
         if isinstance(item, news.Message):
@@ -156,6 +163,10 @@ class IrcStyle:
         room = MAX_BODY + 2 - len(serialize(Message(verb, (target, outgoing("", kind)), source)))
         lines = (Message(verb, (target, outgoing(piece, kind)), source, tags) for piece in cut(text, room))
         return b"".join(serialize(line) for line in lines)
+
+
+# IrcStyle.of's styles, by what they turn on.
+_STYLES: "dict[tuple[bool, bool, bool, bool], IrcStyle]" = {}
 
 
 def _part(room: str, nick: str, host: str, reason: str) -> bytes:
