@@ -25,12 +25,14 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Callable, Optional, TypeVar
 
 import pytest
 from hypothesis import HealthCheck, settings
+from prometheus_client.parser import text_string_to_metric_families
 
 from gchat.bench.procs import read_rss_kb, read_status_kb
 
@@ -455,6 +457,63 @@ def on_disk(path: Path) -> "list[tuple[str, str]]":
         chunks = db.execute("SELECT rooms.name, data FROM chunks JOIN rooms ON rooms.id = chunks.room")
         lines = [(line[0], room, line[4]) for room, data in chunks for line in json.loads(data)]
     return [(room, text) for _, room, text in sorted(lines, key=lambda line: line[0])]
+
+
+# --- the server password (--password-file) ------------------------------------------
+
+SECRET = "correct horse"
+NEEDS_PASSWORD = "*** This server needs a password: /pass SECRET"
+
+
+@pytest.fixture
+def password_file(tmp_path: Path) -> str:
+    path = tmp_path / "password"
+    path.write_text(SECRET + "\n")
+    return str(path)
+
+
+def knock(server: ChatServer, source: Optional[str] = None) -> LineClient:
+    """A client that has read the welcome and the password request."""
+    client = server.connect(source=source)
+    client.expect("Welcome to the chatroom!", NEEDS_PASSWORD)
+    return client
+
+
+# --- metrics (--metrics-port) -------------------------------------------------------
+
+
+def start_metered(
+    start_server: "Callable[..., ChatServer]", *flags: str, env: "Optional[dict[str, str]]" = None
+) -> "tuple[ChatServer, int]":
+    """A server with metrics on a free port: (server, metrics port)."""
+    return on_free_port(
+        lambda port: start_server("--rate", "0", "--metrics-port", str(port), *flags, env=env)
+    )
+
+
+def scrape(port: int, host: str = "127.0.0.1") -> "dict[str, float]":
+    """Every sample the metrics port serves now, keyed like ``name{label="value"}``."""
+    with urllib.request.urlopen(f"http://{host}:{port}/metrics", timeout=TIMEOUT) as response:
+        assert response.status == 200
+        text = response.read().decode()
+    samples = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            labels = ",".join(f'{key}="{value}"' for key, value in sorted(sample.labels.items()))
+            samples[f"{sample.name}{{{labels}}}" if labels else sample.name] = sample.value
+    return samples
+
+
+def disconnects(samples: "dict[str, float]", reason: str) -> float:
+    return samples[f'gchat_disconnects_total{{reason="{reason}"}}']
+
+
+def assert_connections_add_up(port: int, open_now: int, total: int) -> None:
+    """Open and total as the test knows them, and total = open + every disconnect (README)."""
+    samples = scrape(port)
+    gone = sum(value for name, value in samples.items() if name.startswith("gchat_disconnects_total{"))
+    assert (samples["gchat_connections_open"], samples["gchat_connections_total"]) == (open_now, total)
+    assert samples["gchat_connections_total"] == samples["gchat_connections_open"] + gone
 
 
 # --- operators (--oper-file) -------------------------------------------------------

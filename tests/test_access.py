@@ -9,19 +9,9 @@ import select
 import time
 
 import pytest
-from conftest import OPER_PASSWORD, TIMEOUT, LineClient, operator, run_gchat
+from conftest import NEEDS_PASSWORD, OPER_PASSWORD, SECRET, TIMEOUT, LineClient, knock, operator, run_gchat
 
 from gchat.throttle import FIRST
-
-SECRET = "correct horse"
-NEEDS_PASSWORD = "*** This server needs a password: /pass SECRET"
-
-
-@pytest.fixture
-def password_file(tmp_path):
-    path = tmp_path / "password"
-    path.write_text(SECRET + "\n")
-    return str(path)
 
 
 @pytest.fixture
@@ -32,13 +22,6 @@ def locked(start_server, password_file):
 @pytest.fixture
 def moderated(start_server, oper_file):
     return start_server("--rate", "0", "--oper-file", oper_file)
-
-
-def knock(server, source=None):
-    """A client that has read the welcome and the password request."""
-    client = server.connect(source=source)
-    client.expect("Welcome to the chatroom!", NEEDS_PASSWORD)
-    return client
 
 
 # --- the server password ---------------------------------------------------------

@@ -7,7 +7,7 @@ test on a database of its own (conftest).
 import signal
 
 import pytest
-from conftest import LINK_LOST, LINK_RESTORED, OPER_PASSWORD, Cluster, hash_password, reply
+from conftest import LINK_LOST, LINK_RESTORED, NEEDS_PASSWORD, OPER_PASSWORD, Cluster, hash_password, reply
 
 
 @pytest.fixture(scope="module")
@@ -95,16 +95,16 @@ def test_a_ban_on_one_node_closes_the_address_connections_at_another_nodes_passw
     password.write_text("sesame\n")
     a_node, b_node = cluster.start(2, "--oper-file", oper_file, "--password-file", str(password))
     boss = a_node.connect(source="127.0.0.2")
-    boss.expect("Welcome to the chatroom!", "*** This server needs a password: /pass SECRET")
+    boss.expect("Welcome to the chatroom!", NEEDS_PASSWORD)
     boss.say("/pass sesame", f"/oper boss {OPER_PASSWORD}")
     boss.expect("*** You are guest1 in #lobby. Type /help for commands.", "*** You are now an operator")
     target = b_node.connect(source="127.0.0.5")
-    target.expect("Welcome to the chatroom!", "*** This server needs a password: /pass SECRET")
+    target.expect("Welcome to the chatroom!", NEEDS_PASSWORD)
     target.say("/pass sesame")
     target.expect("*** You are guest2 in #lobby. Type /help for commands.")
     boss.expect("*** guest2 joined #lobby")
     waiting = b_node.connect(source="127.0.0.5")
-    waiting.expect("Welcome to the chatroom!", "*** This server needs a password: /pass SECRET")
+    waiting.expect("Welcome to the chatroom!", NEEDS_PASSWORD)
     boss.say("/ban guest2")
     boss.expect("*** guest2 was kicked by guest1 (banned)", "*** banned 127.0.0.5")
     assert waiting.read_to_eof() == b"!!! you are banned from this server\n"

@@ -12,20 +12,23 @@ import urllib.error
 import urllib.request
 
 import pytest
-import test_access
 from conftest import (
     OPER_PASSWORD,
     PONG,
     ROOT,
     TIMEOUT,
+    assert_connections_add_up,
+    disconnects,
     hash_password,
+    knock,
     listening_ports,
     on_free_port,
     operator,
     run_gchat,
+    scrape,
     small_window_socket,
+    start_metered,
 )
-from prometheus_client.parser import text_string_to_metric_families
 
 from gchat.metrics import SCRAPE_DEADLINE, SCRAPERS
 from gchat.replies import SERVER_FULL
@@ -33,30 +36,6 @@ from gchat.replies import SERVER_FULL
 LINE = "x" * 4000
 # A request whose headers never end: the blank line after them is not sent.
 HALF_SENT = b"GET /metrics HTTP/1.1\r\nHost: gchat\r\n"
-
-
-def start_metered(start_server, *flags, env=None):
-    """A server with metrics on a free port: (server, metrics port)."""
-    return on_free_port(
-        lambda port: start_server("--rate", "0", "--metrics-port", str(port), *flags, env=env)
-    )
-
-
-def scrape(port, host="127.0.0.1"):
-    """Every sample the metrics port serves now, keyed like ``name{label="value"}``."""
-    with urllib.request.urlopen(f"http://{host}:{port}/metrics", timeout=TIMEOUT) as response:
-        assert response.status == 200
-        text = response.read().decode()
-    samples = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            labels = ",".join(f'{key}="{value}"' for key, value in sorted(sample.labels.items()))
-            samples[f"{sample.name}{{{labels}}}" if labels else sample.name] = sample.value
-    return samples
-
-
-def disconnects(samples, reason):
-    return samples[f'gchat_disconnects_total{{reason="{reason}"}}']
 
 
 def test_metrics_are_off_by_default(server):
@@ -194,11 +173,9 @@ def test_refused_connection_is_counted_by_reason(start_server, flags, reason):
 
 
 @pytest.fixture
-def locked(start_server, tmp_path):
+def locked(start_server, password_file):
     """A metered server with a password: (server, metrics port)."""
-    path = tmp_path / "password"
-    path.write_text(test_access.SECRET + "\n")
-    return start_metered(start_server, "--password-file", str(path))
+    return start_metered(start_server, "--password-file", password_file)
 
 
 @pytest.fixture
@@ -212,7 +189,7 @@ def moderated(start_server, tmp_path):
 
 def test_client_at_the_password_prompt_holds_an_open_connection(locked):
     server, port = locked
-    test_access.knock(server)
+    knock(server)
     samples = scrape(port)
     assert samples["gchat_connections_open"] == 1
     assert samples["gchat_connections_total"] == 1
@@ -220,7 +197,7 @@ def test_client_at_the_password_prompt_holds_an_open_connection(locked):
 
 def test_third_wrong_password_is_counted(locked):
     server, port = locked
-    client = test_access.knock(server)
+    client = knock(server)
     client.say("/pass one", "/pass two", "/pass three")
     client.read_to_eof()
     samples = scrape(port)
@@ -362,14 +339,6 @@ def test_every_disconnect_reason_the_readme_names_is_there_at_zero_from_the_star
     reasons = readme_reasons()
     assert len(reasons) == 11
     assert {reason: disconnects(samples, reason) for reason in reasons} == dict.fromkeys(reasons, 0)
-
-
-def assert_connections_add_up(port, open_now, total):
-    """Open and total as the test knows them, and total = open + every disconnect (README)."""
-    samples = scrape(port)
-    gone = sum(value for name, value in samples.items() if name.startswith("gchat_disconnects_total{"))
-    assert (samples["gchat_connections_open"], samples["gchat_connections_total"]) == (open_now, total)
-    assert samples["gchat_connections_total"] == samples["gchat_connections_open"] + gone
 
 
 def test_connections_total_is_open_plus_every_disconnect(start_server):

@@ -14,8 +14,18 @@ import time
 from types import SimpleNamespace
 
 import pytest
-import test_metrics
-from conftest import TIMEOUT, LineClient, on_free_port, require, run_gchat, say_megabytes, small_window_socket
+from conftest import (
+    TIMEOUT,
+    LineClient,
+    assert_connections_add_up,
+    disconnects,
+    on_free_port,
+    require,
+    run_gchat,
+    say_megabytes,
+    scrape,
+    small_window_socket,
+)
 
 
 def _openssl(*args):
@@ -244,13 +254,10 @@ def test_a_handshake_finished_after_sigterm_admits_nobody_and_counts_as_server_s
     server.signal(signal.SIGTERM)
     sender.read_until("*** server shutting down")
     assert sender.read_to_eof() == b""
-    before = test_metrics.scrape(metrics)
+    before = scrape(metrics)
     assert b"Welcome" not in _finish_handshake_and_read(late, handshake, incoming, outgoing)
-    after = test_metrics.scrape(metrics)
-    assert (
-        test_metrics.disconnects(after, "server shutdown")
-        == test_metrics.disconnects(before, "server shutdown") + 1
-    )
+    after = scrape(metrics)
+    assert disconnects(after, "server shutdown") == disconnects(before, "server shutdown") + 1
     late.close()
     stuck.close()
 
@@ -326,10 +333,10 @@ def test_tls_connections_count_once_handshaken_a_refused_one_at_once_a_failed_on
     with socket.create_connection(server.address, timeout=TIMEOUT) as plain:
         plain.sendall(b"hello\n")
         _wait_closed(plain)
-    test_metrics.assert_connections_add_up(metrics, 0, 0)
+    assert_connections_add_up(metrics, 0, 0)
     server.join().ping()
-    test_metrics.assert_connections_add_up(metrics, 1, 1)
+    assert_connections_add_up(metrics, 1, 1)
     with socket.create_connection(server.address, timeout=TIMEOUT) as refused:
         _wait_closed(refused)  # it never handshakes, so it never reads its refusal line
-    test_metrics.assert_connections_add_up(metrics, 1, 2)
-    assert test_metrics.disconnects(test_metrics.scrape(metrics), "server full") == 1
+    assert_connections_add_up(metrics, 1, 2)
+    assert disconnects(scrape(metrics), "server full") == 1
