@@ -18,7 +18,11 @@ class BusError(Exception):
 
 
 class Entry(NamedTuple):
-    """One user in the shared state: client ``cid`` of ``node``, in ``rooms`` (maybe none)."""
+    """One user in the shared state: client ``cid`` of ``node``, in ``rooms`` (maybe none).
+
+    ``oper`` and ``away`` ride along so that a node which (re)joins the cluster
+    lists other nodes' operators and away users as they are, not as new.
+    """
 
     node: str
     cid: int
@@ -26,6 +30,8 @@ class Entry(NamedTuple):
     rooms: "tuple[str, ...]"
     address: str
     host: str
+    oper: bool = False
+    away: str = ""
 
 
 @dataclass(frozen=True)

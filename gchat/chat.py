@@ -600,7 +600,16 @@ class Chat:
 
     def local_users(self) -> "list[Entry]":
         return [
-            Entry(self.node, client.cid, client.nick, tuple(client.rooms), client.address, client.host)
+            Entry(
+                self.node,
+                client.cid,
+                client.nick,
+                tuple(client.rooms),
+                client.address,
+                client.host,
+                client.oper,
+                client.member.away if client.member is not None else "",
+            )
             for client in self._local.values()
         ]
 
@@ -659,6 +668,7 @@ class Chat:
             if member is not None and member.nick != entry.nick:
                 self._apply_renamed(Renamed(member.nick, entry.nick))
             self._settle(node, entry.cid, entry.nick, entry.rooms, entry.address, entry.host)
+            self._flag(entry)
 
     def _settle(
         self, node: str, cid: int, nick: str, rooms: "tuple[str, ...]", address: str, host: str
@@ -682,10 +692,17 @@ class Chat:
     def _add(self, entry: Entry) -> None:
         key = nick_key(entry.nick)
         member = self._users[key] = Member(entry.nick, entry.node, entry.cid, None, entry.address, entry.host)
+        member.oper, member.away = entry.oper, entry.away
         for name in entry.rooms:
             room = self._room(name)
             member.rooms[room] = None
             room.users[key] = member
+
+    def _flag(self, entry: Entry) -> None:
+        """Give another node's user the operator and away flags its node published."""
+        member = self._users.get(nick_key(entry.nick))
+        if member is not None and member.node == entry.node and member.cid == entry.cid:
+            member.oper, member.away = entry.oper, entry.away
 
     # --- Helpers ---------------------------------------------------------------------------
 

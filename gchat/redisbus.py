@@ -48,12 +48,14 @@ from redis.retry import Retry
 from gchat.bus import BusError, Entry, Replica, Snapshot, new_node_id
 from gchat.commands import nick_key
 from gchat.events import (
+    Away,
     Banned,
     DecodeError,
     Joined,
     Kicked,
     Left,
     NodeLost,
+    Opered,
     Parted,
     Renamed,
     Resynced,
@@ -85,7 +87,8 @@ class LinkBroken(redis.RedisError):
 _LUA_HELPERS = """
 local prefix = ARGV[1]
 local users, rooms = prefix .. 'users', prefix .. 'rooms'
--- A registry value's fields: rooms (space-separated), node, nick, address, client id, host.
+-- A registry value's fields: rooms (space-separated), node, nick, address, client id, host,
+-- operator ('1' or ''), away text ('' when back).
 local function parse(value)
   local fields, start = {}, 1
   while true do
@@ -149,11 +152,12 @@ if op == 'S' then  -- room, history length: the event itself is the history entr
     redis.call('LTRIM', history, -limit, -1)
   end
 elseif op == 'J' then  -- key, node, nick, room (or none), address, client id, host, switch
-  local room, current = ARGV[8], {}
+  local room, current, oper, away = ARGV[8], {}, '', ''
   local old = redis.call('HGET', users, ARGV[5])
   if old then
     local fields = parse(old)
     if fields[5] ~= '' then current = split(fields[1]) end  -- else a nick claimed, in no room
+    oper, away = fields[7] or '', fields[8] or ''
   end
   local member = false
   for _, name in ipairs(current) do member = member or name == room end
@@ -165,7 +169,7 @@ elseif op == 'J' then  -- key, node, nick, room (or none), address, client id, h
     end
     current[#current + 1] = room
   end
-  local value = {table.concat(current, ' '), ARGV[6], ARGV[7], ARGV[9], ARGV[10], ARGV[11]}
+  local value = {table.concat(current, ' '), ARGV[6], ARGV[7], ARGV[9], ARGV[10], ARGV[11], oper, away}
   redis.call('HSET', users, ARGV[5], table.concat(value, sep))
 elseif op == 'E' then  -- key, room: a part
   local old = redis.call('HGET', users, ARGV[5])
@@ -202,6 +206,14 @@ elseif op == 'K' then  -- key
   if old then
     redis.call('HDEL', users, ARGV[5])
     left_all(parse(old)[1])
+  end
+elseif op == 'O' or op == 'A' then  -- key, then for A the away text: a flag on the user
+  local old = redis.call('HGET', users, ARGV[5])
+  if old then
+    local fields = parse(old)
+    fields[7], fields[8] = fields[7] or '', fields[8] or ''
+    if op == 'O' then fields[7] = '1' else fields[8] = ARGV[6] end
+    redis.call('HSET', users, ARGV[5], table.concat(fields, sep))
   end
 elseif op == 'B' then  -- address
   redis.call('SADD', prefix .. 'bans', ARGV[5])
@@ -259,7 +271,7 @@ redis.call('SREM', ARGV[1] .. 'nodes', ARGV[2])
 """
 
 # ARGV: prefix, channel, node, lifetime in ms, then for each of this node's
-# clients: key, nick, rooms, address, client id, host. Makes this node's users in
+# clients: key, nick, rooms, address, client id, host, operator, away. Makes this node's users in
 # Redis exactly these (a nick another node took meanwhile becomes a fresh
 # guest nick), keeps a copy for the other nodes (sync:NODE), publishes
 # Resynced, and returns the whole state: seq, renames (client id, nick, ...),
@@ -271,8 +283,8 @@ local node, sep = ARGV[3], '\\0'
 redis.call('SET', prefix .. 'node:' .. node, '1', 'PX', ARGV[4])
 redis.call('SADD', prefix .. 'nodes', node)
 local mine, values, renames = {}, {}, {}
-for i = 5, #ARGV, 6 do mine[ARGV[i]] = true end
-for i = 5, #ARGV, 6 do
+for i = 5, #ARGV, 8 do mine[ARGV[i]] = true end
+for i = 5, #ARGV, 8 do
   local key, nick, names = ARGV[i], ARGV[i + 1], ARGV[i + 2]
   local held = redis.call('HGET', users, key)
   if held and parse(held)[2] ~= node then
@@ -284,7 +296,9 @@ for i = 5, #ARGV, 6 do
     renames[#renames + 1] = ARGV[i + 4]
     renames[#renames + 1] = nick
   end
-  values[key] = table.concat({names, node, nick, ARGV[i + 3], ARGV[i + 4], ARGV[i + 5]}, sep)
+  local fields = {names, node, nick}
+  for j = 3, 7 do fields[#fields + 1] = ARGV[i + j] end  -- address, client id, host, operator, away
+  values[key] = table.concat(fields, sep)
   -- Counted before the purge below uncounts this node's old entries, so a
   -- room the node stays in never drops to zero and keeps its history.
   for _, room in ipairs(split(names)) do redis.call('HINCRBY', rooms, room, 1) end
@@ -485,6 +499,10 @@ class RedisBus:
             return (*base, "U", payload, event.address)
         if isinstance(event, TopicSet):
             return (*base, "T", payload, event.room, event.text)
+        if isinstance(event, Opered):
+            return (*base, "O", payload, nick_key(event.nick))
+        if isinstance(event, Away):
+            return (*base, "A", payload, nick_key(event.nick), event.text)
         return (*base, "-", payload)
 
     def _work(self) -> None:
@@ -567,6 +585,8 @@ class RedisBus:
                     user.address,
                     user.cid,
                     user.host,
+                    "1" if user.oper else "",
+                    user.away,
                 ]
             reply = self._resync(args=args)
             if self._changes == changes:
@@ -667,14 +687,18 @@ class RedisBus:
 def _entry(value: bytes) -> Optional[Entry]:
     """A user from its registry value; None for a nick claimed but not yet in the chat.
 
-    None too for a value an older gchat wrote, so a mixed cluster degrades
-    (those users are missing from this node's replica) instead of failing.
+    None too for a value an older gchat wrote that it cannot read, so a mixed
+    cluster degrades (those users are missing from this node's replica)
+    instead of failing; a value without flags (before operators and away
+    users were kept) reads as neither.
     """
     fields = value.decode().split("\0")
-    if len(fields) != 6 or not fields[4].isdigit():
+    if len(fields) == 6:
+        fields += ["", ""]
+    if len(fields) != 8 or not fields[4].isdigit():
         return None
-    rooms, node, nick, address, cid, host = fields
-    return Entry(node, int(cid), nick, tuple(rooms.split()), address, host)
+    rooms, node, nick, address, cid, host, oper, away = fields
+    return Entry(node, int(cid), nick, tuple(rooms.split()), address, host, oper == "1", away)
 
 
 def _parse_state(reply: "list[Any]") -> "tuple[int, dict[int, str], Snapshot]":

@@ -4,7 +4,7 @@ import re
 import ssl
 
 import pytest
-from conftest import IRC_SERVER
+from conftest import IRC_SERVER, OPER_PASSWORD
 from test_tls import pki  # noqa: F401  (the certificate fixture)
 
 S = f":{IRC_SERVER}"
@@ -59,6 +59,19 @@ def test_names_whois_and_history_see_the_whole_cluster(cluster, nodes):
     assert re.fullmatch(said, alice.readline())
     alice.send_line(f"WHOIS {line.nick}")
     assert alice.until(" 318 ")[1] == f"{S} 319 alice {line.nick} :#lobby"
+
+
+def test_a_node_started_later_sees_operators_and_away_users_of_another_node(cluster, oper_file):
+    first = cluster.node("--irc-port", "0", "--oper-file", oper_file)
+    alice = first.irc("alice")
+    alice.send_line(f"OPER boss :{OPER_PASSWORD}", "AWAY :at lunch")
+    alice.until(" 306 alice ")
+    late = cluster.node("--irc-port", "0")
+    bob = late.irc("bob")
+    bob.send_line("WHOIS alice")
+    lines = bob.until(" 318 ")
+    assert f"{S} 313 bob alice :is an IRC operator" in lines
+    assert f"{S} 301 bob alice :at lunch" in lines
 
 
 def test_an_irc_user_leaving_is_seen_on_the_other_node(cluster, nodes):
