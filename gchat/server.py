@@ -30,6 +30,7 @@ from gchat.chat import LOBBY, Chat
 from gchat.config import Config
 from gchat.connection import Connection, Dialect
 from gchat.gate import Door
+from gchat.heap import HeapTrimmer
 from gchat.irc import replies as irc_replies
 from gchat.irc.session import IrcSession
 from gchat.meter import meter_for
@@ -116,6 +117,7 @@ class ChatServer:
         if store is not None:
             self.chat.restore(store.bans(), store.room(LOBBY, config.history))
         self._hangups = HangupWatch()
+        self._heap = HeapTrimmer()
         self._fronts = self._front_ends(config, tls)
         # Places taken under --max-clients and --max-per-ip: connections, and TLS handshakes in progress.
         self._per_address: Counter[str] = Counter()
@@ -180,6 +182,7 @@ class ChatServer:
             server = _SessionServer(sock, partial(self._handle, front=front))
             server.start()
             self._servers.append((front, server))
+        self._heap.start()
 
     @property
     def address(self) -> tuple[str, int]:
@@ -202,6 +205,7 @@ class ChatServer:
         for connection in list(self._open):
             connection.terminate()
         self.chat.close(SHUTDOWN)
+        self._heap.stop()
 
     def _handle(self, sock: GreenSocket, address: tuple[str, int], front: _Front) -> None:
         host = address[0]
