@@ -3,6 +3,7 @@
 import socket
 import ssl
 import subprocess
+import time
 import urllib.error
 import urllib.request
 
@@ -11,6 +12,8 @@ from conftest import PING, PONG, TIMEOUT, LineClient, WebClient, free_port, requ
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from wsproto import ConnectionType, WSConnection
 from wsproto.events import AcceptConnection, Request
+
+from gchat.commands import HISTORY_MAX
 
 
 @pytest.fixture
@@ -254,3 +257,71 @@ def test_a_browser_that_does_not_read_is_a_slow_consumer(start_server):
     line.say(*(f"{n:05d} " + "q" * 994 for n in range(3000)))
     line.read_until(f"*** {nick} quit (slow consumer)")
     sock.close()
+
+
+# --- Older lines (the page's scroll-up) ----------------------------------------------------
+
+
+def stored_web(start_server, tmp_path, count: int, *flags: str) -> WebClient:
+    """A web client arriving in #lobby after ``count`` lines (``line 0`` first) were said there,
+    on a server that keeps them on disk and replays the last 2 on join."""
+    server = start_web(start_server, "--store", str(tmp_path / "chat.db"), "--history", "2", *flags)
+    line = server.join()
+    line.say(*(f"line {n}" for n in range(count)))
+    line.ping()
+    return WebClient(server)
+
+
+def older(web: WebClient, before: object, limit: int, room: str = "#lobby") -> "dict[str, object]":
+    web.send(type="history", room=room, before=before, limit=limit)
+    return web.until("older_lines", room=room)
+
+
+def test_older_lines_come_oldest_first_with_their_times_until_none_remain(start_server, tmp_path):
+    web = stored_web(start_server, tmp_path, 9)
+    shown = web.arrive()["history"]
+    assert [m["text"] for m in shown] == ["line 7", "line 8"]
+    pages = []
+    more = True
+    while more:
+        before = shown[0]["at"]
+        answer = older(web, before, 3)
+        shown, more = answer["history"], answer["more"]
+        times = [m["at"] for m in shown]
+        assert times == sorted(times)
+        assert all(at < before for at in times)
+        assert all(m["type"] == "message" and m["kind"] == "say" for m in shown)
+        pages.append([m["text"] for m in shown])
+    assert pages == [["line 4", "line 5", "line 6"], ["line 1", "line 2", "line 3"], ["line 0"]]
+    last = older(web, shown[0]["at"], 3)
+    assert (last["history"], last["more"]) == ([], False)
+
+
+def test_older_lines_of_a_room_not_joined_are_refused(start_server, tmp_path):
+    web = stored_web(start_server, tmp_path, 1)
+    web.arrive()
+    web.send(type="history", room="Dev", before=time.time(), limit=3)
+    web.until("not_in", room="#dev")
+    web.ping()
+
+
+def test_older_lines_are_at_most_the_line_protocols_history_bound(start_server, tmp_path):
+    web = stored_web(start_server, tmp_path, HISTORY_MAX + 5)
+    before = web.arrive()["history"][0]["at"]
+    web.send(type="history", room="#lobby", before=before, limit=HISTORY_MAX + 1)
+    assert web.until("error")["text"] == f"history: limit must be an integer from 1 to {HISTORY_MAX}"
+    answer = older(web, before, HISTORY_MAX)
+    assert (len(answer["history"]), answer["more"]) == (HISTORY_MAX, True)
+
+
+def test_older_lines_requests_count_against_the_rate(start_server, tmp_path):
+    """With --rate 10 and a burst of 1, 6 requests take 5 new tokens: half a second at least
+    (a lower bound, which no load on the machine can break; a little less for float rounding)."""
+    web = stored_web(start_server, tmp_path, 1, "--rate", "10", "--burst", "1")
+    before = web.arrive()["at"]
+    start = time.monotonic()
+    for _ in range(6):
+        web.send(type="history", room="#lobby", before=before, limit=1)
+    for _ in range(6):
+        web.until("older_lines")
+    assert time.monotonic() - start >= 0.45

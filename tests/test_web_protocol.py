@@ -1,6 +1,7 @@
 """The web front-end's pure layer: requests from the page, news rendered for it, HTTP and WebSocket."""
 
 import json
+import math
 
 import h11
 import pytest
@@ -23,7 +24,7 @@ from gchat import commands, news
 from gchat.commands import DEFAULT_QUIT_REASON
 from gchat.web import requests
 from gchat.web.requests import Malformed, parse
-from gchat.web.style import TYPES, WebStyle
+from gchat.web.style import OLDER_LINES, TYPES, WebStyle, older_lines
 from gchat.web.wire import CONTENT_SECURITY_POLICY, Page, Upgraded, WebConnection, parse_origins
 
 HOST = "chat.example:8080"
@@ -112,6 +113,17 @@ def test_arrival_carries_members_topic_and_history_as_message_events():
     assert (event["type"], event["topic"], event["first"]) == ("arrived", "welcome", True)
 
 
+def test_older_lines_are_the_message_events_of_an_arrivals_history():
+    event = decode(older_lines("#lobby", (MESSAGE,), True, 1234.5))
+    assert event == {
+        "type": OLDER_LINES,
+        "room": "#lobby",
+        "history": [decode(STYLE.render(MESSAGE))],
+        "more": True,
+        "at": 1234.5,
+    }
+
+
 def test_styles_are_equal_and_hashable_so_clients_share_renderings():
     assert WebStyle() == WebStyle()
     assert len({WebStyle(), WebStyle()}) == 1
@@ -162,6 +174,15 @@ def test_every_news_is_one_frame_naming_its_type_with_no_address(item):
         ({"type": "quit"}, commands.Quit(DEFAULT_QUIT_REASON)),
         ({"type": "pass", "password": "s3cret"}, commands.Pass("s3cret")),
         ({"type": "ping", "id": "7"}, requests.Ping("7")),
+        (
+            {"type": "history", "room": "#dev", "before": 99.5, "limit": 30},
+            requests.History("#dev", 99.5, 30),
+        ),
+        (
+            {"type": "history", "room": "#dev", "before": 99},
+            requests.History("#dev", 99.0, commands.HISTORY_LINES),
+        ),
+        ({"type": "history", "room": "#dev", "before": 1, "limit": 100}, requests.History("#dev", 1.0, 100)),
     ],
 )
 def test_each_request_type_parses(message, request_):
@@ -171,7 +192,7 @@ def test_each_request_type_parses(message, request_):
 def test_every_documented_type_has_a_parser():
     assert set(requests.TYPES) == {
         "say", "me", "msg", "nick", "join", "part", "who", "rooms", "topic",
-        "oper", "kick", "ban", "unban", "away", "quit", "pass", "ping",
+        "oper", "kick", "ban", "unban", "away", "quit", "pass", "ping", "history",
     }  # fmt: skip
 
 
@@ -186,10 +207,23 @@ def test_every_documented_type_has_a_parser():
         '{"type": "say", "room": "#dev", "text": 5}',
         '{"type": "say", "room": "#dev", "text": " \\t "}',
         "[" * 5000 + "]" * 5000,
+        '{"type": "history", "room": "#dev"}',
+        '{"type": "history", "room": "#dev", "before": "99"}',
+        '{"type": "history", "room": "#dev", "before": true}',
+        '{"type": "history", "room": "#dev", "before": NaN}',
+        '{"type": "history", "room": "#dev", "before": Infinity}',
     ],
 )
 def test_what_is_not_a_request_is_malformed(message):
     assert isinstance(parse(message), Malformed)
+
+
+@pytest.mark.parametrize("limit", [0, -1, commands.HISTORY_MAX + 1, 2.5, True, "20", None])
+def test_a_history_limit_is_bounded_as_the_line_protocols_count(limit):
+    message = {"type": "history", "room": "#dev", "before": 99, "limit": limit}
+    assert parse(json.dumps(message)) == Malformed(
+        f"history: limit must be an integer from 1 to {commands.HISTORY_MAX}"
+    )
 
 
 def test_text_loses_control_characters_so_it_cannot_break_a_line_clients_line():
@@ -209,8 +243,10 @@ def test_a_lone_surrogate_becomes_a_replacement_character():
     st.one_of(
         st.text(),
         st.dictionaries(
-            st.sampled_from(["type", "room", "nick", "text", "reason", "name", "password", "id"]),
-            st.one_of(st.sampled_from(requests.TYPES), st.text(), st.integers(), st.none()),
+            st.sampled_from(
+                ["type", "room", "nick", "text", "reason", "name", "password", "id", "before", "limit"]
+            ),
+            st.one_of(st.sampled_from(requests.TYPES), st.text(), st.integers(), st.floats(), st.none()),
         ).map(json.dumps),
     )
 )
@@ -220,6 +256,9 @@ def test_any_message_parses_to_a_request_or_malformed_with_safe_text(message):
         if isinstance(value, str):
             value.encode("utf-8")
             assert not any(ord(c) < 32 and c != "\t" for c in value)
+    if isinstance(parsed, requests.History):
+        assert math.isfinite(parsed.before)
+        assert 1 <= parsed.limit <= commands.HISTORY_MAX
 
 
 # --- HTTP ------------------------------------------------------------------------------

@@ -10,10 +10,24 @@ becomes U+FFFD. Members a request does not use are ignored.
 """
 
 import json
+import math
 from dataclasses import dataclass
 from typing import Callable, Optional, Union
 
-from gchat.commands import DEFAULT_QUIT_REASON, Ban, Join, Kick, Nick, Oper, Pass, Quit, Rooms, Unban
+from gchat.commands import (
+    DEFAULT_QUIT_REASON,
+    HISTORY_LINES,
+    HISTORY_MAX,
+    Ban,
+    Join,
+    Kick,
+    Nick,
+    Oper,
+    Pass,
+    Quit,
+    Rooms,
+    Unban,
+)
 from gchat.news import Kind
 from gchat.sanitize import strip_controls
 
@@ -63,6 +77,20 @@ class Away:
 
 
 @dataclass(frozen=True)
+class History:
+    """The page scrolled up: ``room``'s lines older than the oldest it shows (``before``, Unix time).
+
+    The page says where it is, rather than the server keeping a place as for
+    ``/history``: it keeps its lines across a reconnection, which the server
+    does not know of. ``limit`` is bounded as ``/history``'s count is.
+    """
+
+    room: str
+    before: float
+    limit: int
+
+
+@dataclass(frozen=True)
 class Ping:
     """Answered with ``pong`` and the same ``id``: everything sent before it has been handled."""
 
@@ -77,7 +105,7 @@ class Malformed:
 
 
 Request = Union[
-    Say, Private, Nick, Join, Part, Who, Rooms, Topic, Oper, Kick, Ban, Unban, Away, Quit, Pass, Ping
+    Say, Private, Nick, Join, Part, Who, Rooms, Topic, Oper, Kick, Ban, Unban, Away, Quit, Pass, Ping, History
 ]
 
 DEFAULT_PART_REASON = "leaving"
@@ -86,7 +114,7 @@ NOT_AN_OBJECT = 'expected a JSON object with a string "type"'
 
 
 class _Invalid(Exception):
-    """A member is absent, not a string, or (text) blank."""
+    """A member is absent, of the wrong kind, (text) blank, or (a count) out of bounds."""
 
 
 class _Fields:
@@ -105,6 +133,20 @@ class _Fields:
         if not text.strip():
             raise _Invalid("text is empty")
         return text
+
+    def time(self, name: str) -> float:
+        """A Unix time: a finite number (Python's JSON takes NaN and Infinity, JSON does not)."""
+        value = self._obj.get(name)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise _Invalid(f"{name} must be a number")
+        return float(value)
+
+    def limit(self) -> int:
+        """How many lines: bounded as ``/history``'s count, so no request reads much of the disk."""
+        value = self._obj.get("limit", HISTORY_LINES)
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= HISTORY_MAX:
+            raise _Invalid(f"limit must be an integer from 1 to {HISTORY_MAX}")
+        return value
 
     def optional(self, name: str) -> Optional[str]:
         return self.get(name) if self._obj.get(name) is not None else None
@@ -144,6 +186,7 @@ _PARSERS: "dict[str, Callable[[_Fields], Request]]" = {
     "quit": lambda f: Quit(f.get("reason", DEFAULT_QUIT_REASON) or DEFAULT_QUIT_REASON),
     "pass": lambda f: Pass(f.get("password")),
     "ping": lambda f: Ping(f.get("id", "")),
+    "history": lambda f: History(f.get("room"), f.time("before"), f.limit()),
 }
 TYPES = tuple(_PARSERS)
 

@@ -21,10 +21,10 @@ from typing import Any, Optional, Union
 import gevent
 from wsproto.frame_protocol import CloseReason
 
-from gchat import commands
+from gchat import commands, news
 from gchat.addresses import canonical
 from gchat.chat import Chat, Client
-from gchat.commands import valid_nick
+from gchat.commands import room_key, valid_nick
 from gchat.config import Config
 from gchat.connection import Connection
 from gchat.gate import Door, PasswordGate, Verdict
@@ -32,7 +32,7 @@ from gchat.lifecycle import OPEN
 from gchat.reasons import BANNED, KICKED, NO_PONG, QUIT, WRONG_PASSWORD
 from gchat.web import requests
 from gchat.web.requests import Malformed, Request, parse
-from gchat.web.style import WebStyle, event
+from gchat.web.style import WebStyle, event, older_lines
 from gchat.web.wire import MAX_HEADERS, Closed, Frame, Page, Upgraded, WebConnection, WebFramer
 
 log = logging.getLogger("gchat")
@@ -209,9 +209,27 @@ class WebSession:
             chat.away(client, request.text)
         elif isinstance(request, commands.Quit):
             chat.quit(client, request.reason)
+        elif isinstance(request, requests.History):
+            self._history(client, request)
         else:
             assert isinstance(request, commands.Pass)
             self._say(ERROR, text=ALREADY_IN if self._gate is not None else NO_PASSWORD)
+
+    def _history(self, client: Client, request: requests.History) -> None:
+        """The page's scroll-up, from a room it is in; may wait for the disk, as ``/history`` does.
+
+        One line more than asked for is read, so the page knows whether to ask again.
+        """
+        room = room_key(request.room)
+        if room is None:
+            client.tell(news.InvalidRoom(request.room))
+        elif room not in client.rooms:
+            client.tell(news.NotIn(room))
+        else:
+            lines = self._chat.history(room, request.before, request.limit + 1)
+            if client.connected:
+                more = len(lines) > request.limit
+                self._output.deliver(older_lines(room, lines[-request.limit :], more, time.time()))
 
     def _knock(self, request: Request) -> None:
         """A request before the password: only ``pass`` and ``quit`` mean anything."""

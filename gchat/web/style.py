@@ -21,7 +21,7 @@ import dataclasses
 import enum
 import json
 import time
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Callable, Union, cast
 
@@ -64,6 +64,8 @@ TYPES: "dict[type, str]" = {
     news.NotBanned: "not_banned",
     news.OwnAddress: "own_address",
 }
+# The answer to the page's ``history`` request (not news: the chat is not asked, its keeper is).
+OLDER_LINES = "older_lines"
 # The notices the chat closes a client's connection after, and the close code that follows them.
 _LAST_WORDS = {news.Notice.BYE: CloseReason.NORMAL_CLOSURE, news.Notice.SHUTTING_DOWN: CloseReason.GOING_AWAY}
 # Fields no web client is sent (see the module's docstring).
@@ -81,6 +83,11 @@ def text_frame(event: "dict[str, Json]") -> bytes:
 def event(kind: str, at: float, **fields: Json) -> bytes:
     """A frame for an event that is not news (session replies such as ``pong`` or ``error``)."""
     return text_frame({"type": kind, **fields, "at": at})
+
+
+def older_lines(room: str, lines: "Sequence[news.Message]", more: bool, at: float) -> bytes:
+    """``lines`` as an arrival's ``history`` has them, oldest first; ``more``: older ones remain."""
+    return event(OLDER_LINES, at, room=room, history=_value(lines), more=more)
 
 
 def _value(value: object) -> Json:

@@ -6,6 +6,10 @@
   const NICK_KEY = "gchat.nick";
   const BACKOFF = [1000, 2000, 4000, 8000, 15000];
   const ROOM_REFRESH_MS = 15000;
+  // Older lines asked for at a time when the reader scrolls to the top (the server allows 100).
+  const OLDER_LIMIT = 50;
+  // How near the top (px) counts as at the top.
+  const OLDER_MARGIN = 40;
   const NOTICES = {
     shutting_down: "The server is shutting down.",
     link_lost: "The cluster link is lost: only this node's users hear you for now.",
@@ -73,13 +77,22 @@
   let roomListAsked = 0;
   let allRooms = [];
   let refreshTimer = null;
+  // The room whose older lines were asked for (one request at a time), or null.
+  let olderPending = null;
 
   function pane(key) {
     let p = panes.get(key);
     if (!p) {
       const log = document.createElement("div");
       log.className = "pane-log";
-      p = { key, log, unread: 0, joined: false, members: new Map(), topic: "", last: 0 };
+      // oldest: the time of the oldest line shown (older ones are asked for before it); done: no older ones.
+      p = { key, log, unread: 0, joined: false, members: new Map(), topic: "", last: 0, oldest: null, done: false };
+      if (isRoom(key)) {
+        p.marker = document.createElement("div");
+        p.marker.className = "older";
+        p.marker.hidden = true;
+        log.append(p.marker);
+      }
       panes.set(key, p);
     }
     return p;
@@ -109,9 +122,8 @@
     return span;
   }
 
-  // A line: its time, then parts (strings become text nodes; nodes are used as they are).
-  function line(key, kind, at, ...parts) {
-    const p = pane(key);
+  // A line's element: its time, then parts (strings become text nodes; nodes are used as they are).
+  function lineElement(kind, at, parts) {
     const div = document.createElement("div");
     div.className = "line " + kind;
     const time = document.createElement("time");
@@ -122,6 +134,13 @@
     body.className = "body";
     for (const part of parts) body.append(typeof part === "string" ? document.createTextNode(part) : part);
     div.append(body);
+    return div;
+  }
+
+  // A line at the end of a pane (kept in view if the reader was at the bottom).
+  function line(key, kind, at, ...parts) {
+    const p = pane(key);
+    const div = lineElement(kind, at, parts);
     const atBottom = ui.log.scrollHeight - ui.log.scrollTop - ui.log.clientHeight < 40;
     p.log.append(div);
     if (p.key === current) {
@@ -137,14 +156,60 @@
     line(current || "#lobby", kind, at, text);
   }
 
+  // A chat line's kind and parts, for line() or lineElement().
+  function messageParts(e, cls) {
+    if (e.kind === "action") return ["action " + cls, ["* ", nickSpan(e.nick), " " + e.text]];
+    const text = document.createElement("span");
+    text.className = "text";
+    text.textContent = e.text;
+    return [e.kind === "notice" ? "chat-notice " + cls : cls, [nickSpan(e.nick), " ", text]];
+  }
+
   function showMessage(key, e, cls) {
-    if (e.kind === "action") {
-      line(key, "action " + cls, e.at, "* ", nickSpan(e.nick), " " + e.text);
-    } else {
-      const text = document.createElement("span");
-      text.className = "text";
-      text.textContent = e.text;
-      line(key, e.kind === "notice" ? "chat-notice " + cls : cls, e.at, nickSpan(e.nick), " ", text);
+    const [kind, parts] = messageParts(e, cls);
+    line(key, kind, e.at, ...parts);
+  }
+
+  function marker(p, text) {
+    p.marker.textContent = text;
+    p.marker.hidden = !text;
+  }
+
+  // At the top of a room's lines (or with too few to scroll): ask for older ones, one request at a time.
+  function askOlder() {
+    const p = current && panes.get(current);
+    if (!p || !isRoom(p.key) || !p.joined || p.done || olderPending !== null) return;
+    if (ui.log.scrollTop > OLDER_MARGIN || !socket || socket.readyState !== WebSocket.OPEN) return;
+    olderPending = p.key;
+    marker(p, "Loading older lines\u2026");
+    socket.send(JSON.stringify({ type: "history", room: p.key, before: p.oldest, limit: OLDER_LIMIT }));
+  }
+
+  // The request for older lines of `key` (null: any) will not be answered: the room was left, the socket lost.
+  function olderCancelled(key) {
+    if (olderPending === null || (key !== null && key !== olderPending)) return;
+    marker(pane(olderPending), "");
+    olderPending = null;
+  }
+
+  // Older lines go above the others, the reader's view staying where it was.
+  function olderLines(e) {
+    const p = pane(roomKey(e.room));
+    if (olderPending !== p.key) return;
+    olderPending = null;
+    const lines = document.createDocumentFragment();
+    for (const m of e.history) {
+      const [kind, parts] = messageParts(m, "message history");
+      lines.append(lineElement(kind, m.at, parts));
+    }
+    const fromBottom = ui.log.scrollHeight - ui.log.scrollTop;
+    p.marker.after(lines);
+    if (e.history.length) p.oldest = e.history[0].at;
+    p.done = !e.more;
+    marker(p, p.done ? "Start of history" : "");
+    if (p.key === current) {
+      ui.log.scrollTop = ui.log.scrollHeight - fromBottom;
+      askOlder();
     }
   }
 
@@ -154,6 +219,7 @@
     p.unread = 0;
     ui.log.replaceChildren(p.log);
     ui.log.scrollTop = ui.log.scrollHeight;
+    askOlder();
     ui.title.textContent = isRoom(key) ? key : key.slice(1);
     ui.topic.textContent = isRoom(key) ? p.topic : "private conversation";
     ui.partButton.textContent = isRoom(key) ? "Leave" : "Close";
@@ -261,6 +327,7 @@
     p.topic = e.topic;
     p.members = new Map(e.members.map((m) => [m.nick.toLowerCase(), m]));
     setMe(e.nick);
+    if (p.oldest === null) p.oldest = e.history.length ? e.history[0].at : e.at;
     for (const m of e.history) if (m.at > p.last) showMessage(key, m, "message history");
     if (e.history.length) p.last = Math.max(p.last, e.history[e.history.length - 1].at);
     if (!back) {
@@ -360,6 +427,7 @@
       case "left": {
         const p = pane(roomKey(e.room));
         p.joined = false;
+        olderCancelled(p.key);
         p.members.clear();
         line(p.key, "notice", e.at, `You left ${p.key}`);
         if (current === p.key) {
@@ -410,6 +478,13 @@
         break;
       case "address_unbanned":
         notice(`Unbanned ${e.address}`, "notice", e.at);
+        break;
+      case "not_in":
+        olderCancelled(roomKey(e.room));
+        notice(ERRORS.not_in(e), "error", e.at);
+        break;
+      case "older_lines":
+        olderLines(e);
         break;
       case "pong":
         break;
@@ -553,6 +628,7 @@
         reconnecting.had = new Set(reconnecting.rooms);
       }
       for (const p of panes.values()) p.joined = false;
+      olderCancelled(null);
       renderLists();
       const delay = BACKOFF[Math.min(attempt, BACKOFF.length - 1)] * (0.8 + Math.random() * 0.4);
       attempt += 1;
@@ -587,6 +663,7 @@
       if (next) select(next.key);
     }
   });
+  ui.log.addEventListener("scroll", askOlder, { passive: true });
   ui.menuToggle.addEventListener("click", () => ui.app.classList.toggle("menu-open"));
   ui.membersToggle.addEventListener("click", () => ui.app.classList.toggle("members-open"));
 
