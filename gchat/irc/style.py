@@ -15,14 +15,15 @@ reason is cut short.
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Optional
+from typing import Callable, Optional
 
 from gchat import news
-from gchat.irc import caps, replies
+from gchat.irc import caps, chathistory, replies
 from gchat.irc.message import MAX_BODY, Message, serialize, server_time
 from gchat.irc.text import cut, outgoing
 
 HISTORY_BATCH = "history"
+TARGETS_BATCH = "targets"
 CHATHISTORY = "chathistory"
 
 _NOTICE_NUMERICS = {
@@ -40,6 +41,8 @@ _NOTICE_ERRORS = {
 }
 
 
+# A message's tags, as ``Message`` holds them.
+Tags = tuple[tuple[str, str], ...]
 _SHARED = (news.Message, news.Entered, news.Parted, news.Gone, news.Renamed, news.TopicChanged)
 
 
@@ -104,16 +107,34 @@ class IrcStyle:
 
     def history(self, room: str, messages: "Sequence[news.Message]") -> bytes:
         """A room's history, with the original times where negotiated, in a batch where negotiated."""
-        if not messages:
-            return b""
+        return self.chathistory(room, messages) if messages else b""
+
+    def chathistory(self, target: str, messages: "Sequence[news.Message]") -> bytes:
+        """``CHATHISTORY``'s answer: with ``batch``, a batch even when empty, so the client knows
+        there is nothing (without it, the lines alone, which may be none)."""
+        return self._batch(
+            HISTORY_BATCH,
+            (CHATHISTORY, target),
+            lambda tags: [self._message(message, target, tags) for message in messages],
+        )
+
+    def targets(self, found: "Sequence[tuple[str, float]]") -> bytes:
+        """``CHATHISTORY TARGETS``' answer: each room and the time of its latest line."""
+        return self._batch(
+            TARGETS_BATCH,
+            (chathistory.TARGETS_BATCH,),
+            lambda tags: [_target(room, at, tags) for room, at in found],
+        )
+
+    def _batch(self, ref: str, params: "tuple[str, ...]", lines: "Callable[[Tags], list[bytes]]") -> bytes:
+        """``lines`` (given the tags that put them in the batch) in a batch ``ref`` where negotiated."""
         if not self.batch:
-            return b"".join(self._message(message, room, ()) for message in messages)
-        tag = (("batch", HISTORY_BATCH),)
+            return b"".join(lines(()))
         return b"".join(
             [
-                serialize(Message("BATCH", ("+" + HISTORY_BATCH, CHATHISTORY, room), replies.SERVER)),
-                *(self._message(message, room, tag) for message in messages),
-                serialize(Message("BATCH", ("-" + HISTORY_BATCH,), replies.SERVER)),
+                serialize(Message("BATCH", ("+" + ref, *params), replies.SERVER)),
+                *lines((("batch", ref),)),
+                serialize(Message("BATCH", ("-" + ref,), replies.SERVER)),
             ]
         )
 
@@ -156,6 +177,11 @@ class IrcStyle:
         room = MAX_BODY + 2 - len(serialize(Message(verb, (target, outgoing("", kind)), source)))
         lines = (Message(verb, (target, outgoing(piece, kind)), source, tags) for piece in cut(text, room))
         return b"".join(serialize(line) for line in lines)
+
+
+def _target(room: str, at: float, tags: Tags) -> bytes:
+    params = (chathistory.TARGETS, room, server_time(at))
+    return serialize(Message(chathistory.COMMAND, params, replies.SERVER, tags))
 
 
 def _part(room: str, nick: str, host: str, reason: str) -> bytes:
