@@ -269,9 +269,9 @@ def test_welcome_burst_is_001_to_005_lusers_and_no_motd():
 # CAP
 
 
-def test_cap_ls_offers_what_the_issue_asks_for_and_userhost_in_names():
+def test_cap_ls_offers_what_the_issue_asks_for_userhost_in_names_and_chathistory():
     asked = {"message-tags", "server-time", "echo-message", "multi-prefix", "batch", "cap-notify"}
-    offered = asked | {"userhost-in-names"}
+    offered = asked | {"userhost-in-names", "draft/chathistory"}
     assert offered == caps.SUPPORTED
 
 
