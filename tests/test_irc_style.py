@@ -156,6 +156,11 @@ def test_history_is_replayed_after_names_with_original_times_in_a_batch():
     ]
 
 
+def test_a_client_that_asks_for_history_itself_gets_none_replayed_on_arrival():
+    style = IrcStyle.of(frozenset({"batch", "server-time", "draft/chathistory"}))
+    assert style.tell(arrived((message("one", room="#r"),)), "alice") == style.tell(arrived(), "alice")
+
+
 def test_history_without_batch_or_time_is_plain_messages():
     sent = lines(PLAIN.tell(arrived((message("one", room="#r"),)), "alice"))
     assert sent[4:] == [":alice!alice@127.0.0.1 PRIVMSG #r :one"]

@@ -1,9 +1,10 @@
 """How news looks to an IRC client: ``IrcStyle``, one per set of caps that change it.
 
-Only four negotiated capabilities change the bytes a client is sent:
+Only five negotiated capabilities change the bytes a client is sent:
 ``server-time`` (a ``time`` tag on messages), ``batch`` (history replayed in
 a ``chathistory`` batch), ``echo-message`` (a sender gets its own room
-messages) and ``userhost-in-names`` (``nick!nick@host`` in NAMES).
+messages), ``userhost-in-names`` (``nick!nick@host`` in NAMES) and
+``draft/chathistory`` (no history replayed on join: the client asks for it).
 ``message-tags`` alone adds nothing (the server sends no other tag) and
 ``multi-prefix`` neither (``@`` is the only prefix), so clients
 that differ only by those share every rendering.
@@ -57,6 +58,9 @@ class IrcStyle:
     echo: bool = False
     batch: bool = False
     userhost: bool = False
+    # draft/chathistory: the client asks for a room's history itself (CHATHISTORY), as Ergo
+    # takes it, so a join replays none that it would then get twice.
+    asks: bool = False
 
     @classmethod
     def of(cls, enabled: "frozenset[str]") -> "IrcStyle":
@@ -66,6 +70,7 @@ class IrcStyle:
             caps.ECHO_MESSAGE in enabled,
             caps.BATCH in enabled,
             caps.USERHOST_IN_NAMES in enabled,
+            chathistory.CAP in enabled,
         )
 
     def render(self, item: news.Shared) -> bytes:
@@ -146,7 +151,7 @@ class IrcStyle:
                 serialize(Message("JOIN", (item.room,), prefix(item.nick, item.host))),
                 replies.numeric(replies.RPL_TOPIC, item.nick, item.room, item.topic) if item.topic else b"",
                 replies.names(item.nick, item.room, entries),
-                self.history(item.room, item.history),
+                b"" if self.asks else self.history(item.room, item.history),
             ]
         )
 
