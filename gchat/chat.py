@@ -21,6 +21,7 @@ as a line to a room of line and IRC clients costs two.
 """
 
 import logging
+import math
 import time
 from collections import deque
 from collections.abc import Hashable, Iterable
@@ -85,8 +86,11 @@ class Keeper(Protocol):
 
     def unban(self, address: str) -> None: ...
 
-    def history(self, room: str, before: float, limit: int) -> "tuple[news.Message, ...]":
-        """Up to ``limit`` of ``room``'s lines older than ``before`` (Unix time), oldest first."""
+    def history(
+        self, room: str, before: float, limit: int, after: float = -math.inf, newest: bool = True
+    ) -> "tuple[news.Message, ...]":
+        """Up to ``limit`` of ``room``'s lines from ``after`` to before ``before`` (Unix times, to the
+        microsecond), oldest first: the newest of them, or the oldest (``newest`` False)."""
 
     def room(self, name: str, lines: int) -> "tuple[str, tuple[news.Message, ...]]":
         """A room no one is in: its topic and last ``lines`` lines, as it comes back."""
@@ -362,9 +366,26 @@ class Chat:
         self._lobby.topic, lines = lobby
         self._lobby.history.extend(lines)
 
-    def history(self, room: str, before: float, limit: int) -> "tuple[news.Message, ...]":
-        """Up to ``limit`` of ``room``'s lines older than ``before``, from the keeper; may wait."""
-        return self._keeper.history(room, before, limit) if self._keeper is not None else ()
+    def history(
+        self, room: str, before: float, limit: int, after: float = -math.inf, newest: bool = True
+    ) -> "tuple[news.Message, ...]":
+        """Up to ``limit`` of ``room``'s lines from ``after`` to before ``before`` (Unix times, to the
+        microsecond), oldest first: the newest of them, or the oldest (``newest`` False).
+
+        From the keeper (``--store``: every line it keeps; may wait for the disk), else from
+        the room's own history on this node, the last ``--history`` lines (on every node of a
+        cluster alike; none for a room no one is in).
+        """
+        if limit <= 0:
+            return ()
+        if self._keeper is not None:
+            return self._keeper.history(room, before, limit, after, newest)
+        found = self._rooms.get(room)
+        if found is None:
+            return ()
+        since, until = news.micros(after), news.micros(before)
+        lines = [line for line in found.history if since <= news.micros(line.at) < until]
+        return tuple(lines[-limit:] if newest else lines[:limit])
 
     def leave(self, client: Client, reason: str) -> None:
         """Forget a client and tell its rooms why. Safe to call more than once."""

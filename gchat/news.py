@@ -24,6 +24,17 @@ class Kind(enum.Enum):
     NOTICE = "notice"
 
 
+# Beyond any time (microseconds): what an unbounded time (math.inf) becomes, as a whole number.
+FAR = float(2**62)
+
+
+def micros(at: float) -> int:
+    """A time in whole microseconds, as the chat compares and keeps them: a line's time read back
+    from the store, or shown to the millisecond, falls on the same side of any bound as it did live.
+    """
+    return round(max(-FAR, min(at * 1e6, FAR)))
+
+
 # --- Shared: told to everyone in a room (or sharing a room with someone) ---------------
 
 

@@ -21,6 +21,7 @@ loss may also lose the commits since the last WAL checkpoint.
 
 import contextlib
 import fcntl
+import itertools
 import json
 import logging
 import math
@@ -28,6 +29,7 @@ import os
 import sqlite3
 import time
 from collections import Counter, deque
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, TypeVar
 
@@ -35,7 +37,7 @@ import gevent
 from gevent.monkey import get_original
 from gevent.threadpool import ThreadPool
 
-from gchat.news import Kind, Message
+from gchat.news import Kind, Message, micros
 
 log = logging.getLogger("gchat")
 
@@ -63,8 +65,6 @@ PRUNE_CHUNKS = 100
 APPLICATION_ID = 0x67636874
 SCHEMA_VERSION = 1
 DAY = 86400.0
-# Beyond any time (microseconds): what math.inf becomes in a query.
-FAR = float(2**62)
 
 WRITE_FAILED = "the store cannot write (%s): chat goes on, its lines are not kept until the store can"
 FALLING_BEHIND = "the store falls behind the chat: the oldest unwritten lines are dropped"
@@ -98,10 +98,15 @@ _CHUNKS_A_STATEMENT = 999 // 5
 _EXPIRED = (
     "SELECT id, room, lines FROM chunks WHERE id IN (SELECT id FROM chunks ORDER BY id LIMIT ?) AND last < ?"
 )
-_ROOM_CHUNKS = (
-    "SELECT data FROM chunks WHERE room = (SELECT id FROM rooms WHERE name = ?)"
-    " AND first < ? AND last >= ? ORDER BY last DESC"
+# A room's chunks by ``last`` on the (room, last) index, so a read walks only the chunks it
+# gives back and the one straddling its bound: those ending before a time, newest first; those
+# ending at or after one, oldest first. A room's chunks are written in time order, so the one
+# that straddles a time is the first ending at or after it.
+_ROOM_ID = "(SELECT id FROM rooms WHERE name = ?)"
+_CHUNKS_BEFORE = (
+    f"SELECT first, data FROM chunks WHERE room = {_ROOM_ID} AND last < ? AND last >= ? ORDER BY last DESC"
 )
+_CHUNKS_FROM = f"SELECT first, data FROM chunks WHERE room = {_ROOM_ID} AND last >= ? ORDER BY last"
 
 
 class StoreError(Exception):
@@ -125,11 +130,6 @@ class _Outcome:
     more: bool
 
 
-def _micros(at: float) -> int:
-    """A time as kept: whole microseconds, so a line's time read back compares equal to its own."""
-    return round(max(-FAR, min(at * 1e6, FAR)))
-
-
 # A chunk as written: room id, first, last, lines, and the lines (at in microseconds, nick,
 # host, kind, text).
 _Chunk = tuple[int, int, int, int, list[tuple[int, str, str, str, str]]]
@@ -139,7 +139,7 @@ def _chunks(lines: "list[Message]", ids: "dict[str, int]") -> "list[_Chunk]":
     """``lines`` as chunks: each room's, in order."""
     rooms: dict[str, list[tuple[int, str, str, str, str]]] = {}
     for line in lines:
-        # _micros without its clamp, which would cost a call a line: a line's time is a real time.
+        # micros without its clamp, which would cost a call a line: a line's time is a real time.
         kept = (round(line.at * 1e6), line.nick, line.host, line.kind.value, line.text)
         group = rooms.get(line.room)
         if group is None:
@@ -266,15 +266,18 @@ class Store:
         """The addresses banned, for the start (waits as ``history`` does)."""
         return self._ask(self._read_bans, frozenset())
 
-    def history(self, room: str, before: float, limit: int) -> "tuple[Message, ...]":
-        """Up to ``limit`` of ``room``'s lines older than ``before``, oldest first.
+    def history(
+        self, room: str, before: float, limit: int, after: float = -math.inf, newest: bool = True
+    ) -> "tuple[Message, ...]":
+        """Up to ``limit`` of ``room``'s lines from ``after`` to before ``before``, oldest first:
+        the newest of them, or the oldest (``newest`` False).
 
         Waits for the disk in a thread (only the calling greenlet waits); a
         failed read is logged (once until one succeeds) and gives nothing.
         """
         if limit <= 0:
             return ()
-        lines: tuple[Message, ...] = self._ask(self._read, (), room, before, limit)
+        lines: tuple[Message, ...] = self._ask(self._read, (), room, before, limit, after, newest)
         return lines
 
     def room(self, name: str, lines: int) -> "tuple[str, tuple[Message, ...]]":
@@ -419,7 +422,7 @@ class Store:
                 log.error(WRITE_FAILED, error)
 
     def _cutoff(self) -> int:
-        return _micros(time.time() - self._keep_days * DAY if self._keep_days else -math.inf)
+        return micros(time.time() - self._keep_days * DAY if self._keep_days else -math.inf)
 
     # --- the writer's side: in the writer thread, one transaction at a time ---------
 
@@ -543,18 +546,32 @@ class Store:
             self._reading = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         return self._reading
 
-    def _read(self, room: str, before: float, limit: int) -> "tuple[Message, ...]":
-        """The newest ``limit`` lines of ``room`` before ``before``, from its newest chunks back."""
-        until, cutoff = _micros(before), self._cutoff()
+    def _read(
+        self, room: str, before: float, limit: int, after: float = -math.inf, newest: bool = True
+    ) -> "tuple[Message, ...]":
+        """``limit`` lines of ``room`` from ``after`` to before ``before``: the newest, read from the
+        chunk straddling ``before`` back, or the oldest, read from the one straddling ``after`` on."""
+        until, since = micros(before), max(micros(after), self._cutoff())
+        db = self._reads()
+        chunks: Iterable[tuple[int, str]]
+        if newest:
+            straddling = db.execute(_CHUNKS_FROM + " LIMIT 1", (room, until)).fetchall()
+            chunks = itertools.chain(straddling, db.execute(_CHUNKS_BEFORE, (room, until, since)))
+        else:
+            chunks = db.execute(_CHUNKS_FROM, (room, since))
         found: list[list[Any]] = []
-        for (data,) in self._reads().execute(_ROOM_CHUNKS, (room, until, cutoff)):
-            found.extend(line for line in json.loads(data) if cutoff <= line[0] < until)
+        for first, data in chunks:
+            if first >= until:
+                if newest:
+                    continue
+                break
+            found.extend(line for line in json.loads(data) if since <= line[0] < until)
             if len(found) >= limit:
                 break
         found.sort(key=lambda line: line[0])
         return tuple(
             Message(room, nick, host, text, Kind(kind), at / 1e6)
-            for at, nick, host, kind, text in found[-limit:]
+            for at, nick, host, kind, text in (found[-limit:] if newest else found[:limit])
         )
 
     def _read_room(self, name: str, lines: int) -> "tuple[str, tuple[Message, ...]]":

@@ -144,6 +144,13 @@ def test_server_time_is_utc_with_milliseconds():
     assert server_time(1700000000.1234) == "2023-11-14T22:13:20.123Z"
 
 
+def test_server_time_of_a_time_on_a_millisecond_shows_that_millisecond():
+    # Half of them showed the millisecond before (0.001 is a hair under it as a float): a line
+    # read back from the store, or a CHATHISTORY reference, would not match its live time.
+    assert server_time(1796385600001 / 1000) == "2026-12-04T12:00:00.001Z"
+    assert server_time(1796385600.999999) == "2026-12-04T12:00:00.999Z"
+
+
 # Properties
 
 _TAG_KEY = st.from_regex(r"\A\+?([a-z0-9.-]+/)?[A-Za-z0-9-]+\Z")

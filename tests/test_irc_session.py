@@ -4,7 +4,9 @@ import pytest
 from conftest import IRC_SERVER, TIMEOUT, run_gchat
 
 S = f":{IRC_SERVER}"
-CAPS = "batch cap-notify echo-message message-tags multi-prefix server-time userhost-in-names"
+CAPS = (
+    "batch cap-notify draft/chathistory echo-message message-tags multi-prefix server-time userhost-in-names"
+)
 
 
 @pytest.fixture

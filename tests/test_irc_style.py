@@ -156,6 +156,11 @@ def test_history_is_replayed_after_names_with_original_times_in_a_batch():
     ]
 
 
+def test_a_client_that_asks_for_history_itself_gets_none_replayed_on_arrival():
+    style = IrcStyle.of(frozenset({"batch", "server-time", "draft/chathistory"}))
+    assert style.tell(arrived((message("one", room="#r"),)), "alice") == style.tell(arrived(), "alice")
+
+
 def test_history_without_batch_or_time_is_plain_messages():
     sent = lines(PLAIN.tell(arrived((message("one", room="#r"),)), "alice"))
     assert sent[4:] == [":alice!alice@127.0.0.1 PRIVMSG #r :one"]
@@ -269,9 +274,9 @@ def test_welcome_burst_is_001_to_005_lusers_and_no_motd():
 # CAP
 
 
-def test_cap_ls_offers_what_the_issue_asks_for_and_userhost_in_names():
+def test_cap_ls_offers_what_the_issue_asks_for_userhost_in_names_and_chathistory():
     asked = {"message-tags", "server-time", "echo-message", "multi-prefix", "batch", "cap-notify"}
-    offered = asked | {"userhost-in-names"}
+    offered = asked | {"userhost-in-names", "draft/chathistory"}
     assert offered == caps.SUPPORTED
 
 

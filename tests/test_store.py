@@ -189,6 +189,21 @@ def test_history_gives_a_rooms_lines_before_a_time_oldest_first(store):
     assert store.history("#nowhere", math.inf, 10) == ()
 
 
+def test_history_reads_a_span_either_way_across_chunks_from_the_one_straddling_its_bound(store):
+    now = time.time()
+    for number in range(10):
+        store.record(line(f"line {number}", at=now + number))
+        if number % 3 == 2:
+            store.flush()  # a chunk a transaction: lines 0-2, 3-5, 6-8, then 9
+    store.flush()
+    assert texts(store.history("#lobby", now + 8, 3, now + 2, newest=False)) == ["line 2", "line 3", "line 4"]
+    assert texts(store.history("#lobby", now + 8, 3, now + 2)) == ["line 5", "line 6", "line 7"]
+    assert texts(store.history("#lobby", now + 4, 2)) == ["line 2", "line 3"]
+    assert texts(store.history("#lobby", math.inf, 2, now + 4, newest=False)) == ["line 4", "line 5"]
+    assert texts(store.history("#lobby", math.inf, 100, now + 8.5)) == ["line 9"]
+    assert store.history("#lobby", now + 4, 100, now + 4) == ()
+
+
 # --- opening ---------------------------------------------------------------------------
 
 

@@ -11,7 +11,7 @@ never has a ``NEW`` or ``DEL`` to send.
 from dataclasses import dataclass, replace
 from typing import Optional
 
-from gchat.irc import replies
+from gchat.irc import chathistory, replies
 from gchat.irc.message import Message
 
 BATCH = "batch"
@@ -23,7 +23,16 @@ SERVER_TIME = "server-time"
 USERHOST_IN_NAMES = "userhost-in-names"
 
 SUPPORTED = frozenset(
-    {BATCH, CAP_NOTIFY, ECHO_MESSAGE, MESSAGE_TAGS, MULTI_PREFIX, SERVER_TIME, USERHOST_IN_NAMES}
+    {
+        BATCH,
+        CAP_NOTIFY,
+        chathistory.CAP,
+        ECHO_MESSAGE,
+        MESSAGE_TAGS,
+        MULTI_PREFIX,
+        SERVER_TIME,
+        USERHOST_IN_NAMES,
+    }
 )
 # CAP LS without a version is 301; 302 and above turn cap-notify on by themselves.
 BASE_VERSION = 301

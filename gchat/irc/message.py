@@ -17,6 +17,8 @@ import time
 from dataclasses import dataclass
 from typing import Union
 
+from gchat.news import micros
+
 # The part after the tags, without its CR LF.
 MAX_BODY = 510
 # What a client may send as tag data (without '@' and the space after it), IRCv3.
@@ -174,7 +176,10 @@ def _upper(word: str) -> str:
 
 
 def server_time(at: float) -> str:
-    """An IRCv3 ``server-time`` value: UTC, milliseconds, ``Z``."""
-    whole = int(at)
-    millis = int((at - whole) * 1000)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)) + f".{millis:03d}Z"
+    """An IRCv3 ``server-time`` value: UTC, milliseconds, ``Z``.
+
+    Taken from the time in whole microseconds (``news.micros``), as the store keeps it: a line
+    shows the same millisecond live and read back, and ``CHATHISTORY`` finds it by that value.
+    """
+    whole, fraction = divmod(micros(at), 1_000_000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)) + f".{fraction // 1000:03d}Z"

@@ -11,6 +11,7 @@ import re
 from gchat import __version__, news, reasons
 from gchat.chat import MAX_ROOMS
 from gchat.commands import NICK_MAX, ROOM_MAX
+from gchat.irc import chathistory
 from gchat.irc.message import MAX_BODY, Message, serialize
 from gchat.irc.text import shorten
 
@@ -46,6 +47,8 @@ ISUPPORT = (
     f"NETWORK={NETWORK}",
     f"LINELEN={MAX_BODY + 2}",
     "UTF8ONLY",
+    f"CHATHISTORY={chathistory.MAX_LIMIT}",
+    f"MSGREFTYPES={chathistory.MSGREFTYPES}",
 )
 
 # Numerics (RFC 2812, modern.ircdocs.horse).
@@ -188,7 +191,20 @@ def notice(target: str, text: str) -> bytes:
 
 def invalid_utf8(command: str) -> bytes:
     """IRCv3 standard reply: ``command``'s line was not UTF-8 (``UTF8ONLY``); it was taken with U+FFFD."""
-    return fit(Message("WARN", (_token(command), "INVALID_UTF8", INVALID_UTF8), SERVER))
+    return standard("WARN", command, "INVALID_UTF8", INVALID_UTF8)
+
+
+def chathistory_fail(failure: chathistory.Fail) -> bytes:
+    return standard("FAIL", chathistory.COMMAND, failure.code, *failure.context, failure.text)
+
+
+def standard(verb: str, command: str, code: str, *context: str) -> bytes:
+    """An IRCv3 standard reply (``FAIL``, ``WARN``, ``NOTE``): ``context``'s last word is its text.
+
+    A client's word quoted back as context is cut, or ``*`` if no line can carry it, as in a numeric.
+    """
+    *words, text = context
+    return fit(Message(verb, (_token(command), code, *map(_token, words), text), SERVER))
 
 
 def error(text: str) -> bytes:

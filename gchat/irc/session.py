@@ -14,11 +14,13 @@ the ``PONG``, has come for T: a dead client goes, a live one answers.
 """
 
 import logging
+import math
 import time
 from typing import Any, Callable, Optional
 
 import gevent
 
+from gchat import news
 from gchat.addresses import canonical
 from gchat.chat import Chat, Client
 from gchat.commands import DEFAULT_QUIT_REASON, Kick, Pass, nick_key, room_key, valid_nick
@@ -26,7 +28,7 @@ from gchat.config import Config
 from gchat.connection import Connection
 from gchat.framing import Frame, LineFramer, TooLong
 from gchat.gate import Door, PasswordGate, Verdict
-from gchat.irc import replies
+from gchat.irc import chathistory, replies
 from gchat.irc.caps import NONE, negotiate
 from gchat.irc.message import EMPTY, INPUT_TOO_LONG, MAX_BODY, MAX_LINE, Message, parse, serialize
 from gchat.irc.replies import numeric
@@ -567,6 +569,38 @@ class IrcSession:
     def _motd(self, params: "tuple[str, ...]") -> None:
         self._deliver(numeric(replies.ERR_NOMOTD, self._name, replies.NO_MOTD))
 
+    def _chathistory(self, params: "tuple[str, ...]") -> None:
+        """A room's lines from the chat's history (the store's, or the room's last ``--history``).
+
+        Only for rooms the client is in, as Ergo does for channels; a nick's is an empty
+        answer, since gchat keeps no private messages. May wait for the disk.
+        """
+        client = self._client
+        assert client is not None
+        request = chathistory.parse(params)
+        if isinstance(request, chathistory.Targets):
+            newest = [(room, self._chat.history(room, math.inf, 1)) for room in list(client.rooms)]
+            found = [(room, lines[-1].at) for room, lines in newest if lines]
+            reply = self._style.targets(chathistory.latest(request, found))
+        elif isinstance(request, chathistory.Query):
+            reply = self._query(client, request)
+        else:
+            reply = replies.chathistory_fail(request)
+        if client.connected:
+            self._deliver(reply)
+
+    def _query(self, client: Client, query: chathistory.Query) -> bytes:
+        target = query.target
+        if not target.startswith("#"):
+            return self._style.chathistory(target, ())
+        room = room_key(target)
+        if room is None or room not in client.rooms:
+            return replies.chathistory_fail(chathistory.invalid_target(query.sub, target))
+        found: list[news.Message] = []
+        for after, before, limit, newest in query.spans:
+            found.extend(self._chat.history(room, before, limit - len(found), after, newest))
+        return self._style.chathistory(room, found)
+
     def _ignore(self, params: "tuple[str, ...]") -> None:
         """TAGMSG: the client-only tags it carries are not relayed (see the README)."""
 
@@ -605,4 +639,5 @@ _COMMANDS: "dict[str, Callable[[IrcSession, tuple[str, ...]], None]]" = {
     "LUSERS": IrcSession._lusers,
     "MOTD": IrcSession._motd,
     "TAGMSG": IrcSession._ignore,
+    chathistory.COMMAND: IrcSession._chathistory,
 }

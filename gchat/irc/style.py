@@ -1,9 +1,10 @@
 """How news looks to an IRC client: ``IrcStyle``, one per set of caps that change it.
 
-Only four negotiated capabilities change the bytes a client is sent:
+Only five negotiated capabilities change the bytes a client is sent:
 ``server-time`` (a ``time`` tag on messages), ``batch`` (history replayed in
 a ``chathistory`` batch), ``echo-message`` (a sender gets its own room
-messages) and ``userhost-in-names`` (``nick!nick@host`` in NAMES).
+messages), ``userhost-in-names`` (``nick!nick@host`` in NAMES) and
+``draft/chathistory`` (no history replayed on join: the client asks for it).
 ``message-tags`` alone adds nothing (the server sends no other tag) and
 ``multi-prefix`` neither (``@`` is the only prefix), so clients
 that differ only by those share every rendering.
@@ -15,14 +16,15 @@ reason is cut short.
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Optional
+from typing import Callable, Optional
 
 from gchat import news
-from gchat.irc import caps, replies
+from gchat.irc import caps, chathistory, replies
 from gchat.irc.message import MAX_BODY, Message, serialize, server_time
 from gchat.irc.text import cut, outgoing
 
 HISTORY_BATCH = "history"
+TARGETS_BATCH = "targets"
 CHATHISTORY = "chathistory"
 
 _NOTICE_NUMERICS = {
@@ -40,6 +42,8 @@ _NOTICE_ERRORS = {
 }
 
 
+# A message's tags, as ``Message`` holds them.
+Tags = tuple[tuple[str, str], ...]
 _SHARED = (news.Message, news.Entered, news.Parted, news.Gone, news.Renamed, news.TopicChanged)
 
 
@@ -54,18 +58,22 @@ class IrcStyle:
     echo: bool = False
     batch: bool = False
     userhost: bool = False
+    # draft/chathistory: the client asks for a room's history itself (CHATHISTORY), as Ergo
+    # takes it, so a join replays none that it would then get twice.
+    asks: bool = False
 
     @classmethod
     def of(cls, enabled: "frozenset[str]") -> "IrcStyle":
         """The style for a client with ``enabled`` caps: one shared object per combination.
 
-        Sixteen at most, so a connection holds a reference, not a style of its own.
+        Thirty-two at most, so a connection holds a reference, not a style of its own.
         """
         key = (
             caps.SERVER_TIME in enabled,
             caps.ECHO_MESSAGE in enabled,
             caps.BATCH in enabled,
             caps.USERHOST_IN_NAMES in enabled,
+            chathistory.CAP in enabled,
         )
         style = _STYLES.get(key)
         if style is None:
@@ -111,16 +119,34 @@ class IrcStyle:
 
     def history(self, room: str, messages: "Sequence[news.Message]") -> bytes:
         """A room's history, with the original times where negotiated, in a batch where negotiated."""
-        if not messages:
-            return b""
+        return self.chathistory(room, messages) if messages else b""
+
+    def chathistory(self, target: str, messages: "Sequence[news.Message]") -> bytes:
+        """``CHATHISTORY``'s answer: with ``batch``, a batch even when empty, so the client knows
+        there is nothing (without it, the lines alone, which may be none)."""
+        return self._batch(
+            HISTORY_BATCH,
+            (CHATHISTORY, target),
+            lambda tags: [self._message(message, target, tags) for message in messages],
+        )
+
+    def targets(self, found: "Sequence[tuple[str, float]]") -> bytes:
+        """``CHATHISTORY TARGETS``' answer: each room and the time of its latest line."""
+        return self._batch(
+            TARGETS_BATCH,
+            (chathistory.TARGETS_BATCH,),
+            lambda tags: [_target(room, at, tags) for room, at in found],
+        )
+
+    def _batch(self, ref: str, params: "tuple[str, ...]", lines: "Callable[[Tags], list[bytes]]") -> bytes:
+        """``lines`` (given the tags that put them in the batch) in a batch ``ref`` where negotiated."""
         if not self.batch:
-            return b"".join(self._message(message, room, ()) for message in messages)
-        tag = (("batch", HISTORY_BATCH),)
+            return b"".join(lines(()))
         return b"".join(
             [
-                serialize(Message("BATCH", ("+" + HISTORY_BATCH, CHATHISTORY, room), replies.SERVER)),
-                *(self._message(message, room, tag) for message in messages),
-                serialize(Message("BATCH", ("-" + HISTORY_BATCH,), replies.SERVER)),
+                serialize(Message("BATCH", ("+" + ref, *params), replies.SERVER)),
+                *lines((("batch", ref),)),
+                serialize(Message("BATCH", ("-" + ref,), replies.SERVER)),
             ]
         )
 
@@ -132,7 +158,7 @@ class IrcStyle:
                 serialize(Message("JOIN", (item.room,), prefix(item.nick, item.host))),
                 replies.numeric(replies.RPL_TOPIC, item.nick, item.room, item.topic) if item.topic else b"",
                 replies.names(item.nick, item.room, entries),
-                self.history(item.room, item.history),
+                b"" if self.asks else self.history(item.room, item.history),
             ]
         )
 
@@ -166,7 +192,12 @@ class IrcStyle:
 
 
 # IrcStyle.of's styles, by what they turn on.
-_STYLES: "dict[tuple[bool, bool, bool, bool], IrcStyle]" = {}
+_STYLES: "dict[tuple[bool, bool, bool, bool, bool], IrcStyle]" = {}
+
+
+def _target(room: str, at: float, tags: Tags) -> bytes:
+    params = (chathistory.TARGETS, room, server_time(at))
+    return serialize(Message(chathistory.COMMAND, params, replies.SERVER, tags))
 
 
 def _part(room: str, nick: str, host: str, reason: str) -> bytes:
