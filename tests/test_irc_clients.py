@@ -14,6 +14,8 @@ import irc.client
 import pytest
 from conftest import TIMEOUT, require
 
+from gchat.irc.replies import NO_MOTD
+
 
 class Netcat:
     """A real ``nc`` on the line port; its output read line by line with deadlines."""
@@ -172,6 +174,9 @@ def test_irssi_in_tmux_joins_the_room_of_an_nc_user(irc_server, nc, tmp_path):
     tmux = Tmux(tmp_path, f"{irssi} --home={home} -n alice -c {host} -p {port}")
     try:
         irc_server.wait_for_log(r"connected as alice \(IRC\)")
+        # Registered on the server is not yet ready in irssi: keys typed while it still
+        # reads the welcome can be lost. The MOTD's end is the last line of the welcome.
+        tmux.wait_for(NO_MOTD)
         tmux.type("/join #lobby")
         assert nc.readline() == "*** alice joined #lobby"
         tmux.wait_for(nc.nick)
