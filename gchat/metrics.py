@@ -47,7 +47,7 @@ from gchat.config import Config
 from gchat.connection import Connection
 from gchat.events import Event, Said
 from gchat.meter import Meter, MetricsError
-from gchat.output import Output, Share
+from gchat.output import Output, Turn
 from gchat.reasons import COUNTED
 
 log = logging.getLogger("gchat")
@@ -118,9 +118,9 @@ def _metered_connection_class(tally: Tally) -> "type[Connection]":
             tally.deliveries += 1
             Output.deliver(self, data)
 
-        def owe(self, share: Share, lines: int) -> None:
+        def owe(self, turn: Turn, slot: int, data: bytes, lines: int) -> None:
             tally.deliveries += lines
-            Output.owe(self, share, lines)
+            Output.owe(self, turn, slot, data, lines)
 
     class MeteredConnection(Connection):
         __slots__ = ()

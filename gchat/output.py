@@ -11,12 +11,21 @@ exits. A line to a client that keeps up costs no greenlet switch at all.
 A room's lines reach its clients through a ``Chorus`` (the chat's audience of
 one style in one room). The first line of a loop turn is delivered to each
 client as above; from the second on, the turn's lines go into one shared
-``Turn``, and each client holds a ``Share`` of it (a range of its lines) in
-its pending list, in order with everything else delivered to it. When the
-turn closes (the flush), the lines are joined once, and every client that
-sent none of them is sent that one ``bytes`` object: a burst of lines costs
-each recipient one share a turn, not one delivery a line, which is what a
-fan-out spent most of its time on (see tests/perf/README.md).
+``Turn``, and each client holds a share of it (a range of its lines): the
+turn itself in its pending list as a placeholder, in order with everything
+else delivered to it, and the range in the turn's own lists. When the turn
+closes (the flush), the lines are joined once, every client that sent none of
+them is sent that one ``bytes`` object, and each placeholder becomes its
+bytes: a burst of lines costs each recipient one share a turn, not one
+delivery a line, which is what a fan-out spent most of its time on (see
+tests/perf/README.md).
+
+A share is no object of its own, on purpose: it lives until the flush, so
+one object per recipient of every shared turn outlived the collector's young
+generations and was promoted to the oldest, and each time such survivors
+added up to a quarter of the heap CPython ran a full collection, which walks
+every client's objects (at 5,000 clients, 45 to 70 ms of CPU every 3 s at
+100 lines/s: the capacity scenario's erratic reach times, tests/perf/README.md).
 
 A client that reads too slowly is cut off (``SLOW_CONSUMER``) as soon as more
 than ``--max-backlog`` bytes wait for it; the connection's lifecycle (see
@@ -100,24 +109,41 @@ class Flusher:
 class Turn:
     """One loop turn's lines to one audience, rendered once and shared by its clients.
 
-    Lines are added as the chat sends them; each client holds ``Share``s of
-    them. Closing the turn makes each share bytes: the whole turn, joined once,
-    for every client that sent none of its lines; the share's range without
-    the client's own lines for the others.
+    Lines are added as the chat sends them; share ``i`` (a number, see the
+    module's docstring) is lines ``starts[i]`` to ``ends[i]`` (None: to the
+    close) for ``outputs[i]``, whose placeholder is at its pending position
+    ``slots[i]``. Closing the turn makes each share bytes: the whole turn,
+    joined once, for every client that sent none of its lines; the share's
+    range without the client's own lines for the others.
     """
 
-    __slots__ = ("lines", "open", "senders", "shares")
+    __slots__ = ("ends", "lines", "open", "outputs", "senders", "slots", "starts")
 
     def __init__(self) -> None:
         self.lines: list[bytes] = []
         # Who sent each line (it is not sent its own), None for news from no client.
         self.senders: list[Optional[Output]] = []
-        self.shares: list[Share] = []
+        self.outputs: list[Output] = []
+        self.starts: list[int] = []
+        self.ends: list[Optional[int]] = []
+        self.slots: list[int] = []
         self.open = True
 
     def add(self, data: bytes, sender: "Optional[Output]") -> None:
         self.lines.append(data)
         self.senders.append(sender)
+
+    def share(self, output: "Output", slot: int) -> int:
+        """A new share for ``output`` from the next line on, its placeholder at ``slot``: its number."""
+        self.outputs.append(output)
+        self.starts.append(len(self.lines))
+        self.ends.append(None)
+        self.slots.append(slot)
+        return len(self.outputs) - 1
+
+    def end(self, share: int) -> None:
+        """Share ``share`` takes no later line."""
+        self.ends[share] = len(self.lines)
 
     def close(self) -> None:
         self.open = False
@@ -125,35 +151,20 @@ class Turn:
         count = len(lines)
         own = set(senders)
         whole: Optional[bytes] = None
-        for share in self.shares:
-            output = share.output
-            start = share.start
-            end = count if share.end is None else share.end
+        for output, start, end, slot in zip(self.outputs, self.starts, self.ends, self.slots):
+            if end is None:
+                end = count
             if start == 0 and end == count and output not in own:
                 if whole is None:
                     whole = b"".join(lines)
-                share.data = whole
-                output.owe(share, count)
+                output.owe(self, slot, whole, count)
                 continue
             picked = lines[start:end]
             if output in own:
                 picked = [line for line, sender in zip(picked, senders[start:end]) if sender is not output]
-            share.data = b"".join(picked)
-            output.owe(share, len(picked))
-        self.lines, self.senders, self.shares = [], [], []
-
-
-class Share:
-    """A client's part of a turn: lines ``start`` to ``end`` (None: to its close), bytes once closed."""
-
-    __slots__ = ("data", "end", "output", "start", "turn")
-
-    def __init__(self, output: "Output", turn: Turn, start: int) -> None:
-        self.output = output
-        self.turn = turn
-        self.start = start
-        self.end: Optional[int] = None
-        self.data: Optional[bytes] = None
+            output.owe(self, slot, b"".join(picked), len(picked))
+        self.lines, self.senders = [], []
+        self.outputs, self.starts, self.ends, self.slots = [], [], [], []
 
 
 class Chorus:
@@ -209,6 +220,7 @@ class Output:
 
     __slots__ = (
         "_backlog",
+        "_base",
         "_connection",
         "_dirty",
         "_flusher",
@@ -224,10 +236,12 @@ class Output:
         self._sock = sock
         self._flusher = flusher
         self._max_backlog = max_backlog
-        # What the client is owed, in order: bytes, and shares of turns.
-        self._pending: list[Union[bytes, Share]] = []
+        # What the client is owed, in order: bytes, and (placeholders of its shares) open turns.
+        self._pending: list[Union[bytes, Turn]] = []
+        # The position of _pending[0] among all items ever pending: a share's slot less this is its index.
+        self._base = 0
         # The share of each open turn that its next lines go to.
-        self._open: dict[Turn, Share] = {}
+        self._open: dict[Turn, int] = {}
         # Bytes delivered (shares once their turn closed) but not yet taken by the kernel.
         self._backlog = 0
         self._dirty = False
@@ -247,7 +261,7 @@ class Output:
         if self._open:
             # Later lines of open turns come after these bytes: each share ends here, and goes on after.
             for turn, share in list(self._open.items()):
-                share.end = len(turn.lines)
+                turn.end(share)
                 self._take_share(turn)
 
     def subscribe(self, turn: Turn) -> None:
@@ -262,16 +276,15 @@ class Output:
         """``turn``'s later lines are not the client's (it left the room or changed style)."""
         share = self._open.pop(turn, None)
         if share is not None:
-            share.end = len(turn.lines)
+            turn.end(share)
 
-    def owe(self, share: Share, lines: int) -> None:
-        """A turn closed: the client is owed ``share.data``, ``lines`` lines."""
-        if self._open.get(share.turn) is share:
-            del self._open[share.turn]
+    def owe(self, turn: Turn, slot: int, data: bytes, lines: int) -> None:
+        """``turn`` closed: the client is owed ``data``, ``lines`` lines, at its share's ``slot``."""
+        self._open.pop(turn, None)
         if self._connection.state in GONE:
             return
-        assert share.data is not None
-        backlog = self._backlog + len(share.data)
+        self._pending[slot - self._base] = data
+        backlog = self._backlog + len(data)
         self._backlog = backlog
         if backlog > self._max_backlog:
             self._connection.abort(SLOW_CONSUMER)
@@ -281,14 +294,13 @@ class Output:
     def stop(self) -> None:
         """No more lines of open turns: the connection is closing."""
         for turn, share in self._open.items():
-            share.end = len(turn.lines)
+            turn.end(share)
         self._open.clear()
 
     def _take_share(self, turn: Turn) -> None:
-        share = Share(self, turn, len(turn.lines))
-        turn.shares.append(share)
-        self._pending.append(share)
-        self._open[turn] = share
+        pending = self._pending
+        self._open[turn] = turn.share(self, self._base + len(pending))
+        pending.append(turn)
 
     def _mark(self) -> None:
         self._dirty = True
@@ -301,14 +313,16 @@ class Output:
             item = pending[0]
             if type(item) is bytes:
                 pending.clear()
+                self._base += 1
                 return item
         taken = 0
         for item in pending:
-            if type(item) is Share and item.data is None:
+            if type(item) is Turn:
                 break
             taken += 1
-        parts = [item.data if isinstance(item, Share) else item for item in pending[:taken]]
+        parts = pending[:taken]
         del pending[:taken]
+        self._base += taken
         return b"".join(parts)  # type: ignore[arg-type]
 
     def close(self) -> None:
@@ -347,6 +361,7 @@ class Output:
             self._backlog -= sent
         if sent < len(data):
             pending.insert(0, data[sent:])
+            self._base -= 1
             self._writer = gevent.spawn(self._write_backlog)
         elif not pending and self._connection.state in FIN_AFTER_OUTPUT:
             self.finish()
@@ -365,6 +380,7 @@ class Output:
 
     def drop(self) -> None:
         """Forget everything queued and stop the writer: nothing more is owed."""
+        self._base += len(self._pending)
         self._pending.clear()
         self._open.clear()
         self._backlog = 0

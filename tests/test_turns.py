@@ -7,6 +7,8 @@ reads happens in one loop turn, the case shared turns exist for. What each
 peer reads is then exactly what one turn owed it, in order.
 """
 
+import gc
+
 import pytest
 from test_connection import DEFAULTS, TIMEOUT, Counting, Rig
 
@@ -164,3 +166,32 @@ def test_an_action_and_a_line_in_one_turn_are_each_rendered_as_such(rig, chat):
     chat.say(alice.client, None, "waves", Kind.ACTION)
     chat.say(alice.client, None, "hi")
     bob.read(b"* %s waves\n" % alice.nick.encode(), chat_line(alice, "hi"))
+
+
+def test_a_shared_turn_allocates_no_collected_object_per_recipient(rig, chat):
+    """A share lives until the flush: one object per recipient would outlive the collector's young
+    generations, be promoted, and make CPython walk every client's objects in full collections,
+    a pause that grows with the room (tests/perf/README.md, the capacity scenario)."""
+    everyone = people(rig, chat, 100)
+    speaker = everyone[0]
+    chat.say(speaker.client, None, "alone in its turn: delivered directly")
+    gc.disable()
+    try:
+        before = len(gc.get_objects())
+        chat.say(speaker.client, None, "the second opens a shared turn")
+        grown = len(gc.get_objects()) - before
+    finally:
+        gc.enable()
+    assert grown < len(everyone) // 2, f"{grown} objects tracked for a turn shared by {len(everyone) - 1}"
+
+
+def test_a_turn_shared_while_a_backlog_waits_comes_after_it_in_order(rig, chat):
+    alice, bob = people(rig, chat, 2)
+    # Far more than the socket buffers hold: the first turn leaves a backlog and a writer.
+    texts = [f"{n:05d} " + "x" * 200 for n in range(4000)]
+    for text in texts[:2000]:
+        chat.say(alice.client, None, text)
+    rig.flusher.flush()
+    for text in texts[2000:]:
+        chat.say(alice.client, None, text)
+    bob.read(*(chat_line(alice, text) for text in texts))
