@@ -33,7 +33,7 @@ from collections import Counter, deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from itertools import chain, groupby
-from operator import itemgetter
+from operator import countOf, itemgetter
 from typing import Callable, Optional, TypeVar
 
 import gevent
@@ -162,9 +162,13 @@ _Chunk = tuple[int, int, int, int, str, Optional[bytes]]
 def _chunks(lines: "Iterable[Message]", ids: "dict[str, int]") -> "list[_Chunk]":
     """``lines`` as chunks: each room's, in order."""
     chunks: list[_Chunk] = []
-    # A stable sort: each room's lines stay in order (and one room's are one run, sorted in one pass).
-    for room, group in groupby(sorted(lines, key=_ROOM), key=_ROOM):
-        room_lines = list(group)
+    ordered = list(lines)
+    if ordered and countOf(map(_ROOM, ordered), ordered[0].room) == len(ordered):
+        rooms = [(ordered[0].room, ordered)]  # one room (a flood's usual case): no sort, no copy
+    else:
+        # A stable sort: each room's lines stay in order.
+        rooms = [(room, list(group)) for room, group in groupby(sorted(ordered, key=_ROOM), key=_ROOM)]
+    for room, room_lines in rooms:
         for start in range(0, len(room_lines), CHUNK_LINES):
             chunks.append((ids[room], *_encode(room_lines[start : start + CHUNK_LINES])))
     return chunks
