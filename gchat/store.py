@@ -240,8 +240,8 @@ class Store:
         self._wake.ref = False
         self._wake.start(self._check)
         # The next record must arrange a transaction (call _schedule): nothing is arranged that
-        # would take its line, or the writer has just finished (set by the writer thread). Each
-        # other record costs the loop an append and a look at this.
+        # would take its line, or the writer has just finished, or the next may begin (set by the
+        # writer thread, see _run). Each other record costs the loop an append and a look at this.
         self._due = True
         # A submission is due (at the end of this loop turn, or at a retry), and the timer is set.
         self._scheduled = False
@@ -488,9 +488,18 @@ class Store:
     # --- the writer's side: in the writer thread, one transaction at a time ---------
 
     def _run(self) -> None:
-        """The writer thread: one transaction at a time, as the loop hands them over."""
+        """The writer thread: one transaction at a time, as the loop hands them over.
+
+        Waiting for the next, it tells the loop when BATCH_SECONDS have passed
+        since the last began (``_due``: the next record submits what waits): under
+        a flood gevent runs its timers late, or not at all, and a timer only
+        covers a chat that has gone quiet.
+        """
         while True:
-            self._go.acquire()
+            wait = self._began + BATCH_SECONDS - time.monotonic()
+            if not self._go.acquire(timeout=max(wait, 0.0)):
+                self._due = True
+                self._go.acquire()
             batch = self._handed
             if batch is None:
                 self._db.close()

@@ -1,6 +1,8 @@
 """``--store``: a real gchat keeping history, topics and bans across restarts, and its start errors."""
 
+import select
 import signal
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -54,6 +56,49 @@ def older(client: LineClient, room: str, count: int) -> "list[str]":
     found = 1 if header == f"*** 1 older line in {room}:" else int(header.split()[1])
     assert header == f"*** {found} older line{'s' if found > 1 else ''} in {room}:"
     return client.read_lines(found)
+
+
+def drain(client: LineClient, stop: threading.Event) -> None:
+    """Read and forget what ``client`` is sent, so the server never waits on it."""
+    while not stop.is_set():
+        readable, _, _ = select.select([client.sock], [], [], 0.1)
+        if readable and not client.sock.recv(65536):
+            return
+
+
+def test_a_flood_is_written_while_it_goes_on(stored, store_path):
+    # A client sending as fast as gchat reads keeps the loop from ever idling: gevent then
+    # runs its timers late or never, and the store must not wait for one to write.
+    server = stored()
+    talker, reader = server.join(), server.join()
+    stop = threading.Event()
+    sent = [0]
+
+    def flood() -> None:
+        while not stop.is_set():
+            talker.send(b"".join(f"flood {sent[0] + number}\n".encode() for number in range(100)))
+            sent[0] += 100
+
+    threads = [threading.Thread(target=flood)] + [
+        threading.Thread(target=drain, args=(client, stop)) for client in (talker, reader)
+    ]
+    for thread in threads:
+        thread.start()
+    try:
+        deadline = time.monotonic() + TIMEOUT
+        mark = None
+        while True:
+            on_file = [int(text.split()[1]) for text in stored_lines(store_path)]
+            if mark is None and on_file:
+                mark = sent[0]  # lines sent from now on are written only by a later transaction
+            if mark is not None and max(on_file) >= mark:
+                break
+            assert time.monotonic() < deadline, f"no line past {mark} written during the flood"
+            time.sleep(0.05)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(TIMEOUT)
 
 
 # --- what a restart gives back ---------------------------------------------------------
