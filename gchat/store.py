@@ -27,11 +27,15 @@ import logging
 import math
 import os
 import sqlite3
+import sys
 import time
+from array import array
 from collections import Counter, deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional, TypeVar
+from itertools import chain, groupby
+from operator import countOf, itemgetter
+from typing import Callable, Optional, TypeVar
 
 import gevent
 from gevent.monkey import get_original
@@ -63,7 +67,9 @@ CHUNK_LINES = 500
 PRUNE_CHUNKS = 100
 # "gcht": marks a database as a gchat store, so another program's is refused, not changed.
 APPLICATION_ID = 0x67636874
-SCHEMA_VERSION = 1
+# 2: chunks in columns (``times``, see _SCHEMA); a store of schema 1 (JSON chunks) is upgraded
+# in place at open, its rows read as they are.
+SCHEMA_VERSION = 2
 DAY = 86400.0
 
 WRITE_FAILED = "the store cannot write (%s): chat goes on, its lines are not kept until the store can"
@@ -71,9 +77,16 @@ FALLING_BEHIND = "the store falls behind the chat: the oldest unwritten lines ar
 RECOVERED = "the store is writing again; %d lines were not kept"
 READ_FAILED = "the store cannot read (%s): no history from it until it can"
 
-# A room's lines of one transaction are one row, a chunk (at most CHUNK_LINES, oldest first,
-# ``data`` a JSON array of [at in microseconds, nick, host, kind, text]): a row and an index entry
-# a line cost the writer thread three times the CPU, taken from the chat's own core.
+# A room's lines of one transaction are one row, a chunk (at most CHUNK_LINES, oldest first):
+# a row and an index entry a line cost the writer thread three times the CPU, taken from the
+# chat's own core. A chunk is in columns, each made and read whole by C code (no Python, no
+# object per line; JSON cost the chat's core 1 µs a line): ``times`` the lines' times, float64
+# little-endian (as the chat took them, so they read back equal); ``data`` the nicks, then the
+# hosts, then the texts, then the kinds (one _KIND_CODES letter a line, or nothing when all are
+# plain), joined by _SEPARATOR. A field holding the separator (sanitizing removes it from what
+# clients send, but the store does not count on it) makes that chunk JSON, as every chunk was in
+# schema 1: ``times`` NULL and ``data`` a JSON array of [at in microseconds, nick, host, kind value,
+# text].
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS rooms (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);
 CREATE TABLE IF NOT EXISTS chunks (
@@ -82,7 +95,8 @@ CREATE TABLE IF NOT EXISTS chunks (
     first INTEGER NOT NULL,
     last INTEGER NOT NULL,
     lines INTEGER NOT NULL,
-    data TEXT NOT NULL
+    data TEXT NOT NULL,
+    times BLOB
 );
 CREATE INDEX IF NOT EXISTS chunks_by_room ON chunks (room, last);
 CREATE TABLE IF NOT EXISTS topics (room TEXT PRIMARY KEY, text TEXT NOT NULL, by TEXT NOT NULL) WITHOUT ROWID;
@@ -91,9 +105,11 @@ CREATE TABLE IF NOT EXISTS bans (address TEXT PRIMARY KEY) WITHOUT ROWID;
 # A transaction's chunks in as few statements as SQLite takes (999 parameters at most before 3.32):
 # executemany would hand the GIL back and forth once a row, and under load the loop keeps it,
 # starving the writer.
-_INSERT_CHUNKS = "INSERT INTO chunks (room, first, last, lines, data) VALUES "
-_CHUNK_VALUES = "(?, ?, ?, ?, ?)"
-_CHUNKS_A_STATEMENT = 999 // 5
+_INSERT_CHUNKS = "INSERT INTO chunks (room, first, last, lines, data, times) VALUES "
+_CHUNK_VALUES = "(?, ?, ?, ?, ?, ?)"
+_CHUNKS_A_STATEMENT = 999 // 6
+# Schema 1 to 2: its JSON chunks stay as they are (``times`` NULL).
+_UPGRADE_1 = "ALTER TABLE chunks ADD COLUMN times BLOB"
 # Chunks come in time order: the oldest by id are the ones expiring.
 _EXPIRED = (
     "SELECT id, room, lines FROM chunks WHERE id IN (SELECT id FROM chunks ORDER BY id LIMIT ?) AND last < ?"
@@ -103,10 +119,9 @@ _EXPIRED = (
 # ending at or after one, oldest first. A room's chunks are written in time order, so the one
 # that straddles a time is the first ending at or after it.
 _ROOM_ID = "(SELECT id FROM rooms WHERE name = ?)"
-_CHUNKS_BEFORE = (
-    f"SELECT first, data FROM chunks WHERE room = {_ROOM_ID} AND last < ? AND last >= ? ORDER BY last DESC"
-)
-_CHUNKS_FROM = f"SELECT first, data FROM chunks WHERE room = {_ROOM_ID} AND last >= ? ORDER BY last"
+_CHUNKS = f"SELECT first, data, times FROM chunks WHERE room = {_ROOM_ID}"
+_CHUNKS_BEFORE = _CHUNKS + " AND last < ? AND last >= ? ORDER BY last DESC"
+_CHUNKS_FROM = _CHUNKS + " AND last >= ? ORDER BY last"
 
 
 class StoreError(Exception):
@@ -117,7 +132,7 @@ class StoreError(Exception):
 class _Batch:
     """One transaction: what changed since the last one."""
 
-    lines: "list[Message]" = field(default_factory=list)
+    lines: "deque[Message]" = field(default_factory=deque)
     topics: "dict[str, tuple[str, str]]" = field(default_factory=dict)
     # By address: True banned, False unbanned.
     bans: "dict[str, bool]" = field(default_factory=dict)
@@ -130,28 +145,69 @@ class _Outcome:
     more: bool
 
 
-# A chunk as written: room id, first, last, lines, and the lines (at in microseconds, nick,
-# host, kind, text).
-_Chunk = tuple[int, int, int, int, list[tuple[int, str, str, str, str]]]
+_SEPARATOR = "\x1f"
+_KIND_CODES = {Kind.SAY: "s", Kind.ACTION: "a", Kind.NOTICE: "n"}
+_KINDS = {code: kind for kind, code in _KIND_CODES.items()}
+# By id: an Enum hashes in Python, a call a line; an int hashes in C.
+_KIND_CODES_BY_ID = {id(kind): code for kind, code in _KIND_CODES.items()}
+_ROOM = itemgetter(0)
+_SWAP = sys.byteorder != "little"
+
+# A chunk as written: room id, first, last, lines, data, times.
+_Chunk = tuple[int, int, int, int, str, Optional[bytes]]
 
 
-def _chunks(lines: "list[Message]", ids: "dict[str, int]") -> "list[_Chunk]":
+def _chunks(lines: "Iterable[Message]", ids: "dict[str, int]") -> "list[_Chunk]":
     """``lines`` as chunks: each room's, in order."""
-    rooms: dict[str, list[tuple[int, str, str, str, str]]] = {}
-    for line in lines:
-        # micros without its clamp, which would cost a call a line: a line's time is a real time.
-        kept = (round(line.at * 1e6), line.nick, line.host, line.kind.value, line.text)
-        group = rooms.get(line.room)
-        if group is None:
-            rooms[line.room] = [kept]
-        else:
-            group.append(kept)
     chunks: list[_Chunk] = []
-    for room, kept_lines in rooms.items():
-        for start in range(0, len(kept_lines), CHUNK_LINES):
-            part = kept_lines[start : start + CHUNK_LINES]
-            chunks.append((ids[room], part[0][0], part[-1][0], len(part), part))
+    ordered = list(lines)
+    if ordered and countOf(map(_ROOM, ordered), ordered[0].room) == len(ordered):
+        rooms = [(ordered[0].room, ordered)]  # one room (a flood's usual case): no sort, no copy
+    else:
+        # A stable sort: each room's lines stay in order.
+        rooms = [(room, list(group)) for room, group in groupby(sorted(ordered, key=_ROOM), key=_ROOM)]
+    for room, room_lines in rooms:
+        for start in range(0, len(room_lines), CHUNK_LINES):
+            chunks.append((ids[room], *_encode(room_lines[start : start + CHUNK_LINES])))
     return chunks
+
+
+def _encode(lines: "list[Message]") -> "tuple[int, int, int, str, Optional[bytes]]":
+    """first, last, lines, data, times of a chunk of ``lines`` (one room's, oldest first)."""
+    _, nicks, hosts, texts, kinds, ats = zip(*lines)
+    count = len(lines)
+    first, last = micros(ats[0]), micros(ats[-1])
+    if kinds.count(Kind.SAY) == count:  # by identity, in C
+        codes = ""
+    else:
+        codes = "".join(map(_KIND_CODES_BY_ID.__getitem__, map(id, kinds)))
+    data = _SEPARATOR.join(chain(nicks, hosts, texts, (codes,)))
+    if data.count(_SEPARATOR) != 3 * count:
+        kept = [(micros(at), nick, host, kind.value, text) for _, nick, host, text, kind, at in lines]
+        return first, last, count, json.dumps(kept, ensure_ascii=False), None
+    times = array("d", ats)
+    if _SWAP:
+        times.byteswap()
+    return first, last, count, data, times.tobytes()
+
+
+# A line as a chunk gives it back: at (seconds), nick, host, kind, text.
+_Line = tuple[float, str, str, Kind, str]
+
+
+def decode_chunk(data: str, times: Optional[bytes]) -> "list[_Line]":
+    """A chunk's lines (its row's ``data`` and ``times``), oldest first, whichever way it was written."""
+    if times is None:
+        return [(at / 1e6, nick, host, Kind(kind), text) for at, nick, host, kind, text in json.loads(data)]
+    ats = array("d")
+    ats.frombytes(times)
+    if _SWAP:
+        ats.byteswap()
+    count = len(ats)
+    fields = data.split(_SEPARATOR)
+    codes = fields[3 * count]
+    kinds = [_KINDS[code] for code in codes] if codes else [Kind.SAY] * count
+    return list(zip(ats, fields[:count], fields[count : 2 * count], kinds, fields[2 * count : 3 * count]))
 
 
 class Store:
@@ -181,6 +237,10 @@ class Store:
         self._wake = gevent.get_hub().loop.async_()
         self._wake.ref = False
         self._wake.start(self._check)
+        # The next record must arrange a transaction (call _schedule): nothing is arranged that
+        # would take its line, or the writer has just finished, or the next may begin (set by the
+        # writer thread, see _run). Each other record costs the loop an append and a look at this.
+        self._due = True
         # A submission is due (at the end of this loop turn, or at a retry), and the timer is set.
         self._scheduled = False
         self._timed = False
@@ -247,7 +307,8 @@ class Store:
         if len(lines) == QUEUE_LINES:
             self._lose(1, None)
         lines.append(message)
-        self._schedule()
+        if self._due:
+            self._schedule()
 
     def topic(self, room: str, text: str, by: str) -> None:
         """``room``'s topic is now ``text`` (empty: none), set by ``by``."""
@@ -342,9 +403,9 @@ class Store:
 
         Not sooner than BATCH_SECONDS after the last one began: under load each
         transaction then carries many loop turns, which costs the disk far less.
-        Each call looks at the clock itself: under a flood gevent runs its timers
-        late, and a timer only covers a chat that has gone quiet.
         """
+        # Before looking: a transaction ending after the look sets it again.
+        self._due = False
         self._check()
         if self._scheduled or self._batch is not None or self._closed:
             return
@@ -371,9 +432,10 @@ class Store:
         if self._batch is not None:
             return
         if not (self._lines or self._topics or self._bans or self._prune):
+            self._due = True
             return
-        batch = self._batch = _Batch(list(self._lines), self._topics, self._bans)
-        self._lines.clear()
+        batch = self._batch = _Batch(self._lines, self._topics, self._bans)
+        self._lines = deque(maxlen=QUEUE_LINES)
         self._topics = {}
         self._bans = {}
         self._prune = False
@@ -427,9 +489,18 @@ class Store:
     # --- the writer's side: in the writer thread, one transaction at a time ---------
 
     def _run(self) -> None:
-        """The writer thread: one transaction at a time, as the loop hands them over."""
+        """The writer thread: one transaction at a time, as the loop hands them over.
+
+        Waiting for the next, it tells the loop when BATCH_SECONDS have passed
+        since the last began (``_due``: the next record submits what waits): under
+        a flood gevent runs its timers late, or not at all, and a timer only
+        covers a chat that has gone quiet.
+        """
         while True:
-            self._go.acquire()
+            wait = self._began + BATCH_SECONDS - time.monotonic()
+            if not self._go.acquire(timeout=max(wait, 0.0)):
+                self._due = True
+                self._go.acquire()
             batch = self._handed
             if batch is None:
                 self._db.close()
@@ -441,6 +512,7 @@ class Store:
             except Exception as err:  # a bug must not kill the writer: the loop logs it
                 outcome = _Outcome(repr(err), False)
             self._outcome = outcome
+            self._due = True
             self._wake.send()
 
     def _write(self, batch: _Batch) -> _Outcome:
@@ -451,11 +523,7 @@ class Store:
             chunks = _chunks(batch.lines, ids)
             for start in range(0, len(chunks), _CHUNKS_A_STATEMENT):
                 part = chunks[start : start + _CHUNKS_A_STATEMENT]
-                values = [
-                    value
-                    for room_id, first, last, count, kept in part
-                    for value in (room_id, first, last, count, json.dumps(kept, ensure_ascii=False))
-                ]
+                values = list(chain.from_iterable(part))
                 db.execute(_INSERT_CHUNKS + ", ".join([_CHUNK_VALUES] * len(part)), values)
             for room, (text, by) in batch.topics.items():
                 if text:
@@ -470,7 +538,7 @@ class Store:
                 else:
                     db.execute("DELETE FROM bans WHERE address = ?", (address,))
             added: Counter[int] = Counter()
-            for room_id, _, _, count, _ in chunks:
+            for room_id, _, _, count, _, _ in chunks:
                 added[room_id] += count
             removed, more = self._retain(added)
             db.execute("COMMIT")
@@ -513,20 +581,24 @@ class Store:
             for room_id in self._over | set(added):
                 excess = self._counts[room_id] + added[room_id] - removed[room_id] - self._keep_lines
                 oldest = db.execute(
-                    "SELECT id, lines, data FROM chunks WHERE room = ? ORDER BY last, id LIMIT ?",
+                    "SELECT id, lines, data, times FROM chunks WHERE room = ? ORDER BY last, id LIMIT ?",
                     (room_id, max(0, budget)),
                 )
-                for chunk_id, lines, data in oldest:
+                for chunk_id, lines, data, times in oldest:
                     if excess <= 0:
                         break
                     if lines <= excess:
                         db.execute("DELETE FROM chunks WHERE id = ?", (chunk_id,))
                         gone = lines
                     else:
-                        kept = json.loads(data)[excess:]
+                        kept = [
+                            Message("", nick, host, text, kind, at)
+                            for at, nick, host, kind, text in decode_chunk(data, times)[excess:]
+                        ]
+                        first, _, count, data, times = _encode(kept)
                         db.execute(
-                            "UPDATE chunks SET first = ?, lines = ?, data = ? WHERE id = ?",
-                            (kept[0][0], len(kept), json.dumps(kept, ensure_ascii=False), chunk_id),
+                            "UPDATE chunks SET first = ?, lines = ?, data = ?, times = ? WHERE id = ?",
+                            (first, count, data, times, chunk_id),
                         )
                         gone = excess
                     removed[room_id] += gone
@@ -553,24 +625,24 @@ class Store:
         chunk straddling ``before`` back, or the oldest, read from the one straddling ``after`` on."""
         until, since = micros(before), max(micros(after), self._cutoff())
         db = self._reads()
-        chunks: Iterable[tuple[int, str]]
+        chunks: Iterable[tuple[int, str, Optional[bytes]]]
         if newest:
             straddling = db.execute(_CHUNKS_FROM + " LIMIT 1", (room, until)).fetchall()
             chunks = itertools.chain(straddling, db.execute(_CHUNKS_BEFORE, (room, until, since)))
         else:
             chunks = db.execute(_CHUNKS_FROM, (room, since))
-        found: list[list[Any]] = []
-        for first, data in chunks:
+        found: list[_Line] = []
+        for first, data, times in chunks:
             if first >= until:
                 if newest:
                     continue
                 break
-            found.extend(line for line in json.loads(data) if since <= line[0] < until)
+            found.extend(line for line in decode_chunk(data, times) if since <= micros(line[0]) < until)
             if len(found) >= limit:
                 break
         found.sort(key=lambda line: line[0])
         return tuple(
-            Message(room, nick, host, text, Kind(kind), at / 1e6)
+            Message(room, nick, host, text, kind, at)
             for at, nick, host, kind, text in (found[-limit:] if newest else found[:limit])
         )
 
@@ -626,6 +698,8 @@ def _prepare(db: sqlite3.Connection, path: str) -> None:
             f"BEGIN; {_SCHEMA} PRAGMA application_id = {APPLICATION_ID}; "
             f"PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
         )
+    elif version == 1:
+        db.executescript(f"BEGIN; {_UPGRADE_1}; PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;")
     check = one("PRAGMA quick_check")
     if check != "ok":
         raise sqlite3.DatabaseError(str(check))

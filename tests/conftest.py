@@ -35,6 +35,7 @@ from hypothesis import HealthCheck, settings
 from prometheus_client.parser import text_string_to_metric_families
 
 from gchat.bench.procs import read_rss_kb, read_status_kb
+from gchat.store import decode_chunk
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -454,8 +455,10 @@ def server(start_server: Callable[..., ChatServer]) -> ChatServer:
 def on_disk(path: Path) -> "list[tuple[str, str]]":
     """(room, text) of every chat line in a store's file, oldest first, read by a connection of our own."""
     with sqlite3.connect(path) as db:
-        chunks = db.execute("SELECT rooms.name, data FROM chunks JOIN rooms ON rooms.id = chunks.room")
-        lines = [(line[0], room, line[4]) for room, data in chunks for line in json.loads(data)]
+        chunks = db.execute("SELECT rooms.name, data, times FROM chunks JOIN rooms ON rooms.id = chunks.room")
+        lines = [
+            (line[0], room, line[4]) for room, data, times in chunks for line in decode_chunk(data, times)
+        ]
     return [(room, text) for _, room, text in sorted(lines, key=lambda line: line[0])]
 
 

@@ -5,6 +5,7 @@ for it with ``flush`` (or a bounded poll where the point is that nobody asked).
 """
 
 import contextlib
+import json
 import logging
 import math
 import sqlite3
@@ -202,6 +203,73 @@ def test_history_reads_a_span_either_way_across_chunks_from_the_one_straddling_i
     assert texts(store.history("#lobby", math.inf, 2, now + 4, newest=False)) == ["line 4", "line 5"]
     assert texts(store.history("#lobby", math.inf, 100, now + 8.5)) == ["line 9"]
     assert store.history("#lobby", now + 4, 100, now + 4) == ()
+
+
+def test_lines_of_every_kind_in_one_room_read_back_as_recorded(store):
+    now = time.time()
+    recorded = [
+        line(f"line {number}", at=now + number / 7, kind=kind)
+        for number, kind in enumerate([Kind.SAY, Kind.ACTION, Kind.SAY, Kind.NOTICE, Kind.SAY])
+    ]
+    for message in recorded:
+        store.record(message)
+    store.flush()
+    assert store.history("#lobby", math.inf, 10) == tuple(recorded)
+
+
+def test_a_line_holding_the_chunks_separator_reads_back_whole(store):
+    now = time.time()
+    recorded = ["before", "unit\x1fseparator\x00nul", "after"]
+    for number, text in enumerate(recorded):
+        store.record(line(text, at=now + number))
+    store.flush()
+    assert texts(store.history("#lobby", math.inf, 10)) == recorded
+
+
+# The schema of the first --store (user_version 1): every chunk a JSON array.
+SCHEMA_1 = """
+CREATE TABLE rooms (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);
+CREATE TABLE chunks (
+    id INTEGER PRIMARY KEY, room INTEGER NOT NULL, first INTEGER NOT NULL, last INTEGER NOT NULL,
+    lines INTEGER NOT NULL, data TEXT NOT NULL
+);
+CREATE INDEX chunks_by_room ON chunks (room, last);
+CREATE TABLE topics (room TEXT PRIMARY KEY, text TEXT NOT NULL, by TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE bans (address TEXT PRIMARY KEY) WITHOUT ROWID;
+PRAGMA application_id = 1734568052;
+PRAGMA user_version = 1;
+"""
+
+
+def test_a_store_of_the_first_schema_is_read_and_written_on(path):
+    at = round(time.time() - 10, 6)
+    with sqlite3.connect(path) as db:
+        db.executescript(SCHEMA_1)
+        db.execute("INSERT INTO rooms (id, name) VALUES (1, '#lobby')")
+        micros = [round((at + number) * 1e6) for number in range(3)]
+        kept = [
+            [micro, "bob", "10.0.0.9", "action" if micro == micros[1] else "say", f"old {number}"]
+            for number, micro in enumerate(micros)
+        ]
+        db.execute(
+            "INSERT INTO chunks (room, first, last, lines, data) VALUES (1, ?, ?, 3, ?)",
+            (micros[0], micros[-1], json.dumps(kept)),
+        )
+        db.execute("INSERT INTO topics VALUES ('#lobby', 'from before', 'op')")
+    db.close()
+    store = Store.open(str(path), keep_lines=4)
+    store.record(line("new 0", at=at + 5))
+    store.record(line("new 1", at=at + 6))
+    store.close()
+    reopened = Store.open(str(path))
+    topic, lines = reopened.room("#lobby", 10)
+    reopened.close()
+    # keep_lines trimmed the old chunk by one line, and rewrote the rest.
+    assert (topic, texts(lines)) == ("from before", ["old 1", "old 2", "new 0", "new 1"])
+    assert [(message.nick, message.kind, message.at) for message in lines[:2]] == [
+        ("bob", Kind.ACTION, pytest.approx(at + 1, abs=1e-6)),
+        ("bob", Kind.SAY, pytest.approx(at + 2, abs=1e-6)),
+    ]
 
 
 # --- opening ---------------------------------------------------------------------------

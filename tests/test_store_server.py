@@ -7,8 +7,10 @@ from pathlib import Path
 
 import pytest
 from conftest import TIMEOUT, ChatServer, LineClient, on_disk, operator, run_gchat
+from perf.store_figures import kill_once
 
 from gchat.commands import HISTORY_USAGE
+from gchat.store import BATCH_SECONDS
 
 BANNED = b"!!! you are banned from this server\n"
 
@@ -54,6 +56,14 @@ def older(client: LineClient, room: str, count: int) -> "list[str]":
     found = 1 if header == f"*** 1 older line in {room}:" else int(header.split()[1])
     assert header == f"*** {found} older line{'s' if found > 1 else ''} in {room}:"
     return client.read_lines(found)
+
+
+def test_a_flood_is_written_while_it_goes_on():
+    # One client sending as fast as gchat reads keeps the loop from ever idling: gevent then
+    # runs its timers late or never, and the store must not wait for one to write. Measured as
+    # README's kill figure is: what a SIGKILL during the flood loses of what was delivered.
+    window, delivered, lost = kill_once(rate=0, seconds=1.5)
+    assert window < 8 * BATCH_SECONDS, f"{lost} of {delivered} lines lost, over {window:.3f} s"
 
 
 # --- what a restart gives back ---------------------------------------------------------

@@ -17,7 +17,6 @@ Run from the repository root: ``python tests/perf/store_figures.py size`` or ``k
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import random
 import re
@@ -34,6 +33,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
+
+from gchat.store import decode_chunk  # noqa: E402
 
 TEXT = "hello everyone, this is a chat line of ordinary length"
 
@@ -147,7 +148,8 @@ def kill_once(rate: float, seconds: float) -> tuple[float, int, int]:
         talker.close()
         reading.join(5)
         with sqlite3.connect(path) as db:
-            kept = {line[4] for (data,) in db.execute("SELECT data FROM chunks") for line in json.loads(data)}
+            chunks = db.execute("SELECT data, times FROM chunks")
+            kept = {line[4] for data, times in chunks for line in decode_chunk(data, times)}
         lost = [at for text, at in delivered.items() if text not in kept]
         return (killed - min(lost) if lost else 0.0), len(delivered), len(lost)
 
