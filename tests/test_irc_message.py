@@ -4,11 +4,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from gchat.framing import LineFramer
 from gchat.irc.message import (
     EMPTY,
     INPUT_TOO_LONG,
     MAX_BODY,
     MAX_CLIENT_TAGS,
+    MAX_LINE,
     Message,
     escape,
     parse,
@@ -189,11 +191,16 @@ def test_parse_never_raises_on_any_bytes(data):
 
 @given(st.binary(max_size=600))
 def test_whatever_parses_is_serializable_as_trailing(data):
-    # A reply may quote any parameter a client sent as its trailing one.
-    result = parse(data)
-    if isinstance(result, Message):
-        for param in result.params:
-            assert parse(serialize(Message("NOTICE", ("x", param)))[:-2]).params == ("x", param)
+    # A reply may quote any parameter a client sent as its trailing one. What a client can send
+    # is a frame: the bytes between line ends, so never an LF (or a NUL after a CR).
+    framer = LineFramer(MAX_LINE)
+    framer.feed(data)
+    framer.finish()
+    while (frame := framer.next()) is not None:
+        result = parse(frame) if isinstance(frame, bytes) else None
+        if isinstance(result, Message):
+            for param in result.params:
+                assert parse(serialize(Message("NOTICE", ("x", param)))[:-2]).params == ("x", param)
 
 
 @given(st.text())
