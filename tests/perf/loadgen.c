@@ -37,7 +37,7 @@
  * requests carrying the line as their text; pings are answered. Every read is de-framed (frames a read
  * cut wait in ws_in) into the lines a line client would have read, `<nick> TEXT`, one per `message`
  * event (other events skipped), so the counting and checks above run unchanged on them. The page's
- * style echoes a sender's own lines: senders expect them too (gchat.bench runs ws with --echo).
+ * style echoes a sender's own lines: run it with --echo (senders expect their own lines), as gchat.bench.
  *
  * Build: cc -O2 -o loadgen loadgen.c   (Linux: epoll, timerfd)
  * Usage: loadgen throughput|latency --port P [--pid PID] [--proto redis|irc] [--clients N]
@@ -109,6 +109,7 @@ static struct {
 } opt = {LINE, "127.0.0.1", "throughput", "#lobby", 0, 0, {5000}, 1, 100, 10, 64, 64, 8, 500,
          10.0, 2.0, 1000.0, 10.0, {0}, 0};
 
+static int echo; /* --echo: senders receive their own lines too, as gchat.bench's (the web page's style) */
 static struct conn *conns;
 static int nconns, epfd;
 static char token[TOKEN_LEN + 1], needle[32];
@@ -872,12 +873,13 @@ int main(int argc, char **argv) {
         else if (OPT("--room")) opt.room = v;
         else if (strcmp(a, "--join") == 0) opt.join = 1;
         else if (strcmp(a, "--await-room") == 0) opt.await_room = 1;
+        else if (strcmp(a, "--echo") == 0) echo = 1;
         else if (OPT("--pid")) opt.npids = parse_ints(v, opt.pids, MAX_PIDS);
         else {
             fprintf(stderr,
                     "usage: loadgen [throughput|latency] [--proto line|redis|irc|ws] [--host H] [--port P]\n"
                     "  [--clients N] [--senders S] [--size B] [--rate LINES_PER_S] [--window W] [--sample K]\n"
-                    "  [--duration S] [--warmup S] [--timeout S] [--batch N] [--room R] [--join] [--await-room] [--pid P,..]\n"
+                    "  [--duration S] [--warmup S] [--timeout S] [--batch N] [--room R] [--join] [--await-room] [--echo] [--pid P,..]\n"
                     "  --port and --pid take comma-separated lists (a cluster: clients round-robin over the ports)\n");
             return 2;
         }
@@ -1022,7 +1024,7 @@ int main(int argc, char **argv) {
             int pending = 0;
             for (int i = 0; i < opt.clients && !pending; i++) {
                 struct conn *c = &conns[i];
-                uint64_t want = total - (c->role == SENDER && opt.proto != WS ? sent[c->sender] : 0);
+                uint64_t want = total - (c->role == SENDER && !echo ? sent[c->sender] : 0);
                 pending = c->delivered < want || conns[i].out_len;
             }
             for (int s = 0; s < opt.senders; s++) pending |= conns[sender_conn[s]].out_len != 0;
@@ -1040,7 +1042,7 @@ done:;
     for (int i = 0; i < opt.clients; i++) {
         struct conn *c = &conns[i];
         for (int s = 0; s < opt.senders; s++)
-            if (!(c->role == SENDER && c->sender == s) || opt.proto == WS) expected += sent[s]; /* WS echoes */
+            if (!(c->role == SENDER && c->sender == s) || echo) expected += sent[s];
         delivered += c->delivered;
     }
     for (int i = 0; i < opt.clients && !errors[0]; i++) {
