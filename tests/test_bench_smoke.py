@@ -10,7 +10,7 @@ import sys
 import threading
 
 import pytest
-from conftest import ROOT, require
+from conftest import ROOT, WEB_LISTENING, require, start_web
 
 # Seconds the perf runner gives its compiler to build the load generator (build_loadgen).
 LOADGEN_BUILD = 120
@@ -280,6 +280,20 @@ def test_loadgen_counts_and_checks_redis_pubsub_deliveries(loadgen, own_redis):
     assert_counted_and_checked(report)
 
 
+def test_loadgen_counts_and_checks_web_page_deliveries(loadgen, start_server):
+    """--proto ws: the upgrade, masked say frames, message events de-framed into lines, pings answered.
+
+    Pings every second over a run of three: a client that did not answer them would be dropped.
+    """
+    server = start_web(start_server, "--web-ping", "1")
+    port = server.wait_for_log(WEB_LISTENING).group(3)
+    where = ("--proto", "ws", "--echo", "--port", port, "--pid", str(server.pid))
+    code, report, stderr = run_loadgen(loadgen, "throughput", *SHORT, "--duration", "2.5", *where)
+    assert code == 0, stderr
+    assert_counted_and_checked(report)
+    assert report["params"]["proto"] == "ws"
+
+
 def test_loadgen_reports_a_server_that_loses_lines(loadgen):
     chat = LossyChat()
     threading.Thread(target=chat.serve_forever, daemon=True).start()
@@ -386,6 +400,18 @@ def test_loadgen_counts_and_checks_irc_deliveries(loadgen, ngircd):
     code, report, stderr = run_loadgen(loadgen, "throughput", *SHORT, *where)
     assert code == 0, stderr
     assert_counted_and_checked(report)
+
+
+@RUNNER_BOUNDS
+def test_the_perf_runner_measures_the_web_page_protocol(perf_run, tmp_path):
+    """``tests/perf/run.py --web``: gchat-ws found ready on its web port and driven over --proto ws."""
+    scenario = "throughput-20x5"
+    _, results = run_perf(perf_run, tmp_path, "--web", "--quick", "--only", "gchat-ws", "--modes", scenario)
+    summary = results["summary"][scenario]["gchat-ws"]
+    assert summary["status"] == "ok", summary
+    assert summary["metrics"]["deliveries_per_s"] > 0
+    (run,) = results["runs"]
+    assert run["raw"]["params"]["proto"] == "ws"
 
 
 @RUNNER_BOUNDS
