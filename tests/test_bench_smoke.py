@@ -123,6 +123,89 @@ class LossyHandler(socketserver.StreamRequestHandler):
                 chat.members.remove(self.request)
 
 
+class OddFramesChat(socketserver.ThreadingTCPServer):
+    """A web chat whose frames test loadgen's de-framer: each cut in two writes, every third over
+    64 KiB (a 64-bit length), escapes in the text, a ping first."""
+
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), OddFramesHandler)
+        self.members: list[socket.socket] = []
+        self.lock = threading.Lock()
+        self.events = 0
+
+
+def server_frame(opcode: int, payload: bytes) -> bytes:
+    size = len(payload)
+    if size < 126:
+        head = bytes([0x80 | opcode, size])
+    elif size < 65536:
+        head = bytes([0x80 | opcode, 126]) + size.to_bytes(2, "big")
+    else:
+        head = bytes([0x80 | opcode, 127]) + size.to_bytes(8, "big")
+    return head + payload
+
+
+class OddFramesHandler(socketserver.StreamRequestHandler):
+    def handle(self):
+        chat = self.server
+        while self.rfile.readline() not in (b"\r\n", b""):
+            pass
+        arrived = server_frame(1, b'{"type":"arrived","room":"#lobby","nick":"guest","at":1}')
+        with chat.lock:
+            self.request.sendall(
+                b"HTTP/1.1 101 Switching Protocols\r\n\r\n" + server_frame(9, b"hi") + arrived
+            )
+            chat.members.append(self.request)
+        try:
+            while head := self.rfile.read(2):
+                size = head[1] & 0x7F
+                if size == 126:
+                    size = int.from_bytes(self.rfile.read(2), "big")
+                mask = self.rfile.read(4)
+                data = bytes(b ^ mask[i % 4] for i, b in enumerate(self.rfile.read(size)))
+                if head[0] & 0x0F != 1:
+                    continue
+                text = json.loads(data)["text"].replace(".", "\\u002e", 3)
+                with chat.lock:
+                    chat.events += 1
+                    pad = "x" * 70000 if chat.events % 3 == 0 else ""
+                    event = (
+                        '{"type":"message","room":"#lobby","nick":"a\\"b","text":"'
+                        + text
+                        + '","pad":"'
+                        + pad
+                        + '"}'
+                    )
+                    frame = server_frame(1, event.encode())
+                    for member in chat.members:
+                        cut = chat.events % len(frame)
+                        member.sendall(frame[:cut])
+                        member.sendall(frame[cut:])
+        except OSError:
+            pass
+        finally:
+            with chat.lock:
+                chat.members.remove(self.request)
+
+
+def test_loadgen_reads_web_frames_cut_long_and_escaped(loadgen):
+    chat = OddFramesChat()
+    threading.Thread(target=chat.serve_forever, daemon=True).start()
+    try:
+        args = ("--clients", "6", "--senders", "2", "--duration", "1", "--warmup", "0.2", "--window", "4")
+        where = ("--proto", "ws", "--echo", "--size", "100", "--port", str(chat.server_address[1]))
+        code, report, stderr = run_loadgen(loadgen, "throughput", *args, *where)
+    finally:
+        chat.shutdown()
+        chat.server_close()
+    assert code == 0, (stderr, report)
+    assert report["checks"]["delivered"] == report["checks"]["expected"] > 0
+    assert report["checks"]["sampled_lines"] > 0
+
+
 def test_a_server_that_loses_lines_fails_the_checks():
     chat = LossyChat()
     threading.Thread(target=chat.serve_forever, daemon=True).start()
