@@ -94,8 +94,8 @@ class LossyChat(socketserver.ThreadingTCPServer):
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), LossyHandler)
+    def __init__(self, handler: "type[socketserver.StreamRequestHandler] | None" = None) -> None:
+        super().__init__(("127.0.0.1", 0), handler or LossyHandler)
         self.members: list[socket.socket] = []
         self.lock = threading.Lock()
         self.lines = 0
@@ -123,20 +123,6 @@ class LossyHandler(socketserver.StreamRequestHandler):
                 chat.members.remove(self.request)
 
 
-class OddFramesChat(socketserver.ThreadingTCPServer):
-    """A web chat whose frames test loadgen's de-framer: each cut in two writes, every third over
-    64 KiB (a 64-bit length), escapes in the text, a ping first."""
-
-    daemon_threads = True
-    allow_reuse_address = True
-
-    def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), OddFramesHandler)
-        self.members: list[socket.socket] = []
-        self.lock = threading.Lock()
-        self.events = 0
-
-
 def server_frame(opcode: int, payload: bytes) -> bytes:
     size = len(payload)
     if size < 126:
@@ -149,6 +135,9 @@ def server_frame(opcode: int, payload: bytes) -> bytes:
 
 
 class OddFramesHandler(socketserver.StreamRequestHandler):
+    """A web chat whose frames test loadgen's de-framer: each cut in two writes, every third over
+    64 KiB (a 64-bit length), escapes in the text, a ping first (LossyChat's members, losing none)."""
+
     def handle(self):
         chat = self.server
         while self.rfile.readline() not in (b"\r\n", b""):
@@ -170,8 +159,8 @@ class OddFramesHandler(socketserver.StreamRequestHandler):
                     continue
                 text = json.loads(data)["text"].replace(".", "\\u002e", 3)
                 with chat.lock:
-                    chat.events += 1
-                    pad = "x" * 70000 if chat.events % 3 == 0 else ""
+                    chat.lines += 1
+                    pad = "x" * 70000 if chat.lines % 3 == 0 else ""
                     event = (
                         '{"type":"message","room":"#lobby","nick":"a\\"b","text":"'
                         + text
@@ -181,7 +170,7 @@ class OddFramesHandler(socketserver.StreamRequestHandler):
                     )
                     frame = server_frame(1, event.encode())
                     for member in chat.members:
-                        cut = chat.events % len(frame)
+                        cut = chat.lines % len(frame)
                         member.sendall(frame[:cut])
                         member.sendall(frame[cut:])
         except OSError:
@@ -192,7 +181,7 @@ class OddFramesHandler(socketserver.StreamRequestHandler):
 
 
 def test_loadgen_reads_web_frames_cut_long_and_escaped(loadgen):
-    chat = OddFramesChat()
+    chat = LossyChat(OddFramesHandler)
     threading.Thread(target=chat.serve_forever, daemon=True).start()
     try:
         args = ("--clients", "6", "--senders", "2", "--duration", "1", "--warmup", "0.2", "--window", "4")
@@ -485,16 +474,21 @@ def test_loadgen_counts_and_checks_irc_deliveries(loadgen, ngircd):
     assert_counted_and_checked(report)
 
 
-@RUNNER_BOUNDS
-def test_the_perf_runner_measures_the_web_page_protocol(perf_run, tmp_path):
-    """``tests/perf/run.py --web``: gchat-ws found ready on its web port and driven over --proto ws."""
+def assert_one_quick_run(perf_run, out, comparison, server, proto):
+    """``tests/perf/run.py COMPARISON --quick --only SERVER``, throughput-20x5: measured over ``proto``."""
     scenario = "throughput-20x5"
-    _, results = run_perf(perf_run, tmp_path, "--web", "--quick", "--only", "gchat-ws", "--modes", scenario)
-    summary = results["summary"][scenario]["gchat-ws"]
+    _, results = run_perf(perf_run, out, comparison, "--quick", "--only", server, "--modes", scenario)
+    summary = results["summary"][scenario][server]
     assert summary["status"] == "ok", summary
     assert summary["metrics"]["deliveries_per_s"] > 0
     (run,) = results["runs"]
-    assert run["raw"]["params"]["proto"] == "ws"
+    assert run["raw"]["params"]["proto"] == proto
+
+
+@RUNNER_BOUNDS
+def test_the_perf_runner_measures_the_web_page_protocol(perf_run, tmp_path):
+    """``tests/perf/run.py --web``: gchat-ws found ready on its web port and driven over --proto ws."""
+    assert_one_quick_run(perf_run, tmp_path, "--web", "gchat-ws", "ws")
 
 
 @RUNNER_BOUNDS
@@ -502,10 +496,4 @@ def test_the_perf_runner_compares_irc_servers(perf_run, tmp_path):
     """``tests/perf/run.py --irc``: the peer started from its written configuration, measured, stopped."""
     if perf_run.system_binary("ngircd") is None:
         pytest.fail("ngircd is not installed (Debian: apt-get install ngircd; tests/run.sh installs it)")
-    scenario = "throughput-20x5"
-    _, results = run_perf(perf_run, tmp_path, "--irc", "--quick", "--only", "ngircd", "--modes", scenario)
-    summary = results["summary"][scenario]["ngircd"]
-    assert summary["status"] == "ok", summary
-    assert summary["metrics"]["deliveries_per_s"] > 0
-    (run,) = results["runs"]
-    assert run["raw"]["params"]["proto"] == "irc"
+    assert_one_quick_run(perf_run, tmp_path, "--irc", "ngircd", "irc")
