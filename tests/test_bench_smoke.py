@@ -10,7 +10,7 @@ import sys
 import threading
 
 import pytest
-from conftest import ROOT, require
+from conftest import ROOT, WEB_LISTENING, require, start_web
 
 # Seconds the perf runner gives its compiler to build the load generator (build_loadgen).
 LOADGEN_BUILD = 120
@@ -94,8 +94,8 @@ class LossyChat(socketserver.ThreadingTCPServer):
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), LossyHandler)
+    def __init__(self, handler: "type[socketserver.StreamRequestHandler] | None" = None) -> None:
+        super().__init__(("127.0.0.1", 0), handler or LossyHandler)
         self.members: list[socket.socket] = []
         self.lock = threading.Lock()
         self.lines = 0
@@ -121,6 +121,78 @@ class LossyHandler(socketserver.StreamRequestHandler):
         finally:
             with chat.lock:
                 chat.members.remove(self.request)
+
+
+def server_frame(opcode: int, payload: bytes) -> bytes:
+    size = len(payload)
+    if size < 126:
+        head = bytes([0x80 | opcode, size])
+    elif size < 65536:
+        head = bytes([0x80 | opcode, 126]) + size.to_bytes(2, "big")
+    else:
+        head = bytes([0x80 | opcode, 127]) + size.to_bytes(8, "big")
+    return head + payload
+
+
+class OddFramesHandler(socketserver.StreamRequestHandler):
+    """A web chat whose frames test loadgen's de-framer: each cut in two writes, every third over
+    64 KiB (a 64-bit length), escapes in the text, a ping first (LossyChat's members, losing none)."""
+
+    def handle(self):
+        chat = self.server
+        while self.rfile.readline() not in (b"\r\n", b""):
+            pass
+        arrived = server_frame(1, b'{"type":"arrived","room":"#lobby","nick":"guest","at":1}')
+        with chat.lock:
+            self.request.sendall(
+                b"HTTP/1.1 101 Switching Protocols\r\n\r\n" + server_frame(9, b"hi") + arrived
+            )
+            chat.members.append(self.request)
+        try:
+            while head := self.rfile.read(2):
+                size = head[1] & 0x7F
+                if size == 126:
+                    size = int.from_bytes(self.rfile.read(2), "big")
+                mask = self.rfile.read(4)
+                data = bytes(b ^ mask[i % 4] for i, b in enumerate(self.rfile.read(size)))
+                if head[0] & 0x0F != 1:
+                    continue
+                text = json.loads(data)["text"].replace(".", "\\u002e", 3)
+                with chat.lock:
+                    chat.lines += 1
+                    pad = "x" * 70000 if chat.lines % 3 == 0 else ""
+                    event = (
+                        '{"type":"message","room":"#lobby","nick":"a\\"b","text":"'
+                        + text
+                        + '","pad":"'
+                        + pad
+                        + '"}'
+                    )
+                    frame = server_frame(1, event.encode())
+                    for member in chat.members:
+                        cut = chat.lines % len(frame)
+                        member.sendall(frame[:cut])
+                        member.sendall(frame[cut:])
+        except OSError:
+            pass
+        finally:
+            with chat.lock:
+                chat.members.remove(self.request)
+
+
+def test_loadgen_reads_web_frames_cut_long_and_escaped(loadgen):
+    chat = LossyChat(OddFramesHandler)
+    threading.Thread(target=chat.serve_forever, daemon=True).start()
+    try:
+        args = ("--clients", "6", "--senders", "2", "--duration", "1", "--warmup", "0.2", "--window", "4")
+        where = ("--proto", "ws", "--echo", "--size", "100", "--port", str(chat.server_address[1]))
+        code, report, stderr = run_loadgen(loadgen, "throughput", *args, *where)
+    finally:
+        chat.shutdown()
+        chat.server_close()
+    assert code == 0, (stderr, report)
+    assert report["checks"]["delivered"] == report["checks"]["expected"] > 0
+    assert report["checks"]["sampled_lines"] > 0
 
 
 def test_a_server_that_loses_lines_fails_the_checks():
@@ -280,6 +352,20 @@ def test_loadgen_counts_and_checks_redis_pubsub_deliveries(loadgen, own_redis):
     assert_counted_and_checked(report)
 
 
+def test_loadgen_counts_and_checks_web_page_deliveries(loadgen, start_server):
+    """--proto ws: the upgrade, masked say frames, message events de-framed into lines, pings answered.
+
+    Pings every second over a run of three: a client that did not answer them would be dropped.
+    """
+    server = start_web(start_server, "--web-ping", "1")
+    port = server.wait_for_log(WEB_LISTENING).group(3)
+    where = ("--proto", "ws", "--echo", "--port", port, "--pid", str(server.pid))
+    code, report, stderr = run_loadgen(loadgen, "throughput", *SHORT, "--duration", "2.5", *where)
+    assert code == 0, stderr
+    assert_counted_and_checked(report)
+    assert report["params"]["proto"] == "ws"
+
+
 def test_loadgen_reports_a_server_that_loses_lines(loadgen):
     chat = LossyChat()
     threading.Thread(target=chat.serve_forever, daemon=True).start()
@@ -388,15 +474,26 @@ def test_loadgen_counts_and_checks_irc_deliveries(loadgen, ngircd):
     assert_counted_and_checked(report)
 
 
+def assert_one_quick_run(perf_run, out, comparison, server, proto):
+    """``tests/perf/run.py COMPARISON --quick --only SERVER``, throughput-20x5: measured over ``proto``."""
+    scenario = "throughput-20x5"
+    _, results = run_perf(perf_run, out, comparison, "--quick", "--only", server, "--modes", scenario)
+    summary = results["summary"][scenario][server]
+    assert summary["status"] == "ok", summary
+    assert summary["metrics"]["deliveries_per_s"] > 0
+    (run,) = results["runs"]
+    assert run["raw"]["params"]["proto"] == proto
+
+
+@RUNNER_BOUNDS
+def test_the_perf_runner_measures_the_web_page_protocol(perf_run, tmp_path):
+    """``tests/perf/run.py --web``: gchat-ws found ready on its web port and driven over --proto ws."""
+    assert_one_quick_run(perf_run, tmp_path, "--web", "gchat-ws", "ws")
+
+
 @RUNNER_BOUNDS
 def test_the_perf_runner_compares_irc_servers(perf_run, tmp_path):
     """``tests/perf/run.py --irc``: the peer started from its written configuration, measured, stopped."""
     if perf_run.system_binary("ngircd") is None:
         pytest.fail("ngircd is not installed (Debian: apt-get install ngircd; tests/run.sh installs it)")
-    scenario = "throughput-20x5"
-    _, results = run_perf(perf_run, tmp_path, "--irc", "--quick", "--only", "ngircd", "--modes", scenario)
-    summary = results["summary"][scenario]["ngircd"]
-    assert summary["status"] == "ok", summary
-    assert summary["metrics"]["deliveries_per_s"] > 0
-    (run,) = results["runs"]
-    assert run["raw"]["params"]["proto"] == "irc"
+    assert_one_quick_run(perf_run, tmp_path, "--irc", "ngircd", "irc")

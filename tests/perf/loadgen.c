@@ -32,6 +32,13 @@
  * take lists: clients go round-robin over the ports, and the server's CPU share is the sum over
  * the pids (/proc/PID/stat) during the measured interval.
  *
+ * WebSocket (--proto ws, gchat's web page protocol on --web-port): each client upgrades `GET /ws` (with
+ * the Origin of the page itself) and is ready at the room's `arrived` event; senders send masked `say`
+ * requests carrying the line as their text; pings are answered. Every read is de-framed (frames a read
+ * cut wait in ws_in) into the lines a line client would have read, `<nick> TEXT`, one per `message`
+ * event (other events skipped), so the counting and checks above run unchanged on them. The page's
+ * style echoes a sender's own lines: run it with --echo (senders expect their own lines), as gchat.bench.
+ *
  * Build: cc -O2 -o loadgen loadgen.c   (Linux: epoll, timerfd)
  * Usage: loadgen throughput|latency --port P [--pid PID] [--proto redis|irc] [--clients N]
  *        [--senders S] [--rate R] [--size B] [--duration S] [--warmup S] [--timeout S] (see main)
@@ -67,7 +74,7 @@
 #define SUB_BITS 7 /* histogram: 128 sub-buckets per power of two, < 1% error */
 #define HIST_SIZE (64 << SUB_BITS)
 
-enum proto { LINE, REDIS, IRC };
+enum proto { LINE, REDIS, IRC, WS };
 enum role { RECEIVER, SENDER, PUBLISHER };
 
 struct conn {
@@ -91,6 +98,10 @@ struct conn {
     int ping_len, in_ping;
     char *out;     /* unsent bytes of the current batch */
     size_t out_len, out_off, out_cap;
+    char *ws_in;   /* WS: the HTTP response, then a frame, that a read cut */
+    size_t ws_in_len, ws_in_cap;
+    int upgraded;  /* WS: the 101 seen */
+    unsigned char mask[4]; /* WS: this client's masking key */
 };
 
 static struct {
@@ -102,6 +113,7 @@ static struct {
 } opt = {LINE, "127.0.0.1", "throughput", "#lobby", 0, 0, {5000}, 1, 100, 10, 64, 64, 8, 500,
          10.0, 2.0, 1000.0, 10.0, {0}, 0};
 
+static int echo; /* --echo: senders receive their own lines too, as gchat.bench's (the web page's style) */
 static struct conn *conns;
 static int nconns, epfd;
 static char token[TOKEN_LEN + 1], needle[32];
@@ -315,6 +327,232 @@ static void irc_pings_in(struct conn *c, const char *from, const char *to, const
     }
 }
 
+/* ---- WebSocket (--proto ws): gchat's web page protocol, de-framed into lines ---- */
+static const char WS_SAY[] = "{\"type\":\"say\",\"room\":\"%s\",\"text\":\"";
+
+/* One masked client frame of `opcode` holding head + body + tail, appended to the output. */
+static void ws_send(struct conn *c, int opcode, const char *head, size_t head_len, const char *body, size_t body_len,
+                    const char *tail, size_t tail_len) {
+    size_t len = head_len + body_len + tail_len;
+    unsigned char hdr[14];
+    size_t h = 0;
+    hdr[h++] = (unsigned char)(0x80 | opcode);
+    if (len < 126) hdr[h++] = (unsigned char)(0x80 | len);
+    else if (len < 65536) hdr[h++] = 0x80 | 126, hdr[h++] = (unsigned char)(len >> 8), hdr[h++] = (unsigned char)len;
+    else {
+        hdr[h++] = 0x80 | 127;
+        for (int i = 7; i >= 0; i--) hdr[h++] = (unsigned char)((uint64_t)len >> (8 * i));
+    }
+    memcpy(hdr + h, c->mask, 4);
+    h += 4;
+    c->out = grow(c->out, &c->out_cap, c->out_len + h + len);
+    memcpy(c->out + c->out_len, hdr, h);
+    unsigned char *p = (unsigned char *)c->out + c->out_len + h;
+    memcpy(p, head, head_len);
+    memcpy(p + head_len, body, body_len);
+    memcpy(p + head_len + body_len, tail, tail_len);
+    for (size_t i = 0; i < len; i++) p[i] ^= c->mask[i & 3];
+    c->out_len += h + len;
+}
+
+/* A sender's line as the page's `say` request (the caller sends the batch). */
+static void ws_say(struct conn *c, const char *line, size_t len) {
+    char head[128];
+    int n = snprintf(head, sizeof head, WS_SAY, opt.room);
+    ws_send(c, 0x1, head, (size_t)n, line, len, "\"}", 2);
+}
+
+/* The upgrade request, sent once the connection is up (as IRC's registration). */
+static void ws_open(struct conn *c, int port) {
+    for (int i = 0; i < 4; i++) c->mask[i] = (unsigned char)(rand() | 1);
+    char req[512];
+    int n = snprintf(req, sizeof req,
+                     "GET /ws HTTP/1.1\r\nHost: %s:%d\r\nOrigin: http://%s:%d\r\nUpgrade: websocket\r\n"
+                     "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                     "Sec-WebSocket-Version: 13\r\n\r\n",
+                     opt.host, port, opt.host, port);
+    c->out = grow(c->out, &c->out_cap, (size_t)n);
+    memcpy(c->out, req, (size_t)n);
+    c->out_len = (size_t)n;
+    arm(c, 1);
+}
+
+/* The JSON string at `p` (after its opening quote) unescaped into `out`; its length, or -1 if it is not
+   one (an escape this minimal reader does not know, or no closing quote). `*end`: past the quote. */
+static long ws_json_string(const char *p, const char *limit, char *out, const char **end) {
+    const char *quote = memchr(p, '"', (size_t)(limit - p));
+    if (quote && !memchr(p, '\\', (size_t)(quote - p))) { /* no escape: every bench line */
+        memcpy(out, p, (size_t)(quote - p));
+        *end = quote + 1;
+        return quote - p;
+    }
+    char *o = out;
+    while (p < limit && *p != '"') {
+        if (*p != '\\') {
+            *o++ = *p++;
+            continue;
+        }
+        if (++p >= limit) return -1;
+        char e = *p++;
+        if (e == '"' || e == '\\' || e == '/') *o++ = e;
+        else if (e == 'u' && limit - p >= 4) {
+            unsigned v = 0;
+            for (int i = 0; i < 4; i++, p++) {
+                int d = *p >= '0' && *p <= '9' ? *p - '0' : (*p | 32) >= 'a' && (*p | 32) <= 'f' ? (*p | 32) - 'a' + 10 : -1;
+                if (d < 0) return -1;
+                v = v * 16 + (unsigned)d;
+            }
+            if (v < 0x80) *o++ = (char)v;
+            else if (v < 0x800) *o++ = (char)(0xc0 | v >> 6), *o++ = (char)(0x80 | (v & 0x3f));
+            else *o++ = (char)(0xe0 | v >> 12), *o++ = (char)(0x80 | ((v >> 6) & 0x3f)), *o++ = (char)(0x80 | (v & 0x3f));
+        } else return -1;
+    }
+    if (p >= limit) return -1;
+    *end = p + 1;
+    return o - out;
+}
+
+/* Where the value of member `key` (`,"nick":"`) starts, in the event's [from, limit): at `from` as gchat
+   orders the members (one compare), else wherever it is; NULL if nowhere. */
+static const char *ws_member(const char *from, const char *limit, const char *key, size_t len) {
+    if ((size_t)(limit - from) >= len && memcmp(from, key, len) == 0) return from + len;
+    const char *at = memmem(from, (size_t)(limit - from), key, len);
+    return at ? at + len : NULL;
+}
+
+/* One text message from the server: a `message` event becomes `<nick> TEXT\n` at `out` (bytes written);
+   the room's `arrived` makes the client ready; an `error` before that is the run's error. */
+static size_t ws_event(struct conn *c, const char *p, size_t n, char *out) {
+    static const char message[] = "{\"type\":\"message\"", nick[] = ",\"nick\":\"", text[] = ",\"text\":\"";
+    static char lead[128]; /* a message event's start up to its nick, in gchat's order */
+    static size_t lead_len;
+    if (!lead_len) lead_len = (size_t)snprintf(lead, sizeof lead, "%s,\"room\":\"%s\"", message, opt.room);
+    const char *limit = p + n, *at, *end;
+    if (n >= sizeof message - 1 && memcmp(p, message, sizeof message - 1) == 0) {
+        char *o = out;
+        *o++ = '<';
+        long len;
+        at = n > lead_len && memcmp(p, lead, lead_len) == 0 ? p + lead_len : p + sizeof message - 1;
+        if (!(at = ws_member(at, limit, nick, sizeof nick - 1)) || (len = ws_json_string(at, limit, o, &end)) < 0)
+            goto malformed;
+        o += len;
+        *o++ = '>', *o++ = ' ';
+        if (!(at = ws_member(end, limit, text, sizeof text - 1)) || (len = ws_json_string(at, limit, o, &end)) < 0)
+            goto malformed;
+        o += len;
+        *o++ = '\n';
+        return (size_t)(o - out);
+    malformed:
+        bad_fields++;
+        return 0;
+    }
+    char want[128];
+    int wlen = snprintf(want, sizeof want, "{\"type\":\"arrived\",\"room\":\"%s\"", opt.room);
+    if (c->ready != 1 && n >= (size_t)wlen && memcmp(p, want, (size_t)wlen) == 0) c->ready = 1;
+    else if (c->ready != 1 && n > 15 && memcmp(p, "{\"type\":\"error\"", 15) == 0) {
+        char msg[400];
+        snprintf(msg, sizeof msg, "the server said '%.*s' while a client joined", (int)(n < 300 ? n : 300), p);
+        add_error(msg);
+        c->closed = 1;
+    }
+    return 0;
+}
+
+/* The complete frames at the start of [p, p + n) handled, their lines at `out`: bytes of frames used. */
+static size_t ws_frames(struct conn *c, const char *p, size_t n, char *out, size_t *out_len) {
+    size_t used = 0;
+    while (n - used >= 2) {
+        const unsigned char *f = (const unsigned char *)p + used;
+        size_t avail = n - used, h = 2;
+        uint64_t len = f[1] & 0x7f;
+        if (len == 126) {
+            if (avail < 4) break;
+            len = (uint64_t)f[2] << 8 | f[3], h = 4;
+        } else if (len == 127) {
+            if (avail < 10) break;
+            len = 0, h = 10;
+            for (int i = 2; i < 10; i++) len = len << 8 | f[i];
+        }
+        if (f[1] & 0x80 || !(f[0] & 0x80) || len > 16 * 1024 * 1024) {
+            add_error("a WebSocket frame the server should not send (masked, fragmented or over 16 MiB)");
+            c->closed = 1;
+            return n;
+        }
+        if (avail - h < len) break;
+        const char *payload = (const char *)f + h;
+        int opcode = f[0] & 0x0f;
+        if (opcode == 0x1) *out_len += ws_event(c, payload, (size_t)len, out + *out_len);
+        else if (opcode == 0x9) ws_send(c, 0xA, payload, (size_t)len, "", 0, "", 0), flush_out(c);
+        else if (opcode == 0x8) c->closed = 1;
+        used += h + (size_t)len;
+    }
+    return used;
+}
+
+/* Keep bytes a read cut (what is left of [p, p + n) from `used` on) for the next read. */
+static void ws_keep(struct conn *c, const char *p, size_t n, size_t used) {
+    c->ws_in = grow(c->ws_in, &c->ws_in_cap, n - used);
+    memmove(c->ws_in, p + used, n - used);
+    c->ws_in_len = n - used;
+}
+
+/* The 101 at the start of ws_in: 1 once its header is whole (the rest of ws_in is frames), 0 if not yet. */
+static int ws_upgrade(struct conn *c) {
+    char *end = memmem(c->ws_in, c->ws_in_len, "\r\n\r\n", 4);
+    if (!end) return 0;
+    if (c->ws_in_len < 13 || memcmp(c->ws_in, "HTTP/1.1 101 ", 13) != 0) {
+        char msg[300];
+        char *eol = memchr(c->ws_in, '\r', c->ws_in_len);
+        snprintf(msg, sizeof msg, "the server refused the WebSocket: %.*s", (int)(eol - c->ws_in), c->ws_in);
+        add_error(msg);
+        c->closed = 1;
+        return 0;
+    }
+    c->upgraded = 1;
+    ws_keep(c, c->ws_in, c->ws_in_len, (size_t)(end + 4 - c->ws_in));
+    if (strcmp(opt.room, "#lobby") != 0) { /* the lobby's arrival comes by itself */
+        char head[128];
+        int n = snprintf(head, sizeof head, "{\"type\":\"join\",\"room\":\"%s\"}", opt.room);
+        ws_send(c, 0x1, head, (size_t)n, "", 0, "", 0);
+        flush_out(c);
+    }
+    return 1;
+}
+
+/* read() for --proto ws: the lines the frames read hold, at most `cap` bytes (a line is shorter than
+   its frame), or -1 with EAGAIN when the bytes read held no line (the upgrade, other events, a cut). */
+static ssize_t ws_read(struct conn *c, char *buf, size_t cap) {
+    static char raw[RECV_SIZE];
+    size_t room = cap - c->ws_in_len; /* frames the read completes, with what waits, fit in `cap` */
+    ssize_t r = read(c->fd, raw, room < sizeof raw ? room : sizeof raw);
+    if (r <= 0) return r;
+    size_t out = 0, off = 0;
+    if (!c->upgraded || c->ws_in_len) {
+        /* Complete what waits, a piece at a time: the header, then just the rest of its frame. */
+        while (off < (size_t)r && !c->closed) {
+            size_t take = (size_t)r - off;
+            if (c->upgraded) {
+                const unsigned char *f = (const unsigned char *)c->ws_in;
+                size_t have = c->ws_in_len, need = 14;
+                if (have >= 2 && (f[1] & 0x7f) < 126) need = 2 + (f[1] & 0x7f);
+                else if (have >= 4 && (f[1] & 0x7f) == 126) need = 4 + ((size_t)f[2] << 8 | f[3]);
+                if (need > have && need - have < take) take = need - have;
+            }
+            c->ws_in = grow(c->ws_in, &c->ws_in_cap, c->ws_in_len + take);
+            memcpy(c->ws_in + c->ws_in_len, raw + off, take);
+            c->ws_in_len += take;
+            off += take;
+            if (!c->upgraded && !ws_upgrade(c)) continue;
+            ws_keep(c, c->ws_in, c->ws_in_len, ws_frames(c, c->ws_in, c->ws_in_len, buf, &out));
+            if (!c->ws_in_len) break;
+        }
+    }
+    if (off < (size_t)r && !c->closed) ws_keep(c, raw + off, (size_t)r - off, ws_frames(c, raw + off, (size_t)r - off, buf, &out));
+    if (out || c->closed) return c->closed && !out ? 0 : (ssize_t)out;
+    errno = EAGAIN;
+    return -1;
+}
+
 /* ---- receiving ---- */
 
 /* The first needle in [p, end), or NULL. Every delivery is found here, so it is the load generator's
@@ -504,7 +742,7 @@ static int parse_ints(const char *text, int *into, int most) {
 static void on_readable(struct conn *c, int64_t now) {
     for (;;) {
         char *buf = recvbuf + 64;
-        ssize_t n = read(c->fd, buf, RECV_SIZE);
+        ssize_t n = opt.proto == WS ? ws_read(c, buf, RECV_SIZE) : read(c->fd, buf, RECV_SIZE);
         if (n < 0) {
             if (errno == EAGAIN || errno == EINTR) return;
             c->closed = 1;
@@ -517,7 +755,7 @@ static void on_readable(struct conn *c, int64_t now) {
         size_t off = 0;
         if (opt.proto == IRC) {
             while (c->ready != 1 && !c->closed && off < (size_t)n) off += irc_handshake(c, buf + off, (size_t)n - off);
-        } else {
+        } else if (opt.proto != WS) { /* WS: ready at its arrival event (ws_read) */
             while (c->ready != 1 && off < (size_t)n) off += handshake(c, buf + off, (size_t)n - off);
         }
         if (opt.proto == IRC && c->in_ping && off < (size_t)n) {
@@ -602,6 +840,10 @@ static void queue_line(struct conn *c, int s, int64_t now) {
     int head = snprintf(payload, sizeof payload, "%s%d %" PRIu64 " %" PRId64 " ", needle, s, sent[s], now);
     if (head >= body) die("--size is too small for the line's fields");
     memset(payload + head, '.', (size_t)(body - head));
+    if (opt.proto == WS) {
+        ws_say(c, payload, (size_t)body);
+        goto queued;
+    }
     char frame[128];
     int flen = 0;
     if (opt.proto == REDIS)
@@ -617,6 +859,7 @@ static void queue_line(struct conn *c, int s, int64_t now) {
     c->out_len += (size_t)body;
     if (opt.proto != LINE) c->out[c->out_len++] = '\r';
     c->out[c->out_len++] = '\n';
+queued:
     sent[s]++;
     if (measuring == 1) sent_measured++;
 }
@@ -684,7 +927,7 @@ int main(int argc, char **argv) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
 #define OPT(name) (strcmp(a, name) == 0 && v && (i++, 1))
         if (i == 1 && a[0] != '-') opt.mode = a; /* like gchat.bench: the mode comes first */
-        else if (OPT("--proto")) opt.proto = strcmp(v, "redis") == 0 ? REDIS : strcmp(v, "irc") == 0 ? IRC : LINE;
+        else if (OPT("--proto")) opt.proto = strcmp(v, "redis") == 0 ? REDIS : strcmp(v, "irc") == 0 ? IRC : strcmp(v, "ws") == 0 ? WS : LINE;
         else if (OPT("--host")) opt.host = v;
         else if (OPT("--port")) opt.nports = parse_ints(v, opt.ports, MAX_PORTS);
         else if (OPT("--clients")) opt.clients = atoi(v);
@@ -700,12 +943,13 @@ int main(int argc, char **argv) {
         else if (OPT("--room")) opt.room = v;
         else if (strcmp(a, "--join") == 0) opt.join = 1;
         else if (strcmp(a, "--await-room") == 0) opt.await_room = 1;
+        else if (strcmp(a, "--echo") == 0) echo = 1;
         else if (OPT("--pid")) opt.npids = parse_ints(v, opt.pids, MAX_PIDS);
         else {
             fprintf(stderr,
-                    "usage: loadgen [throughput|latency] [--proto line|redis|irc] [--host H] [--port P]\n"
+                    "usage: loadgen [throughput|latency] [--proto line|redis|irc|ws] [--host H] [--port P]\n"
                     "  [--clients N] [--senders S] [--size B] [--rate LINES_PER_S] [--window W] [--sample K]\n"
-                    "  [--duration S] [--warmup S] [--timeout S] [--batch N] [--room R] [--join] [--await-room] [--pid P,..]\n"
+                    "  [--duration S] [--warmup S] [--timeout S] [--batch N] [--room R] [--join] [--await-room] [--echo] [--pid P,..]\n"
                     "  --port and --pid take comma-separated lists (a cluster: clients round-robin over the ports)\n");
             return 2;
         }
@@ -783,6 +1027,7 @@ int main(int argc, char **argv) {
                 c->out_len = (size_t)len;
                 arm(c, 1);
             }
+            if (opt.proto == WS) ws_open(c, opt.ports[port]);
             if (opt.proto == REDIS && c->role == RECEIVER) {
                 char cmd[256];
                 int len = snprintf(cmd, sizeof cmd, "*2\r\n$9\r\nSUBSCRIBE\r\n$%zu\r\n%s\r\n", strlen(opt.room),
@@ -850,7 +1095,7 @@ int main(int argc, char **argv) {
             int pending = 0;
             for (int i = 0; i < opt.clients && !pending; i++) {
                 struct conn *c = &conns[i];
-                uint64_t want = total - (c->role == SENDER ? sent[c->sender] : 0);
+                uint64_t want = total - (c->role == SENDER && !echo ? sent[c->sender] : 0);
                 pending = c->delivered < want || conns[i].out_len;
             }
             for (int s = 0; s < opt.senders; s++) pending |= conns[sender_conn[s]].out_len != 0;
@@ -868,7 +1113,7 @@ done:;
     for (int i = 0; i < opt.clients; i++) {
         struct conn *c = &conns[i];
         for (int s = 0; s < opt.senders; s++)
-            if (!(c->role == SENDER && c->sender == s)) expected += sent[s];
+            if (!(c->role == SENDER && c->sender == s) || echo) expected += sent[s];
         delivered += c->delivered;
     }
     for (int i = 0; i < opt.clients && !errors[0]; i++) {
@@ -972,7 +1217,7 @@ static void emit(double interval, double gen_cpu, double srv_cpu, uint64_t expec
     double gen_share = interval > 0 ? gen_cpu / interval : 0;
     printf("{\"tool\": \"loadgen\", \"mode\": \"%s\", \"params\": {\"proto\": \"%s\", \"clients\": %d, \"senders\": %d,"
            " \"size\": %d, \"rate\": %g, \"window\": %d, \"sample\": %d, \"duration\": %g, \"warmup\": %g, \"pids\": [",
-           opt.mode, opt.proto == REDIS ? "redis" : opt.proto == IRC ? "irc" : "line", opt.clients, opt.senders, opt.size, opt.rate, opt.window,
+           opt.mode, opt.proto == REDIS ? "redis" : opt.proto == IRC ? "irc" : opt.proto == WS ? "ws" : "line", opt.clients, opt.senders, opt.size, opt.rate, opt.window,
            opt.sample, opt.duration, opt.warmup);
     for (int i = 0; i < opt.npids; i++) printf("%s%d", i ? ", " : "", opt.pids[i]);
     printf("], \"ports\": [");

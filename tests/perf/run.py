@@ -41,6 +41,9 @@ without ``--store`` (a fresh SQLite file each run); results in ``tests/perf/resu
 (each configured per run, in the run's temporary directory, without flood
 penalties or connection caps), and gchat's line protocol for reference, over
 ``--proto irc`` in both load generators; results in ``tests/perf/results/irc/``.
+``--web`` compares gchat's web page protocol (``gchat-ws``: ``python -m gchat
+--web-port``, ``--proto ws --echo`` in both load generators) with its line
+protocol on the same flags; results in ``tests/perf/results/web/``.
 
 Every wait is bounded and every process started here runs in its own session
 (process group) that is killed in a ``finally``, so an interrupted or failed
@@ -320,7 +323,7 @@ class Server:
     """
 
     name: str
-    proto: str  # the bench's --proto: "line", "redis" or "irc"
+    proto: str  # the bench's --proto: "line", "redis", "irc" or "ws"
     command: Callable[[int, Scenario], list[str]]
     about: str
     nodes: int = 0
@@ -425,6 +428,12 @@ def _gchat_irc_command(port: int, scenario: Scenario) -> list[str]:
         "--join-rate",
         "0",
     ]
+
+
+def _gchat_web_command(port: int, scenario: Scenario) -> list[str]:
+    # The same server and flags as the gchat entry, measured on its web port (the
+    # page's WebSocket); its line listener takes a port of its own that nobody uses.
+    return [*_gchat_command(free_port(), scenario), "--web-port", str(port)]
 
 
 _config_dir: Path | None = None
@@ -537,6 +546,14 @@ SERVERS: dict[str, Server] = {
             bench_args=("--batch", "10"),
         ),
         Server("inspircd", "irc", _inspircd_command, "InspIRCd, the C++ IRC server Debian packages"),
+        Server(
+            "gchat-ws",
+            "ws",
+            _gchat_web_command,
+            "gchat's web page protocol (--web-port), same flags",
+            # The page's style echoes a sender's own lines.
+            bench_args=("--echo",),
+        ),
         *(
             Server(
                 f"cluster-{count}",
@@ -638,6 +655,20 @@ IRC = Comparison(
     " run: above 1 is better for gchat where `better` is `higher`, below 1 where it is `lower`. The"
     " goal: deliveries/s at or above the better of ngircd and inspircd, RSS KiB/connection below both."
     " `gchat` is the line protocol on the same server, for reference.",
+)
+
+
+WEB = Comparison(
+    title="gchat's web page protocol against its line protocol",
+    servers=("gchat-ws", "gchat"),
+    reference="gchat",
+    reference_first=False,
+    modes=("throughput", "fanout"),
+    out=RESULTS_DIR / "web",
+    how_to_read="`gchat-ws/gchat` is the web page protocol's figure (WebSocket, JSON events) divided by"
+    " the line protocol's, on the same server and flags, measured in the same run: above 1 is better for"
+    " the web where `better` is `higher`, below 1 where it is `lower`. Issue 14's goal: deliveries/s at"
+    " 0.7 or more (throughput and fan-out), RSS KiB/connection at 2 or less.",
 )
 
 
@@ -808,7 +839,7 @@ class ServerDied(RuntimeError):
 
 
 def _probe(port: int, proto: str) -> bool:
-    """One readiness check: a line server greets, redis answers PING, an IRC server answers a line."""
+    """One readiness check: a line server greets, redis answers PING, an IRC or web server answers a line."""
     try:
         with socket.create_connection((HOST, port), timeout=PROBE_TIMEOUT) as sock:
             sock.settimeout(PROBE_TIMEOUT)
@@ -818,6 +849,9 @@ def _probe(port: int, proto: str) -> bool:
             if proto == "irc":
                 # Unregistered, a PING gets a PONG or "not registered": either says it is up.
                 sock.sendall(b"PING :perf\r\n")
+            if proto == "ws":
+                # Any status line says the web port is up (the page is served at /).
+                sock.sendall(b"GET / HTTP/1.1\r\nHost: %s:%d\r\n\r\n" % (HOST.encode(), port))
             data = b""
             while b"\n" not in data:
                 chunk = sock.recv(256)
@@ -1557,6 +1591,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         " tests/perf/results/irc",
     )
     parser.add_argument(
+        "--web",
+        action="store_true",
+        help=f"the web comparison: {', '.join(WEB.servers)} in the throughput and fan-out scenarios,"
+        f" ratios against {WEB.reference}, results in tests/perf/results/web",
+    )
+    parser.add_argument(
         "--repeat", type=int, default=None, help="repetitions per server and scenario (default 3)"
     )
     parser.add_argument(
@@ -1564,7 +1604,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default="",
         help=f"comma-separated servers to run, from {','.join(SERVERS)}"
         f" (default: {','.join(PEERS.servers)}; with --cluster {','.join(CLUSTER.servers)};"
-        f" with --irc {','.join(IRC.servers)})",
+        f" with --irc {','.join(IRC.servers)}; with --web {','.join(WEB.servers)})",
     )
     parser.add_argument(
         "--modes",
@@ -1633,10 +1673,20 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         SERVERS["baseline"] = Server(
             "baseline", "line", _tree_command(options.baseline.resolve()), f"gchat as in {options.baseline}"
         )
-    if options.cluster + options.store + options.irc > 1:
-        parser.error("--cluster, --store and --irc are comparisons of their own: run them one at a time")
+    if options.cluster + options.store + options.irc + options.web > 1:
+        parser.error(
+            "--cluster, --store, --irc and --web are comparisons of their own: run them one at a time"
+        )
     options.comparison = (
-        CLUSTER if options.cluster else STORE if options.store else IRC if options.irc else PEERS
+        CLUSTER
+        if options.cluster
+        else STORE
+        if options.store
+        else IRC
+        if options.irc
+        else WEB
+        if options.web
+        else PEERS
     )
     if options.out is None:
         options.out = options.comparison.out
