@@ -88,9 +88,9 @@
       // oldest: the time of the oldest line shown (older ones are asked for before it); done: no older ones.
       p = { key, log, unread: 0, joined: false, members: new Map(), topic: "", last: 0, oldest: null, done: false };
       if (isRoom(key)) {
+        // Always there, empty or not, so that "Loading older lines…" appearing moves no line.
         p.marker = document.createElement("div");
         p.marker.className = "older";
-        p.marker.hidden = true;
         log.append(p.marker);
       }
       panes.set(key, p);
@@ -172,7 +172,6 @@
 
   function marker(p, text) {
     p.marker.textContent = text;
-    p.marker.hidden = !text;
   }
 
   // At the top of a room's lines (or with too few to scroll): ask for older ones, one request at a time.
