@@ -21,7 +21,6 @@ loss may also lose the commits since the last WAL checkpoint.
 
 import contextlib
 import fcntl
-import itertools
 import json
 import logging
 import math
@@ -628,7 +627,7 @@ class Store:
         chunks: Iterable[tuple[int, str, Optional[bytes]]]
         if newest:
             straddling = db.execute(_CHUNKS_FROM + " LIMIT 1", (room, until)).fetchall()
-            chunks = itertools.chain(straddling, db.execute(_CHUNKS_BEFORE, (room, until, since)))
+            chunks = chain(straddling, db.execute(_CHUNKS_BEFORE, (room, until, since)))
         else:
             chunks = db.execute(_CHUNKS_FROM, (room, since))
         found: list[_Line] = []

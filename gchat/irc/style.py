@@ -16,7 +16,7 @@ reason is cut short.
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Callable, Optional, cast
 
 from gchat import news
 from gchat.irc import caps, chathistory, replies
@@ -237,28 +237,33 @@ def _answer(item: news.Personal, nick: str) -> bytes:
     return refusal
 
 
+# Refusals an IRC numeric names: the numeric, the field of the news it names, its text.
+_NUMERIC_REFUSALS: "dict[type, tuple[str, str, str]]" = {
+    news.NoSuchNick: (replies.ERR_NOSUCHNICK, "nick", replies.NO_SUCH_NICK),
+    news.NickInUse: (replies.ERR_NICKNAMEINUSE, "nick", replies.NICK_IN_USE),
+    news.InvalidNick: (replies.ERR_ERRONEUSNICKNAME, "nick", replies.ERRONEOUS_NICK),
+    news.InvalidRoom: (replies.ERR_BADCHANNAME, "room", replies.BAD_CHANNEL_NAME),
+    news.TooManyRooms: (replies.ERR_TOOMANYCHANNELS, "room", replies.TOO_MANY_CHANNELS),
+    news.NotIn: (replies.ERR_NOTONCHANNEL, "room", replies.NOT_ON_CHANNEL),
+}
+# Answers about an address (operators' bans), as notices: the text for the address.
+_ADDRESS_NOTICES: "dict[type, Callable[[str], str]]" = {
+    news.AddressBanned: replies.banned,
+    news.AddressUnbanned: replies.unbanned,
+    news.NotBanned: replies.not_banned,
+    news.OwnAddress: replies.own_address,
+}
+
+
 def _refusal(item: news.Personal, nick: str) -> Optional[bytes]:
-    if isinstance(item, news.NoSuchNick):
-        return replies.numeric(replies.ERR_NOSUCHNICK, nick, item.nick, replies.NO_SUCH_NICK)
-    if isinstance(item, news.NickInUse):
-        return replies.numeric(replies.ERR_NICKNAMEINUSE, nick, item.nick, replies.NICK_IN_USE)
-    if isinstance(item, news.InvalidNick):
-        return replies.numeric(replies.ERR_ERRONEUSNICKNAME, nick, item.nick, replies.ERRONEOUS_NICK)
-    if isinstance(item, news.InvalidRoom):
-        return replies.numeric(replies.ERR_BADCHANNAME, nick, item.room, replies.BAD_CHANNEL_NAME)
-    if isinstance(item, news.TooManyRooms):
-        return replies.numeric(replies.ERR_TOOMANYCHANNELS, nick, item.room, replies.TOO_MANY_CHANNELS)
-    if isinstance(item, news.NotIn):
-        return replies.numeric(replies.ERR_NOTONCHANNEL, nick, item.room, replies.NOT_ON_CHANNEL)
+    numeric = _NUMERIC_REFUSALS.get(type(item))
+    if numeric is not None:
+        code, field, text = numeric
+        return replies.numeric(code, nick, getattr(item, field), text)
+    notice = _ADDRESS_NOTICES.get(type(item))
+    if notice is not None:
+        return replies.notice(nick, notice(cast(news.AddressBanned, item).address))
     if isinstance(item, news.TooManyMessages):
         return replies.too_many_messages(nick, item.nick)
-    if isinstance(item, news.AddressBanned):
-        return replies.notice(nick, replies.banned(item.address))
-    if isinstance(item, news.AddressUnbanned):
-        return replies.notice(nick, replies.unbanned(item.address))
-    if isinstance(item, news.NotBanned):
-        return replies.notice(nick, replies.not_banned(item.address))
-    if isinstance(item, news.OwnAddress):
-        return replies.notice(nick, replies.own_address(item.address))
     # AlreadyIn: IRC servers ignore a JOIN to a channel the client is in.
     return None
