@@ -357,6 +357,17 @@ def test_plans_split_clients_and_give_every_worker_a_probe_that_hears_everyone(
         assert sorted(s for plan in plans for s in plan.senders) == list(range(senders))
 
 
+def test_sampled_receivers_are_spread_over_the_room_not_bunched_at_one_end():
+    # A server fans out in an order of its own: samples from one end would time only its first or last sends.
+    options = Options(mode="latency", proto="line", clients=100, senders=10, procs=1, sample=8)
+    (plan,) = make_plans(options, (TOKEN,))
+    sampled = sorted(receiver.index for receiver in plan.receivers if receiver.sampled)
+    assert sampled[0] == 10
+    assert sampled[-1] == 99
+    assert max(b - a for a, b in zip(sampled, sampled[1:])) <= 13
+    assert [receiver.index for receiver in plan.receivers if receiver.probe] == [99]
+
+
 # Command line and report
 
 

@@ -1,5 +1,6 @@
 """What a run was asked to do, and how it is split between worker processes (pure)."""
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Optional
 
@@ -95,6 +96,25 @@ def _quota(total: int, worker: int, workers: int) -> int:
     return total // workers + (1 if worker < total % workers else 0)
 
 
+def _spread(owns: Sequence[Optional[int]], count: int) -> list[int]:
+    """``count`` positions to sample, the probe first: spread evenly over the non-senders in join order.
+
+    Non-senders hear everyone, so the probe (the last of them) is one. A server
+    fans a line out in some order of its own: samples bunched at one end of the
+    room would credit or charge that order, not the server (the compiled load
+    generator picks the same positions). Senders make up a sample larger than
+    the non-senders.
+    """
+    hearers = [position for position, own in enumerate(owns) if own is None]
+    speakers = [position for position, own in enumerate(owns) if own is not None]
+    if count >= len(hearers):
+        return hearers[::-1] + speakers[: count - len(hearers)]
+    if count == 1:
+        return [hearers[-1]]
+    last = len(hearers) - 1
+    return [hearers[last - j * last // (count - 1)] for j in range(count)]
+
+
 def make_plans(options: Options, tokens: tuple[bytes, ...]) -> list[Plan]:
     """Spread clients round-robin over the workers; each worker samples its own receivers.
 
@@ -116,11 +136,10 @@ def make_plans(options: Options, tokens: tuple[bytes, ...]) -> list[Plan]:
             senders = tuple(range(worker, total_senders, workers))
         else:
             senders = tuple(range(total_senders)) if worker == 0 else ()
-        # Non-senders first: they hear everyone, so the probe is one of them.
-        order = sorted(range(len(owns)), key=lambda position: owns[position] is not None)
-        sampled = set(order[: max(_quota(options.sample, worker, workers), 1)])
+        sampled = _spread(owns, max(_quota(options.sample, worker, workers), 1))
+        probe = sampled[0]
         receivers = tuple(
-            Receiver(index, own, sampled=position in sampled, probe=position == order[0])
+            Receiver(index, own, sampled=position in sampled, probe=position == probe)
             for position, (index, own) in enumerate(zip(indices, owns))
         )
         plans.append(

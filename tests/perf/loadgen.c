@@ -11,9 +11,9 @@
  * `~gb~TOKEN SENDER SEQ SENT_NS ....` padded to --size bytes (LF included; Redis
  * publishes it without the LF). Every receiver counts deliveries (occurrences of
  * `~gb~TOKEN `, a carry across reads so none is split or counted twice); --sample
- * receivers parse every line: per-sender sequence (loss, duplicate, reorder), length,
- * fields, and, for lines sent inside the measured interval, the send-to-receive
- * latency. A sender may have --window lines in flight: a line is in flight until the
+ * receivers, spread evenly over the join order, parse every line: per-sender sequence
+ * (loss, duplicate, reorder), length, fields, and, for lines sent inside the measured
+ * interval, the send-to-receive latency. A sender may have --window lines in flight: a line is in flight until the
  * probe (a sampled receiver that is no sender) has seen it.
  *
  * Modes: throughput (senders flat out, within the window) and latency (--rate lines/s
@@ -984,14 +984,17 @@ int main(int argc, char **argv) {
         else c->role = RECEIVER;
         if (c->sender >= 0) sender_conn[c->sender] = i;
     }
-    /* Sampled receivers: the last ones (never senders); the very last is the probe. */
-    int sampled = 0;
-    for (int i = opt.clients - 1; i >= 0 && sampled < opt.sample; i--) {
-        if (conns[i].role == SENDER) break;
+    /* Sampled receivers: spread evenly over the receivers in join order, the last one
+     * (the probe) included. A server fans a line out in some order of its own; samples
+     * bunched at one end would credit or charge that order, not the server. */
+    int first = opt.proto == REDIS ? 0 : opt.senders, last = opt.clients - 1;
+    int receivers = last - first + 1;
+    int samples = opt.sample < receivers ? opt.sample : receivers;
+    for (int j = 0; j < samples; j++) {
+        int i = samples > 1 ? last - (int)((long)j * (receivers - 1) / (samples - 1)) : last;
         conns[i].sampled = 1;
         conns[i].next_seq = calloc((size_t)opt.senders, sizeof(uint64_t));
         if (probe < 0) probe = i;
-        sampled++;
     }
     if (probe < 0) die("no receiver is free to be the probe: more --clients than --senders");
 
