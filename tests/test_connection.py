@@ -256,6 +256,23 @@ def test_one_send_per_client_per_loop_turn_under_a_burst(rig):
         assert connection.sock.sends == 1
 
 
+def test_flush_to_a_plain_socket_skips_gevents_python_send(rig, monkeypatch):
+    # gevent's send wrapper is a Python call on every delivery; its C socket inside takes the bytes as well.
+    calls = []
+    original = socket.socket.send
+
+    def counted(self, *args, **kwargs):
+        calls.append(args)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(socket.socket, "send", counted)
+    connection, peer = rig.connect()
+    for n in range(3):
+        connection.output.deliver(b"line %d\n" % n)
+        assert receive(peer, 7) == b"line %d\n" % n
+    assert calls == []
+
+
 def test_rate_limited_reader_leaves_input_in_the_kernel(rig):
     connection, peer = rig.connect(Config(rate=1.0, burst=1, max_line=MAX_LINE))
     gevent.spawn(connection.start)
