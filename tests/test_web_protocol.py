@@ -523,6 +523,51 @@ def test_a_server_close_sends_a_close_frame_once(page):
     assert (event.code, event.reason) == (1001, "server shutdown")
 
 
+def test_invalid_utf8_is_closed_with_1007(page):
+    browser = open_browser(page)
+    frame = bytes(FrameProtocol(client=True, extensions=[]).send_data(b"\xff\xfe"))
+    frame = bytes([frame[0] & 0xF0 | Opcode.TEXT, *frame[1:]])  # the bytes as a text frame
+    out = browser.conn.receive(frame)
+    browser.client.receive_data(out.sent)
+    [event] = list(browser.client.events())
+    assert (event.code, out.close, out.texts) == (1007, True, [])
+
+
+def test_an_unmasked_frame_is_a_protocol_error_closed_with_1002(page):
+    browser = open_browser(page)
+    out = browser.conn.receive(bytes(FrameProtocol(client=False, extensions=[]).send_data("hi")))
+    browser.client.receive_data(out.sent)
+    [event] = list(browser.client.events())
+    assert (event.code, out.close) == (1002, True)
+    assert out.reason
+
+
+@settings(max_examples=200)
+@given(
+    st.lists(st.text(max_size=60), min_size=1, max_size=6),
+    st.lists(st.integers(min_value=1, max_value=40), max_size=30),
+    st.integers(min_value=1, max_value=30),
+)
+def test_messages_arrive_whole_and_in_order_however_the_bytes_are_cut(page, texts, cuts, fragment):
+    """Frames split across reads, and messages split into frames, give the page's messages back whole."""
+    browser = open_browser(page)
+    data = b""
+    for text in texts:
+        pieces = [text[i : i + fragment] for i in range(0, len(text), fragment)] or [""]
+        for i, piece in enumerate(pieces):
+            data += browser.client.send(TextMessage(piece, message_finished=i == len(pieces) - 1))
+    got: list = []
+    at = 0
+    for cut in [*cuts, len(data)]:
+        out = browser.conn.receive(data[at : at + cut])
+        assert not out.close
+        got += out.texts
+        at += cut
+        if at >= len(data):
+            break
+    assert got == texts
+
+
 def test_end_of_input_closes(page):
     browser = open_browser(page)
     assert browser.conn.receive(b"").close

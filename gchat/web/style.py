@@ -25,13 +25,9 @@ from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Callable, Union, cast
 
-from wsproto.frame_protocol import CloseReason, FrameProtocol
+from websockets.frames import Close, CloseCode, Frame, Opcode
 
 from gchat import news
-
-# A frame encoder with no connection state worth the name: each call writes one whole,
-# unmasked, final frame (fin=True resets the only thing it remembers between calls).
-_ENCODER = FrameProtocol(client=False, extensions=[])
 
 Json = Union[None, bool, int, float, str, "list[Json]", "dict[str, Json]"]
 
@@ -67,7 +63,7 @@ TYPES: "dict[type, str]" = {
 # The answer to the page's ``history`` request (not news: the chat is not asked, its keeper is).
 OLDER_LINES = "older_lines"
 # The notices the chat closes a client's connection after, and the close code that follows them.
-_LAST_WORDS = {news.Notice.BYE: CloseReason.NORMAL_CLOSURE, news.Notice.SHUTTING_DOWN: CloseReason.GOING_AWAY}
+_LAST_WORDS = {news.Notice.BYE: CloseCode.NORMAL_CLOSURE, news.Notice.SHUTTING_DOWN: CloseCode.GOING_AWAY}
 # Fields no web client is sent (see the module's docstring).
 _HIDDEN = frozenset({"host"})
 
@@ -77,7 +73,12 @@ _JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 
 def text_frame(event: "dict[str, Json]") -> bytes:
     """One event as the bytes of a final, unmasked WebSocket text frame."""
-    return bytes(_ENCODER.send_data(_JSON.encode(event), fin=True))
+    return Frame(Opcode.TEXT, _JSON.encode(event).encode()).serialize(mask=False)
+
+
+def close_frame(code: int, reason: str) -> bytes:
+    """A server's close frame (unmasked), as ``wire`` sends when it closes a connection itself."""
+    return Frame(Opcode.CLOSE, Close(code, reason).serialize()).serialize(mask=False)
 
 
 def event(kind: str, at: float, **fields: Json) -> bytes:
@@ -157,7 +158,7 @@ class WebStyle:
             obj["at"] = self.clock()
             code = _LAST_WORDS.get(item)
             if code is not None:
-                return text_frame(obj) + bytes(_ENCODER.close(code, item.value))
+                return text_frame(obj) + close_frame(code, item.value)
         else:
             obj = _object(item)
         obj.setdefault("at", self.clock())
