@@ -73,8 +73,14 @@ def test_a_room_message_is_one_text_frame_with_its_senders_time():
     }
 
 
-def test_a_message_renders_as_the_generic_walk_would():
-    assert STYLE.render(MESSAGE) == STYLE.tell(MESSAGE, "bob")
+_TEXT = st.text(st.characters(blacklist_categories=("Cs",)))
+
+
+@given(_TEXT, _TEXT, _TEXT, st.sampled_from(news.Kind), st.floats(allow_nan=False, allow_infinity=False))
+def test_a_message_renders_byte_for_byte_as_the_generic_walk_would(room, nick, text, kind, at):
+    """The template for chat lines writes what the JSON encoder writes for the event's dict."""
+    message = news.Message(room, nick, "10.0.0.1", text, kind, at)
+    assert STYLE.render(message) == STYLE.tell(message, "bob")
 
 
 def test_an_action_says_so_in_its_kind():
