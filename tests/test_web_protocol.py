@@ -114,9 +114,17 @@ def test_arrival_carries_members_topic_and_history_as_message_events():
     member = Person("bob", "10.0.0.2", True, "")
     arrived = news.Arrived("#lobby", "bob", "h", (member,), "welcome", (MESSAGE,), True)
     event = decode(STYLE.tell(arrived, "bob"))
-    assert event["members"] == [{"nick": "bob", "oper": True, "away": ""}]
+    assert event["members"] == [{"nick": "bob", "oper": True}]
     assert event["history"] == [decode(STYLE.render(MESSAGE))]
     assert (event["type"], event["topic"], event["first"]) == ("arrived", "welcome", True)
+
+
+def test_a_member_carries_oper_and_away_only_when_so():
+    people = (Person("ann", "h", False, ""), Person("bob", "h", False, "lunch"), Person("cy", "h", True, ""))
+    event = decode(STYLE.tell(news.MemberList("#lobby", people), "ann"))
+    plain, away, oper = event["members"]
+    assert (plain, away) == ({"nick": "ann"}, {"nick": "bob", "away": "lunch"})
+    assert oper == {"nick": "cy", "oper": True}
 
 
 def test_older_lines_are_the_message_events_of_an_arrivals_history():

@@ -3,7 +3,9 @@
 An event is a JSON object whose ``type`` names the news (``message``,
 ``entered``, ... see ``TYPES``) and whose other members are the news' fields,
 so the protocol follows ``gchat.news`` mechanically: a kind or notice is its
-name in lower case, a member ``{"nick", "oper", "away"}``, a history a list of
+name in lower case, a member ``{"nick"}`` with ``"oper": true`` and
+``"away": TEXT`` only when so (a join into a room of thousands is sent its
+member list: half the bytes), a history a list of
 ``message`` events. Addresses (``host``) are left out: a browser user has no
 use for everyone's IP address. Every event has ``at`` (Unix time, seconds):
 the sender's time for a message, the time it was rendered for the rest.
@@ -67,6 +69,8 @@ OLDER_LINES = "older_lines"
 _LAST_WORDS = {news.Notice.BYE: CloseCode.NORMAL_CLOSURE, news.Notice.SHUTTING_DOWN: CloseCode.GOING_AWAY}
 # Fields no web client is sent (see the module's docstring).
 _HIDDEN = frozenset({"host"})
+# The field of a listing (``Arrived``, ``MemberList``) that holds its people.
+_MEMBERS = "members"
 
 
 _JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
@@ -114,9 +118,14 @@ def _value(value: object) -> Json:
     return _person(cast(news.Person, value))
 
 
-def _person(person: news.Person) -> Json:
+def _person(person: news.Person) -> "dict[str, Json]":
     """A member of a listing (the chat's own record, read now: ``Arrived`` holds live collections)."""
-    return {"nick": person.nick, "oper": person.oper, "away": person.away}
+    obj: dict[str, Json] = {"nick": person.nick}
+    if person.oper:
+        obj["oper"] = True
+    if person.away:
+        obj["away"] = person.away
+    return obj
 
 
 def _object(item: object) -> "dict[str, Json]":
@@ -128,7 +137,11 @@ def _object(item: object) -> "dict[str, Json]":
     else:
         names = (field.name for field in dataclasses.fields(item))  # type: ignore[arg-type]
     for name in names:
-        if name not in _HIDDEN:
+        if name == _MEMBERS:
+            # Straight to each member's object: the generic walk's tests per item took 6 ms
+            # of a join into a room of 3,000.
+            obj[name] = [_person(person) for person in getattr(item, name)]
+        elif name not in _HIDDEN:
             obj[name] = _value(getattr(item, name))
     return obj
 
