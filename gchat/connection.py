@@ -11,7 +11,7 @@ Writing a front-end (the line protocol, IRC, WebSocket) is implementing
 ``Dialect`` and passing a factory for it to the ``Connection``::
 
     class IrcSession:                          # one per connection
-        framer: Framer[F]                      # its frames: bytes, TooLong, a wsproto event...
+        framer: Framer[F]                      # its frames: bytes, TooLong, a text message...
         max_frame: int                         # bytes of the longest frame, its end included
         def __init__(self, connection, ...)    # connection.output is the mailbox to deliver to
         def start(self) -> None                # greet; join the chat (chat.connect) or wait

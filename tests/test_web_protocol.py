@@ -73,8 +73,14 @@ def test_a_room_message_is_one_text_frame_with_its_senders_time():
     }
 
 
-def test_a_message_renders_as_the_generic_walk_would():
-    assert STYLE.render(MESSAGE) == STYLE.tell(MESSAGE, "bob")
+_TEXT = st.text(st.characters(blacklist_categories=("Cs",)))
+
+
+@given(_TEXT, _TEXT, _TEXT, st.sampled_from(news.Kind), st.floats(allow_nan=False, allow_infinity=False))
+def test_a_message_renders_byte_for_byte_as_the_generic_walk_would(room, nick, text, kind, at):
+    """The template for chat lines writes what the JSON encoder writes for the event's dict."""
+    message = news.Message(room, nick, "10.0.0.1", text, kind, at)
+    assert STYLE.render(message) == STYLE.tell(message, "bob")
 
 
 def test_an_action_says_so_in_its_kind():
@@ -108,9 +114,17 @@ def test_arrival_carries_members_topic_and_history_as_message_events():
     member = Person("bob", "10.0.0.2", True, "")
     arrived = news.Arrived("#lobby", "bob", "h", (member,), "welcome", (MESSAGE,), True)
     event = decode(STYLE.tell(arrived, "bob"))
-    assert event["members"] == [{"nick": "bob", "oper": True, "away": ""}]
+    assert event["members"] == [{"nick": "bob", "oper": True}]
     assert event["history"] == [decode(STYLE.render(MESSAGE))]
     assert (event["type"], event["topic"], event["first"]) == ("arrived", "welcome", True)
+
+
+def test_a_member_carries_oper_and_away_only_when_so():
+    people = (Person("ann", "h", False, ""), Person("bob", "h", False, "lunch"), Person("cy", "h", True, ""))
+    event = decode(STYLE.tell(news.MemberList("#lobby", people), "ann"))
+    plain, away, oper = event["members"]
+    assert (plain, away) == ({"nick": "ann"}, {"nick": "bob", "away": "lunch"})
+    assert oper == {"nick": "cy", "oper": True}
 
 
 def test_older_lines_are_the_message_events_of_an_arrivals_history():
@@ -521,6 +535,51 @@ def test_a_server_close_sends_a_close_frame_once(page):
     browser.client.receive_data(data)
     event = next(browser.client.events())
     assert (event.code, event.reason) == (1001, "server shutdown")
+
+
+def test_invalid_utf8_is_closed_with_1007(page):
+    browser = open_browser(page)
+    frame = bytes(FrameProtocol(client=True, extensions=[]).send_data(b"\xff\xfe"))
+    frame = bytes([frame[0] & 0xF0 | Opcode.TEXT, *frame[1:]])  # the bytes as a text frame
+    out = browser.conn.receive(frame)
+    browser.client.receive_data(out.sent)
+    [event] = list(browser.client.events())
+    assert (event.code, out.close, out.texts) == (1007, True, [])
+
+
+def test_an_unmasked_frame_is_a_protocol_error_closed_with_1002(page):
+    browser = open_browser(page)
+    out = browser.conn.receive(bytes(FrameProtocol(client=False, extensions=[]).send_data("hi")))
+    browser.client.receive_data(out.sent)
+    [event] = list(browser.client.events())
+    assert (event.code, out.close) == (1002, True)
+    assert out.reason
+
+
+@settings(max_examples=200)
+@given(
+    st.lists(st.text(max_size=60), min_size=1, max_size=6),
+    st.lists(st.integers(min_value=1, max_value=40), max_size=30),
+    st.integers(min_value=1, max_value=30),
+)
+def test_messages_arrive_whole_and_in_order_however_the_bytes_are_cut(page, texts, cuts, fragment):
+    """Frames split across reads, and messages split into frames, give the page's messages back whole."""
+    browser = open_browser(page)
+    data = b""
+    for text in texts:
+        pieces = [text[i : i + fragment] for i in range(0, len(text), fragment)] or [""]
+        for i, piece in enumerate(pieces):
+            data += browser.client.send(TextMessage(piece, message_finished=i == len(pieces) - 1))
+    got: list = []
+    at = 0
+    for cut in [*cuts, len(data)]:
+        out = browser.conn.receive(data[at : at + cut])
+        assert not out.close
+        got += out.texts
+        at += cut
+        if at >= len(data):
+            break
+    assert got == texts
 
 
 def test_end_of_input_closes(page):

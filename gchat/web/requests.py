@@ -118,6 +118,8 @@ class _Invalid(Exception):
 
 
 class _Fields:
+    __slots__ = ("_obj",)
+
     def __init__(self, obj: "dict[str, object]") -> None:
         self._obj = obj
 
@@ -189,12 +191,14 @@ _PARSERS: "dict[str, Callable[[_Fields], Request]]" = {
     "history": lambda f: History(f.get("room"), f.time("before"), f.limit()),
 }
 TYPES = tuple(_PARSERS)
+# json.loads with its defaults, less the checks of its arguments on every message.
+_DECODER = json.JSONDecoder()
 
 
 def parse(message: str) -> "Union[Request, Malformed]":
     """What one message from the page asks for."""
     try:
-        obj = json.loads(message)
+        obj = _DECODER.decode(message)
     except (ValueError, RecursionError):
         return Malformed(NOT_JSON)
     if not isinstance(obj, dict) or not isinstance(obj.get("type"), str):

@@ -19,7 +19,7 @@ import time
 from typing import Any, Optional, Union
 
 import gevent
-from wsproto.frame_protocol import CloseReason
+from websockets.frames import CloseCode
 
 from gchat import commands, news
 from gchat.addresses import canonical
@@ -103,12 +103,12 @@ class WebSession:
     def timed_out(self) -> None:
         if self._wire.websocket:
             self._say(IDLE_TIMEOUT_EVENT)
-            self._output.deliver(self._wire.close(CloseReason.NORMAL_CLOSURE, IDLE_TIMEOUT_EVENT))
+            self._output.deliver(self._wire.close(CloseCode.NORMAL_CLOSURE, IDLE_TIMEOUT_EVENT))
 
     def shut_down(self) -> None:
         """For a connection outside the chat (files, password prompt): the chat tells the others."""
         if self._client is None:
-            self._output.deliver(self._wire.close(CloseReason.GOING_AWAY, "server shutdown"))
+            self._output.deliver(self._wire.close(CloseCode.GOING_AWAY, "server shutdown"))
             self._connection.close()
 
     def banned(self, address: str) -> None:
@@ -236,7 +236,7 @@ class WebSession:
         gate = self._gate
         assert gate is not None
         if isinstance(request, commands.Quit):
-            self._output.deliver(self._wire.close(CloseReason.NORMAL_CLOSURE, ""))
+            self._output.deliver(self._wire.close(CloseCode.NORMAL_CLOSURE, ""))
             self._connection.close(QUIT)
             return
         if not isinstance(request, commands.Pass):
@@ -257,7 +257,7 @@ class WebSession:
 
     def _turn_away(self, kind: str, reason: str) -> None:
         self._say(kind)
-        self._output.deliver(self._wire.close(CloseReason.POLICY_VIOLATION, reason))
+        self._output.deliver(self._wire.close(CloseCode.POLICY_VIOLATION, reason))
         self._connection.close(reason)
 
     def _say(self, kind: str, **fields: str) -> None:

@@ -3,7 +3,9 @@
 An event is a JSON object whose ``type`` names the news (``message``,
 ``entered``, ... see ``TYPES``) and whose other members are the news' fields,
 so the protocol follows ``gchat.news`` mechanically: a kind or notice is its
-name in lower case, a member ``{"nick", "oper", "away"}``, a history a list of
+name in lower case, a member ``{"nick"}`` with ``"oper": true`` and
+``"away": TEXT`` only when so (a join into a room of thousands is sent its
+member list: half the bytes), a history a list of
 ``message`` events. Addresses (``host``) are left out: a browser user has no
 use for everyone's IP address. Every event has ``at`` (Unix time, seconds):
 the sender's time for a message, the time it was rendered for the rest.
@@ -23,15 +25,12 @@ import json
 import time
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
+from json.encoder import encode_basestring
 from typing import Callable, Union, cast
 
-from wsproto.frame_protocol import CloseReason, FrameProtocol
+from websockets.frames import Close, CloseCode, Frame, Opcode
 
 from gchat import news
-
-# A frame encoder with no connection state worth the name: each call writes one whole,
-# unmasked, final frame (fin=True resets the only thing it remembers between calls).
-_ENCODER = FrameProtocol(client=False, extensions=[])
 
 Json = Union[None, bool, int, float, str, "list[Json]", "dict[str, Json]"]
 
@@ -67,17 +66,34 @@ TYPES: "dict[type, str]" = {
 # The answer to the page's ``history`` request (not news: the chat is not asked, its keeper is).
 OLDER_LINES = "older_lines"
 # The notices the chat closes a client's connection after, and the close code that follows them.
-_LAST_WORDS = {news.Notice.BYE: CloseReason.NORMAL_CLOSURE, news.Notice.SHUTTING_DOWN: CloseReason.GOING_AWAY}
+_LAST_WORDS = {news.Notice.BYE: CloseCode.NORMAL_CLOSURE, news.Notice.SHUTTING_DOWN: CloseCode.GOING_AWAY}
 # Fields no web client is sent (see the module's docstring).
 _HIDDEN = frozenset({"host"})
+# The field of a listing (``Arrived``, ``MemberList``) that holds its people.
+_MEMBERS = "members"
 
 
 _JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 
 
+# A chat line's event; ``kind`` is a ``news.Kind`` value (no character to escape), ``at`` a finite float.
+_MESSAGE = '{"type":"message","room":%s,"nick":%s,"text":%s,"kind":"%s","at":%r}'
+# A string as JSON (quoted, escaped) with ensure_ascii off: the encoder's own C function.
+_string: Callable[[str], str] = encode_basestring
+
+
 def text_frame(event: "dict[str, Json]") -> bytes:
     """One event as the bytes of a final, unmasked WebSocket text frame."""
-    return bytes(_ENCODER.send_data(_JSON.encode(event), fin=True))
+    return _text(_JSON.encode(event))
+
+
+def _text(json_text: str) -> bytes:
+    return Frame(Opcode.TEXT, json_text.encode()).serialize(mask=False)
+
+
+def close_frame(code: int, reason: str) -> bytes:
+    """A server's close frame (unmasked), as ``wire`` sends when it closes a connection itself."""
+    return Frame(Opcode.CLOSE, Close(code, reason).serialize()).serialize(mask=False)
 
 
 def event(kind: str, at: float, **fields: Json) -> bytes:
@@ -102,9 +118,14 @@ def _value(value: object) -> Json:
     return _person(cast(news.Person, value))
 
 
-def _person(person: news.Person) -> Json:
+def _person(person: news.Person) -> "dict[str, Json]":
     """A member of a listing (the chat's own record, read now: ``Arrived`` holds live collections)."""
-    return {"nick": person.nick, "oper": person.oper, "away": person.away}
+    obj: dict[str, Json] = {"nick": person.nick}
+    if person.oper:
+        obj["oper"] = True
+    if person.away:
+        obj["away"] = person.away
+    return obj
 
 
 def _object(item: object) -> "dict[str, Json]":
@@ -116,7 +137,11 @@ def _object(item: object) -> "dict[str, Json]":
     else:
         names = (field.name for field in dataclasses.fields(item))  # type: ignore[arg-type]
     for name in names:
-        if name not in _HIDDEN:
+        if name == _MEMBERS:
+            # Straight to each member's object: the generic walk's tests per item took 6 ms
+            # of a join into a room of 3,000.
+            obj[name] = [_person(person) for person in getattr(item, name)]
+        elif name not in _HIDDEN:
             obj[name] = _value(getattr(item, name))
     return obj
 
@@ -135,16 +160,11 @@ class WebStyle:
 
     def render(self, item: news.Shared) -> bytes:
         if type(item) is news.Message:
-            # Every chat line: its event built directly, the generic walk costs twice as much.
-            return text_frame(
-                {
-                    "type": "message",
-                    "room": item.room,
-                    "nick": item.nick,
-                    "text": item.text,
-                    "kind": item.kind.value,
-                    "at": item.at,
-                }
+            # Every chat line: its JSON written by template, as the encoder would write its dict
+            # (same members, order and separators) for 40% of the cost: no dict, no encoder object.
+            return _text(
+                _MESSAGE
+                % (_string(item.room), _string(item.nick), _string(item.text), item.kind.value, item.at)
             )
         return self._frame(item)
 
@@ -157,7 +177,7 @@ class WebStyle:
             obj["at"] = self.clock()
             code = _LAST_WORDS.get(item)
             if code is not None:
-                return text_frame(obj) + bytes(_ENCODER.close(code, item.value))
+                return text_frame(obj) + close_frame(code, item.value)
         else:
             obj = _object(item)
         obj.setdefault("at", self.clock())

@@ -373,7 +373,7 @@
       }
       case "entered": {
         const p = pane(roomKey(e.room));
-        p.members.set(e.nick.toLowerCase(), { nick: e.nick, oper: false, away: "" });
+        p.members.set(e.nick.toLowerCase(), { nick: e.nick });
         line(p.key, "event", e.at, nickSpan(e.nick), ` joined ${p.key}`);
         renderLists();
         renderMembers();
