@@ -157,7 +157,8 @@ def receive(peer, size: int) -> bytes:
 
 def live_greenlets() -> "set[greenlet.greenlet]":
     gevent.sleep(0)  # the event loop's greenlet runs from the first switch on
-    return {g for g in gc.get_objects() if isinstance(g, greenlet.greenlet) and g and not g.dead}
+    # type(), not isinstance(): a dead weakref.proxy among the objects raises on the latter.
+    return {g for g in gc.get_objects() if issubclass(type(g), greenlet.greenlet) and g and not g.dead}
 
 
 def settle(baseline: "set[greenlet.greenlet]") -> "set[greenlet.greenlet]":
