@@ -381,6 +381,102 @@ def test_loadgen_reports_a_server_that_loses_lines(loadgen):
     assert report["checks"]["delivered"] < report["checks"]["expected"]
 
 
+FANOUT = ("fanout", "--clients", "30", "--messages", "5", "--timeout", "10")
+CAPACITY = ("capacity", "--step", "10", "--max-clients", "30", "--senders", "2", "--messages", "3")
+CAPACITY += ("--timeout", "10")
+
+
+def assert_reached_all(report, expected):
+    """Every line reached every receiver once, in order and intact; ``expected`` deliveries in all."""
+    assert report["ok"], report
+    checks = report["checks"]
+    assert (checks["losses"], checks["duplicates"], checks["reorders"], checks["malformed_total"]) == (
+        0,
+        0,
+        0,
+        0,
+    )
+    assert checks["delivered"] == checks["expected"] == expected
+    assert checks["sampled_lines"] > 0
+
+
+def assert_fanned_out(report):
+    """FANOUT's five lines each timed to all 30 clients, with the server's memory and CPU."""
+    assert_reached_all(report, 30 * 5)
+    results = report["results"]
+    assert (results["clients"], results["messages"]) == (30, 5)
+    reach = results["reach_all_ms"]
+    assert len(reach["samples"]) == 5
+    assert 0 < reach["median"] <= reach["max"] == max(reach["samples"])
+    assert results["server_rss_kb"]["after"] > 0
+    assert results["server_cpu"] is not None
+    assert 0 <= report["generator"]["cpu"][0]["cpu"] < 1
+
+
+def assert_grown_to_capacity(report):
+    """CAPACITY's steps of 10, 20 and 30 clients, each with 2 senders' 3 timed lines, under the limit."""
+    # Each step sends every sender's untimed line too: 4 lines each, to every member.
+    assert_reached_all(report, (10 + 20 + 30) * 2 * 4)
+    results = report["results"]
+    steps = results["steps"]
+    assert [step["clients"] for step in steps] == [10, 20, 30]
+    for step in steps:
+        assert step["lines"] == 2 * 3
+        assert step["under_limit"]
+        assert step["error"] is None
+        assert 0 < step["median_ms"] <= step["p95_ms"] <= step["max_ms"]
+        assert step["server_cpu"] is not None
+        assert 0 <= step["generator_cpu"] < 1
+    assert results["max_clients_under_limit"] == 30
+    assert results["limit_reached"] is False
+
+
+REACH_MODES = pytest.mark.parametrize(
+    ("mode", "check"), [(FANOUT, assert_fanned_out), (CAPACITY, assert_grown_to_capacity)]
+)
+
+
+@REACH_MODES
+def test_loadgen_times_lines_to_every_gchat_client(loadgen, start_server, mode, check):
+    server = start_server("--rate", "0", "--announce-rate", "0")
+    code, report, stderr = run_loadgen(loadgen, *mode, "--port", str(server.port), "--pid", str(server.pid))
+    assert code == 0, stderr
+    check(report)
+
+
+@REACH_MODES
+def test_loadgen_times_lines_to_every_redis_subscriber(loadgen, own_redis, mode, check):
+    where = ("--proto", "redis", "--port", str(own_redis.port), "--pid", str(own_redis.proc.pid))
+    code, report, stderr = run_loadgen(loadgen, *mode, *where)
+    assert code == 0, stderr
+    check(report)
+
+
+def test_loadgen_times_lines_to_every_web_client(loadgen, start_server):
+    server = start_web(start_server, "--announce-rate", "0")
+    port = server.wait_for_log(WEB_LISTENING).group(3)
+    where = ("--proto", "ws", "--echo", "--port", port, "--pid", str(server.pid))
+    code, report, stderr = run_loadgen(loadgen, *FANOUT, *where)
+    assert code == 0, stderr
+    assert_fanned_out(report)
+
+
+def test_loadgen_fanout_reports_a_line_that_never_reaches_everyone(loadgen):
+    """LossyChat drops its 50th line: that line never reaches the room, and the run says so."""
+    chat = LossyChat()
+    threading.Thread(target=chat.serve_forever, daemon=True).start()
+    try:
+        args = ("fanout", "--clients", "4", "--messages", "60", "--timeout", "1")
+        code, report, _ = run_loadgen(loadgen, *args, "--port", str(chat.server_address[1]))
+    finally:
+        chat.shutdown()
+        chat.server_close()
+    assert code == 1
+    assert not report["ok"]
+    assert report["errors"] == ["a line did not reach all 4 clients in 1 s"]
+    assert report["results"]["messages"] == 49
+
+
 def perf_runs(perf_run, server, busy, instrument="loadgen"):
     return [
         perf_run.Run(
@@ -472,6 +568,15 @@ def test_loadgen_counts_and_checks_irc_deliveries(loadgen, ngircd):
     code, report, stderr = run_loadgen(loadgen, "throughput", *SHORT, *where)
     assert code == 0, stderr
     assert_counted_and_checked(report)
+
+
+def test_loadgen_times_lines_to_every_irc_client(loadgen, ngircd):
+    """Receivers benchN and the sender bench0s registered and JOINed, PINGs answered on both."""
+    pid, port = ngircd
+    where = ("--proto", "irc", "--batch", "10", "--port", str(port), "--pid", str(pid))
+    code, report, stderr = run_loadgen(loadgen, *FANOUT, *where)
+    assert code == 0, stderr
+    assert_fanned_out(report)
 
 
 def assert_one_quick_run(perf_run, out, comparison, server, proto):
