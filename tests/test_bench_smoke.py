@@ -426,6 +426,8 @@ def assert_grown_to_capacity(report):
         assert step["error"] is None
         assert 0 < step["median_ms"] <= step["p95_ms"] <= step["max_ms"]
         assert step["server_cpu"] is not None
+        assert step["server_waited"] is not None
+        assert step["server_us_per_delivery"] is not None  # ticks of 10 ms: 0 in rounds this short
         assert 0 <= step["generator_cpu"] < 1
     assert results["max_clients_under_limit"] == 30
     assert results["limit_reached"] is False

@@ -502,6 +502,7 @@ def capacity_phase(plan: Plan) -> CapacityResult:
             finally:
                 gc.enable()
             step.cpu = _cpu(plan.worker, cpu_before, cpu_times())
+            step.lines_sent = sum(sent.values())
             server_after = server_cpu_s(options.pids)
             if server_before is not None and server_after is not None and step.cpu.wall_s > 0:
                 step.server_cpu = (server_after - server_before) / step.cpu.wall_s

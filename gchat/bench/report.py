@@ -125,6 +125,14 @@ def _capacity(result: CapacityResult) -> Json:
                 "error": step.error,
                 "generator_cpu": round(step.cpu.fraction, 3) if step.cpu is not None else None,
                 "server_cpu": round(step.server_cpu, 3) if step.server_cpu is not None else None,
+                "round_s": round(step.cpu.wall_s, 3) if step.cpu is not None else None,
+                # Every line of the round counted, the untimed ones too: unlike a reach time, hardly
+                # changed by other processes taking turns on the server's core.
+                "server_us_per_delivery": round(
+                    step.server_cpu * step.cpu.wall_s * 1e6 / (step.clients * step.lines_sent), 3
+                )
+                if step.server_cpu is not None and step.cpu is not None and step.lines_sent
+                else None,
             }
         )
     return {

@@ -161,6 +161,8 @@ class CapacityStep:
     # and the server's share of a core (with --pid).
     cpu: Optional[Cpu] = None
     server_cpu: Optional[float] = None
+    # Lines the round sent, its untimed ones included.
+    lines_sent: int = 0
 
 
 @dataclass

@@ -231,6 +231,21 @@ static double server_cpu_s(void) {
     return total;
 }
 
+/* The server's time on a CPU and waiting for one (run queue), ns from /proc/PID/schedstat, summed over the pids:
+   for --trace, a slow line's server either worked, waited for its core (other processes had it) or idled. */
+static void server_sched_ns(uint64_t *ran, uint64_t *waited) {
+    *ran = *waited = 0;
+    for (int i = 0; i < opt.npids; i++) {
+        char path[64];
+        unsigned long long run = 0, wait = 0;
+        snprintf(path, sizeof path, "/proc/%d/schedstat", opt.pids[i]);
+        FILE *f = fopen(path, "r");
+        if (!f) continue;
+        if (fscanf(f, "%llu %llu", &run, &wait) == 2) *ran += run, *waited += wait;
+        fclose(f);
+    }
+}
+
 static double self_cpu_s(void) {
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
@@ -1147,11 +1162,15 @@ static double nearest_rank(const double *sorted, int n, int q) {
    their number is returned, and on a line that took longer than --timeout, `error` says so. */
 static int run_round(int untimed, int timed, double *into, char *error, size_t error_len) {
     int64_t sent_at[MAX_REACH];
+    uint64_t ran_at[MAX_REACH], waited_at[MAX_REACH];
     uint64_t done[MAX_REACH] = {0};
     uint64_t total = (uint64_t)(untimed + timed);
     int count = 0;
     int64_t looked = now_ns();
-    for (int s = 0; s < opt.senders; s++) sent_at[s] = speak(s);
+    for (int s = 0; s < opt.senders; s++) {
+        sent_at[s] = speak(s);
+        if (trace) server_sched_ns(&ran_at[s], &waited_at[s]);
+    }
     for (;;) {
         poll_once(10, NULL);
         int senders_done = 0, warm = 1;
@@ -1159,10 +1178,16 @@ static int run_round(int untimed, int timed, double *into, char *error, size_t e
             while (done[s] < sent[s] && reached_at[s][done[s]]) {
                 double ms = (double)(reached_at[s][done[s]] - sent_at[s]) / 1e6;
                 if (done[s] >= (uint64_t)untimed) into[count++] = ms;
-                if (trace)
-                    fprintf(stderr, "%.6f line %d %" PRIu64 " sent, reached all at %.6f: %.3f ms%s\n",
+                if (trace) {
+                    uint64_t ran, waited;
+                    server_sched_ns(&ran, &waited);
+                    fprintf(stderr,
+                            "%.6f line %d %" PRIu64 " sent, reached all at %.6f: %.3f ms%s; server ran %.1f ms,"
+                            " waited for its core %.1f ms\n",
                             (double)sent_at[s] / 1e9, s, done[s], (double)reached_at[s][done[s]] / 1e9, ms,
-                            done[s] < (uint64_t)untimed ? " (untimed)" : "");
+                            done[s] < (uint64_t)untimed ? " (untimed)" : "", (double)(ran - ran_at[s]) / 1e6,
+                            (double)(waited - waited_at[s]) / 1e6);
+                }
                 done[s]++;
             }
             warm &= done[s] >= (uint64_t)untimed;
@@ -1178,6 +1203,7 @@ static int run_round(int untimed, int timed, double *into, char *error, size_t e
                 senders_done++;
             } else if (sent[s] < (uint64_t)untimed || warm) {
                 sent_at[s] = speak(s);
+                if (trace) server_sched_ns(&ran_at[s], &waited_at[s]);
             }
         }
         if (senders_done == opt.senders) return count;
@@ -1231,19 +1257,23 @@ static void json_share(const char *key, double cpu, double wall) {
     else printf(", \"%s\": null", key);
 }
 
-/* A timed round's CPU: the generator's own and the server's (-1: no --pid), and its wall time. */
+/* A timed round's CPU: the generator's own and the server's (-1: no --pid), the server's wait for its core
+   (run queue: other processes had it), and its wall time, in seconds. */
 struct round_cpu {
-    double self, server, wall;
+    double self, server, waited, wall;
 };
 
 static struct round_cpu round_start(void) {
-    return (struct round_cpu){self_cpu_s(), opt.npids ? server_cpu_s() : -1, (double)now_ns() / 1e9};
+    uint64_t ran, waited;
+    server_sched_ns(&ran, &waited);
+    return (struct round_cpu){self_cpu_s(), opt.npids ? server_cpu_s() : -1, opt.npids ? (double)waited / 1e9 : -1,
+                              (double)now_ns() / 1e9};
 }
 
 static struct round_cpu round_end(struct round_cpu start) {
     struct round_cpu end = round_start();
     return (struct round_cpu){end.self - start.self, start.server >= 0 && end.server >= 0 ? end.server - start.server : -1,
-                              end.wall - start.wall};
+                              start.waited >= 0 ? end.waited - start.waited : -1, end.wall - start.wall};
 }
 
 static int exit_status(uint64_t expected, uint64_t delivered) {
@@ -1256,7 +1286,7 @@ static int exit_status(uint64_t expected, uint64_t delivered) {
 static int run_fanout(void) {
     int receivers = opt.clients, first = opt.senders;
     long rss_before = status_kb("VmRSS"), rss_after = -1;
-    struct round_cpu connect = round_start(), cpu = {0, -1, 0};
+    struct round_cpu connect = round_start(), cpu = {0, -1, -1, 0};
     int failed = connect_range(first, first + receivers) < 0 || connect_range(0, first) < 0;
     connect = round_end(connect);
     double *reach_ms = calloc((size_t)opt.messages, sizeof(double));
@@ -1298,6 +1328,7 @@ static int run_fanout(void) {
     printf(", \"cpu\": [{\"worker\": 0, \"cpu\": %.3f, \"wall_s\": %.3f}]", share(cpu.self, cpu.wall), cpu.wall);
     json_share("connect_cpu", connect.self, connect.wall);
     json_share("server_cpu", cpu.server, cpu.wall);
+    json_share("server_waited", cpu.waited, cpu.wall);
     printf("}}\n");
     fflush(stdout);
     free(reach_ms);
@@ -1371,6 +1402,14 @@ static int run_capacity(void) {
         else printf("null");
         json_share("generator_cpu", step->cpu.self, step->cpu.wall);
         json_share("server_cpu", step->cpu.server, step->cpu.wall);
+        /* A share of the round the server was ready to run but its core ran others: on a busy machine,
+           what its reach times owe to other processes (--trace shows it line by line). */
+        json_share("server_waited", step->cpu.waited, step->cpu.wall);
+        /* Its CPU per delivery, every line of the round counted (the untimed ones too): unlike a reach
+           time, hardly changed by other processes taking turns on its core. */
+        double deliveries = (double)step->clients * opt.senders * (opt.messages + 1);
+        printf(", \"round_s\": %.3f", step->cpu.wall);
+        json_share("server_us_per_delivery", step->cpu.server * 1e6, step->lines ? deliveries : 0);
         printf("}");
         if (step->under) best = step->clients;
         else limit_reached = 1;

@@ -185,6 +185,11 @@ def figures(raw: dict[str, Any]) -> Figures:
         busiest = [_number(step.get("generator_cpu")) for step in steps]
         if busiest and all(value is not None for value in busiest):
             metrics["generator_cpu"] = max(value for value in busiest if value is not None)
+        # What the server's core spent per delivery, the median over the steps: the figure a busy
+        # machine changes least (a reach time also counts the turns other processes take on it).
+        costs = sorted(v for v in (_number(step.get("server_us_per_delivery")) for step in steps) if v)
+        if costs:
+            metrics["cpu_us_per_delivery"] = statistics.median(costs)
     elif mode == "fanout":
         reach = _at(results, "reach_all_ms") or {}
         for key, name in (("median", "reach_all_median_ms"), ("max", "reach_all_max_ms")):
@@ -325,7 +330,13 @@ MODE_METRICS: dict[str, tuple[str, ...]] = {
         "peak_rss_mib",
     ),
     "slow": ("base_p99_ms", "slow_p99_ms", "slow_max_ms", "p99_ratio", "slow_dropped", "peak_rss_mib"),
-    "capacity": ("capacity_clients", "capacity_top_p95_ms", "generator_cpu", "peak_rss_mib"),
+    "capacity": (
+        "capacity_clients",
+        "capacity_top_p95_ms",
+        "cpu_us_per_delivery",
+        "generator_cpu",
+        "peak_rss_mib",
+    ),
 }
 # Rows of every mode after its own: on a shared machine, how much of each pinned core others took.
 SHARED_METRICS = ("others_server_core", "others_bench_core")
