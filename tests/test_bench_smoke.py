@@ -8,6 +8,7 @@ import socketserver
 import subprocess
 import sys
 import threading
+import time
 
 import pytest
 from conftest import ROOT, WEB_LISTENING, require, start_web
@@ -477,6 +478,55 @@ def test_loadgen_fanout_reports_a_line_that_never_reaches_everyone(loadgen):
     assert not report["ok"]
     assert report["errors"] == ["a line did not reach all 4 clients in 1 s"]
     assert report["results"]["messages"] == 49
+
+
+class SlowFirstHandler(socketserver.StreamRequestHandler):
+    """Relays every line to everyone else, sender 1's first line 0.3 s late; notes what it got and relayed."""
+
+    def handle(self):
+        chat = self.server
+        with chat.lock:
+            self.request.sendall(b"Welcome!\n")
+            chat.members.append(self.request)
+        try:
+            for line in self.rfile:
+                sender, seq = line.split(b" ")[1:3]
+                chat.events.append(("got", sender, seq))
+                if (sender, seq) == (b"1", b"0"):
+                    time.sleep(0.3)
+                with chat.lock:
+                    for member in chat.members:
+                        if member is not self.request:
+                            member.sendall(line)
+                    chat.events.append(("relayed", sender, seq))
+        except OSError:
+            pass
+        finally:
+            with chat.lock:
+                chat.members.remove(self.request)
+
+
+@pytest.mark.parametrize("instrument", ["loadgen", "gchat.bench"])
+def test_a_capacity_round_is_timed_only_once_every_first_line_reached_the_room(loadgen, instrument):
+    """No sender's timed line goes out while another's untimed first line is still on its way."""
+    chat = LossyChat(SlowFirstHandler)
+    chat.events = []
+    threading.Thread(target=chat.serve_forever, daemon=True).start()
+    args = ("capacity", "--step", "3", "--max-clients", "3", "--senders", "2", "--messages", "2")
+    args += ("--port", str(chat.server_address[1]))
+    try:
+        if instrument == "loadgen":
+            code, report, stderr = run_loadgen(loadgen, *args)
+        else:
+            run = bench(*args, "--json")
+            code, report, stderr = run.returncode, json.loads(run.stdout), run.stderr
+    finally:
+        chat.shutdown()
+        chat.server_close()
+    assert code == 0, stderr
+    assert report["results"]["steps"][0]["lines"] == 2 * 2
+    first_timed = chat.events.index(next(event for event in chat.events if event[2] == b"1"))
+    assert ("relayed", b"1", b"0") in chat.events[:first_timed]
 
 
 def perf_runs(perf_run, server, busy, instrument="loadgen"):
