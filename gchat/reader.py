@@ -324,12 +324,18 @@ class Reader(Generic[F]):
                     dialect.timed_out()
                     return IDLE_TIMEOUT
                 if handled:
-                    # Let every other ready greenlet run, and then the flusher
-                    # flush them all: gevent's recv returns at once while data
-                    # is waiting, so a flooding client would starve the others.
-                    handled = False
-                    gevent.sleep(0)
-                    continue
+                    # Back through the event loop before reading more: the
+                    # flusher flushes what was handled, and the next read comes
+                    # in the next loop turn, with every other connection's input
+                    # that is ready by then (the watcher fires at once if more is
+                    # waiting). gevent's recv returns at once while data waits, so
+                    # reading on would starve the others; so would yielding with
+                    # gevent.sleep(0), which stays among the loop's callbacks, run
+                    # until none is left: each flush of a big room came back to a
+                    # sending client's next read while the others' input waited
+                    # (seconds, in a capacity run: tests/perf/README.md).
+                    self._park()
+                    return None
                 try:
                     data = sock.recv(self._recv_size(now))
                 except BlockingIOError:

@@ -78,7 +78,6 @@ sys.path.insert(0, str(ROOT))
 
 # The runner reuses the package's own pieces: it needs ROOT on the path first.
 from gchat.bench.procs import server_cpu_s, server_status_kb  # noqa: E402
-from gchat.bench.report import SATURATED as SATURATED_GENERATOR  # noqa: E402
 from gchat.bench.stats import percentile  # noqa: E402
 from gchat.rlimit import raise_open_files  # noqa: E402
 
@@ -1902,9 +1901,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 # Where both instruments can drive the server: a paced load far below what the Python bench
 # can send and read, so both must measure the same deliveries/s; and the same small room flat
 # out, where the two agree only if both saturated the server (else the table says who was the limit).
-# Fan-out in small rooms, where the Python bench reads a line's deliveries about as fast as a
-# server writes them, so both must time the same reach-all; and in a room of 1,000, shown and
-# judged only if the Python bench's core was not the limit there.
+# Fan-out in rooms of 10, 100 and 1,000, where the Python bench's core is not saturated: the
+# compiled generator's reach-all may not be the longer of the two (see _reach_verdict).
 CHECK_SCENARIOS = (
     Scenario("latency-20@200", "latency", 20, senders=5, rate=200.0, duration=3.0, warmup=1.0, timeout=10.0),
     Scenario("throughput-20x5", "throughput", 20, senders=5, duration=3.0, warmup=1.0, timeout=10.0),
@@ -1914,9 +1912,8 @@ CHECK_SCENARIOS = (
 )
 # The two instruments' deliveries/s may differ by this share of the larger, at most.
 AGREE = 0.05
-# Their reach-all medians, by this share of the larger (a few hundred microseconds in a small room,
-# where one wake-up more or less of either reader shows).
-AGREE_REACH = 0.25
+# loadgen's reach-all median may exceed gchat.bench's by this share at most (see _reach_verdict).
+AGREE_REACH = 0.10
 # gchat and Redis, which only loadgen saturates; the card, which both saturate flat out.
 CHECK_SERVERS = ("gchat", "card", "redis")
 
@@ -1947,22 +1944,23 @@ def instruments_verdict(scenario: Scenario, summaries: dict[str, Summary]) -> tu
 
 
 def _reach_verdict(compiled: dict[str, float], python: dict[str, float]) -> tuple[bool, str]:
-    """The fan-out verdict: reach-all medians compared where gchat.bench's core was not the limit."""
+    """The fan-out verdict: loadgen's reach-all median may not exceed gchat.bench's.
+
+    A reach-all time ends at the read that brings a line to the last receiver, so the reader's
+    own time to get round every socket is on its critical path at any CPU share: the Python
+    bench's medians are longer by its wake-ups (about 0.3 to 0.6 ms in rooms of 10 and 100, 6 ms
+    in a room of 1,000 on the shared machine), which is why it is not the instrument. Both measure
+    the same server, so the compiled one, which only takes less of its own time, must not be
+    slower; that it is not also checks its counting and timing.
+    """
     a, b = compiled.get("reach_all_median_ms", 0.0), python.get("reach_all_median_ms", 0.0)
-    busy = python.get("generator_cpu", 0.0)
-    if busy > SATURATED_GENERATOR:
-        return True, (
-            f"not judged: gchat.bench's core was {busy:.0%} busy over the lines, so their reach-all times"
-            f" are partly its own; {LOADGEN}'s median is {a / max(b, 1e-9):.2f}x its"
-        )
-    gap = abs(a - b) / max(a, b, 1e-9)
-    agree = gap <= AGREE_REACH
+    agree = a <= b * (1 + AGREE_REACH)
     verdict = "agree" if agree else "DISAGREE"
     return (
         agree,
-        f"{verdict}: reach-all medians differ by {gap:.1%} ({'within' if agree else 'more than'}"
-        f" {AGREE_REACH:.0%}; {LOADGEN}'s core {compiled.get('generator_cpu', 0.0):.0%},"
-        f" gchat.bench's {busy:.0%})",
+        f"{verdict}: {LOADGEN}'s reach-all median is {a / max(b, 1e-9):.2f}x gchat.bench's"
+        f" ({'at most' if agree else 'more than'} {1 + AGREE_REACH:.2f}x; their cores"
+        f" {compiled.get('generator_cpu', 0.0):.0%} and {python.get('generator_cpu', 0.0):.0%})",
     )
 
 
