@@ -110,18 +110,25 @@ class LossyHandler(socketserver.StreamRequestHandler):
             chat.members.append(self.request)
         try:
             for line in self.rfile:
-                with chat.lock:
-                    chat.lines += 1
-                    if chat.lines % 50 == 0:
-                        continue
-                    for member in chat.members:
-                        if member is not self.request:
-                            member.sendall(line)
+                self.line(line)
         except OSError:
             pass
         finally:
             with chat.lock:
                 chat.members.remove(self.request)
+
+    def line(self, line: bytes) -> None:
+        chat = self.server
+        with chat.lock:
+            chat.lines += 1
+            if chat.lines % 50:
+                self.relay(line)
+
+    def relay(self, line: bytes) -> None:
+        """To every other member (the caller holds the chat's lock)."""
+        for member in self.server.members:
+            if member is not self.request:
+                member.sendall(line)
 
 
 def server_frame(opcode: int, payload: bytes) -> bytes:
@@ -480,30 +487,18 @@ def test_loadgen_fanout_reports_a_line_that_never_reaches_everyone(loadgen):
     assert report["results"]["messages"] == 49
 
 
-class SlowFirstHandler(socketserver.StreamRequestHandler):
+class SlowFirstHandler(LossyHandler):
     """Relays every line to everyone else, sender 1's first line 0.3 s late; notes what it got and relayed."""
 
-    def handle(self):
+    def line(self, line: bytes) -> None:
         chat = self.server
+        sender, seq = line.split(b" ")[1:3]
+        chat.events.append(("got", sender, seq))
+        if (sender, seq) == (b"1", b"0"):
+            time.sleep(0.3)
         with chat.lock:
-            self.request.sendall(b"Welcome!\n")
-            chat.members.append(self.request)
-        try:
-            for line in self.rfile:
-                sender, seq = line.split(b" ")[1:3]
-                chat.events.append(("got", sender, seq))
-                if (sender, seq) == (b"1", b"0"):
-                    time.sleep(0.3)
-                with chat.lock:
-                    for member in chat.members:
-                        if member is not self.request:
-                            member.sendall(line)
-                    chat.events.append(("relayed", sender, seq))
-        except OSError:
-            pass
-        finally:
-            with chat.lock:
-                chat.members.remove(self.request)
+            self.relay(line)
+            chat.events.append(("relayed", sender, seq))
 
 
 @pytest.mark.parametrize("instrument", ["loadgen", "gchat.bench"])
