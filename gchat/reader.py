@@ -4,8 +4,10 @@ While the client sends nothing the connection holds no greenlet at all, only
 an io watcher on its socket (and a timer with ``--idle-timeout``): on CPython
 3.11+ a parked greenlet costs 6-8 KiB (its saved C stack and a page of frame
 stack), several times everything else a connection needs. Input wakes a
-fresh reader greenlet that runs until the socket would block again. The
-StreamServer handler greenlet is simply the first reader.
+fresh reader greenlet that handles what one read brings and parks again (the
+watcher wakes the next one in the next loop turn if more input waits, along
+with every other connection's). The StreamServer handler greenlet is simply
+the first reader.
 
 The reader frames what it reads with its front-end's framer and hands the
 front-end one frame at a time (see ``gchat.connection.Dialect``). Input is
