@@ -471,6 +471,13 @@ def test_loadgen_times_lines_to_every_web_client(loadgen, start_server):
     assert_fanned_out(report)
 
 
+def test_loadgen_reports_a_full_server_in_its_words(loadgen, start_server):
+    server = start_server("--max-clients", "3")
+    code, report, _ = run_loadgen(loadgen, "fanout", "--clients", "5", "--port", str(server.port))
+    assert code == 1
+    assert report["errors"][0].startswith("the server said '!!! server full")
+
+
 def test_loadgen_fanout_reports_a_line_that_never_reaches_everyone(loadgen):
     """LossyChat drops its 50th line: that line never reaches the room, and the run says so."""
     chat = LossyChat()

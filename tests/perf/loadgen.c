@@ -755,6 +755,14 @@ static size_t handshake(struct conn *c, const char *data, size_t n) {
     const char *lf = memchr(data, '\n', n);
     if (!lf) return n;
     size_t used = (size_t)(lf + 1 - data);
+    if (lf - data >= 4 && memcmp(data, "!!! ", 4) == 0) { /* gchat's refusals: server full, no such room */
+        char msg[300];
+        snprintf(msg, sizeof msg, "the server said '%.*s' while a client connected", (int)(lf - data < 200 ? lf - data : 200),
+                 data);
+        add_error(msg);
+        c->closed = 1;
+        return n;
+    }
     if (c->ready == 0) {
         /* The welcome. With --join, ask for the room; with --join or --await-room, the client is
            ready only at a line naming the room (gchat's status line, which a cluster node sends

@@ -380,8 +380,9 @@ def _gchat_command(port: int, scenario: Scenario) -> list[str]:
         "1000000",
         "--burst",
         "1000000",
+        # The capacity room's 19,000 and its 4 senders, as Redis's --maxclients.
         "--max-clients",
-        "19000",
+        "19100",
         "--shutdown-timeout",
         "1",
         # Every load generator client comes from one address: announce every join, as
