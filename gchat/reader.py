@@ -4,8 +4,10 @@ While the client sends nothing the connection holds no greenlet at all, only
 an io watcher on its socket (and a timer with ``--idle-timeout``): on CPython
 3.11+ a parked greenlet costs 6-8 KiB (its saved C stack and a page of frame
 stack), several times everything else a connection needs. Input wakes a
-fresh reader greenlet that runs until the socket would block again. The
-StreamServer handler greenlet is simply the first reader.
+fresh reader greenlet that handles what one read brings and parks again (the
+watcher wakes the next one in the next loop turn if more input waits, along
+with every other connection's). The StreamServer handler greenlet is simply
+the first reader.
 
 The reader frames what it reads with its front-end's framer and hands the
 front-end one frame at a time (see ``gchat.connection.Dialect``). Input is
@@ -324,12 +326,18 @@ class Reader(Generic[F]):
                     dialect.timed_out()
                     return IDLE_TIMEOUT
                 if handled:
-                    # Let every other ready greenlet run, and then the flusher
-                    # flush them all: gevent's recv returns at once while data
-                    # is waiting, so a flooding client would starve the others.
-                    handled = False
-                    gevent.sleep(0)
-                    continue
+                    # Back through the event loop before reading more: the
+                    # flusher flushes what was handled, and the next read comes
+                    # in the next loop turn, with every other connection's input
+                    # that is ready by then (the watcher fires at once if more is
+                    # waiting). gevent's recv returns at once while data waits, so
+                    # reading on would starve the others; so would yielding with
+                    # gevent.sleep(0), which stays among the loop's callbacks, run
+                    # until none is left: each flush of a big room came back to a
+                    # sending client's next read while the others' input waited
+                    # (seconds, in a capacity run: tests/perf/README.md).
+                    self._park()
+                    return None
                 try:
                     data = sock.recv(self._recv_size(now))
                 except BlockingIOError:

@@ -8,6 +8,7 @@ import socketserver
 import subprocess
 import sys
 import threading
+import time
 
 import pytest
 from conftest import ROOT, WEB_LISTENING, require, start_web
@@ -109,18 +110,25 @@ class LossyHandler(socketserver.StreamRequestHandler):
             chat.members.append(self.request)
         try:
             for line in self.rfile:
-                with chat.lock:
-                    chat.lines += 1
-                    if chat.lines % 50 == 0:
-                        continue
-                    for member in chat.members:
-                        if member is not self.request:
-                            member.sendall(line)
+                self.line(line)
         except OSError:
             pass
         finally:
             with chat.lock:
                 chat.members.remove(self.request)
+
+    def line(self, line: bytes) -> None:
+        chat = self.server
+        with chat.lock:
+            chat.lines += 1
+            if chat.lines % 50:
+                self.relay(line)
+
+    def relay(self, line: bytes) -> None:
+        """To every other member (the caller holds the chat's lock)."""
+        for member in self.server.members:
+            if member is not self.request:
+                member.sendall(line)
 
 
 def server_frame(opcode: int, payload: bytes) -> bytes:
@@ -381,6 +389,148 @@ def test_loadgen_reports_a_server_that_loses_lines(loadgen):
     assert report["checks"]["delivered"] < report["checks"]["expected"]
 
 
+FANOUT = ("fanout", "--clients", "30", "--messages", "5", "--timeout", "10")
+CAPACITY = ("capacity", "--step", "10", "--max-clients", "30", "--senders", "2", "--messages", "3")
+CAPACITY += ("--timeout", "10")
+
+
+def assert_reached_all(report, expected):
+    """Every line reached every receiver once, in order and intact; ``expected`` deliveries in all."""
+    assert report["ok"], report
+    checks = report["checks"]
+    assert (checks["losses"], checks["duplicates"], checks["reorders"], checks["malformed_total"]) == (
+        0,
+        0,
+        0,
+        0,
+    )
+    assert checks["delivered"] == checks["expected"] == expected
+    assert checks["sampled_lines"] > 0
+
+
+def assert_fanned_out(report):
+    """FANOUT's five lines each timed to all 30 clients, with the server's memory and CPU."""
+    assert_reached_all(report, 30 * 5)
+    results = report["results"]
+    assert (results["clients"], results["messages"]) == (30, 5)
+    reach = results["reach_all_ms"]
+    assert len(reach["samples"]) == 5
+    assert 0 < reach["median"] <= reach["max"] == max(reach["samples"])
+    assert results["server_rss_kb"]["after"] > 0
+    assert results["server_cpu"] is not None
+    assert 0 <= report["generator"]["cpu"][0]["cpu"] < 1
+
+
+def assert_grown_to_capacity(report):
+    """CAPACITY's steps of 10, 20 and 30 clients, each with 2 senders' 3 timed lines, under the limit."""
+    # Each step sends every sender's untimed line too: 4 lines each, to every member.
+    assert_reached_all(report, (10 + 20 + 30) * 2 * 4)
+    results = report["results"]
+    steps = results["steps"]
+    assert [step["clients"] for step in steps] == [10, 20, 30]
+    for step in steps:
+        assert step["lines"] == 2 * 3
+        assert step["under_limit"]
+        assert step["error"] is None
+        assert 0 < step["median_ms"] <= step["p95_ms"] <= step["max_ms"]
+        assert step["server_cpu"] is not None
+        assert step["server_waited"] is not None
+        assert step["server_us_per_delivery"] is not None  # ticks of 10 ms: 0 in rounds this short
+        assert 0 <= step["generator_cpu"] < 1
+    assert results["max_clients_under_limit"] == 30
+    assert results["limit_reached"] is False
+
+
+REACH_MODES = pytest.mark.parametrize(
+    ("mode", "check"), [(FANOUT, assert_fanned_out), (CAPACITY, assert_grown_to_capacity)]
+)
+
+
+@REACH_MODES
+def test_loadgen_times_lines_to_every_gchat_client(loadgen, start_server, mode, check):
+    server = start_server("--rate", "0", "--announce-rate", "0")
+    code, report, stderr = run_loadgen(loadgen, *mode, "--port", str(server.port), "--pid", str(server.pid))
+    assert code == 0, stderr
+    check(report)
+
+
+@REACH_MODES
+def test_loadgen_times_lines_to_every_redis_subscriber(loadgen, own_redis, mode, check):
+    where = ("--proto", "redis", "--port", str(own_redis.port), "--pid", str(own_redis.proc.pid))
+    code, report, stderr = run_loadgen(loadgen, *mode, *where)
+    assert code == 0, stderr
+    check(report)
+
+
+def test_loadgen_times_lines_to_every_web_client(loadgen, start_server):
+    server = start_web(start_server, "--announce-rate", "0")
+    port = server.wait_for_log(WEB_LISTENING).group(3)
+    where = ("--proto", "ws", "--echo", "--port", port, "--pid", str(server.pid))
+    code, report, stderr = run_loadgen(loadgen, *FANOUT, *where)
+    assert code == 0, stderr
+    assert_fanned_out(report)
+
+
+def test_loadgen_reports_a_full_server_in_its_words(loadgen, start_server):
+    server = start_server("--max-clients", "3")
+    code, report, _ = run_loadgen(loadgen, "fanout", "--clients", "5", "--port", str(server.port))
+    assert code == 1
+    assert report["errors"][0].startswith("the server said '!!! server full")
+
+
+def test_loadgen_fanout_reports_a_line_that_never_reaches_everyone(loadgen):
+    """LossyChat drops its 50th line: that line never reaches the room, and the run says so."""
+    chat = LossyChat()
+    threading.Thread(target=chat.serve_forever, daemon=True).start()
+    try:
+        args = ("fanout", "--clients", "4", "--messages", "60", "--timeout", "1")
+        code, report, _ = run_loadgen(loadgen, *args, "--port", str(chat.server_address[1]))
+    finally:
+        chat.shutdown()
+        chat.server_close()
+    assert code == 1
+    assert not report["ok"]
+    assert report["errors"] == ["a line did not reach all 4 clients in 1 s"]
+    assert report["results"]["messages"] == 49
+
+
+class SlowFirstHandler(LossyHandler):
+    """Relays every line to everyone else, sender 1's first line 0.3 s late; notes what it got and relayed."""
+
+    def line(self, line: bytes) -> None:
+        chat = self.server
+        sender, seq = line.split(b" ")[1:3]
+        chat.events.append(("got", sender, seq))
+        if (sender, seq) == (b"1", b"0"):
+            time.sleep(0.3)
+        with chat.lock:
+            self.relay(line)
+            chat.events.append(("relayed", sender, seq))
+
+
+@pytest.mark.parametrize("instrument", ["loadgen", "gchat.bench"])
+def test_a_capacity_round_is_timed_only_once_every_first_line_reached_the_room(loadgen, instrument):
+    """No sender's timed line goes out while another's untimed first line is still on its way."""
+    chat = LossyChat(SlowFirstHandler)
+    chat.events = []
+    threading.Thread(target=chat.serve_forever, daemon=True).start()
+    args = ("capacity", "--step", "3", "--max-clients", "3", "--senders", "2", "--messages", "2")
+    args += ("--port", str(chat.server_address[1]))
+    try:
+        if instrument == "loadgen":
+            code, report, stderr = run_loadgen(loadgen, *args)
+        else:
+            run = bench(*args, "--json")
+            code, report, stderr = run.returncode, json.loads(run.stdout), run.stderr
+    finally:
+        chat.shutdown()
+        chat.server_close()
+    assert code == 0, stderr
+    assert report["results"]["steps"][0]["lines"] == 2 * 2
+    first_timed = chat.events.index(next(event for event in chat.events if event[2] == b"1"))
+    assert ("relayed", b"1", b"0") in chat.events[:first_timed]
+
+
 def perf_runs(perf_run, server, busy, instrument="loadgen"):
     return [
         perf_run.Run(
@@ -472,6 +622,15 @@ def test_loadgen_counts_and_checks_irc_deliveries(loadgen, ngircd):
     code, report, stderr = run_loadgen(loadgen, "throughput", *SHORT, *where)
     assert code == 0, stderr
     assert_counted_and_checked(report)
+
+
+def test_loadgen_times_lines_to_every_irc_client(loadgen, ngircd):
+    """Receivers benchN and the sender bench0s registered and JOINed, PINGs answered on both."""
+    pid, port = ngircd
+    where = ("--proto", "irc", "--batch", "10", "--port", str(port), "--pid", str(pid))
+    code, report, stderr = run_loadgen(loadgen, *FANOUT, *where)
+    assert code == 0, stderr
+    assert_fanned_out(report)
 
 
 def assert_one_quick_run(perf_run, out, comparison, server, proto):

@@ -13,6 +13,7 @@ import termios
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import ClassVar
 
 import gevent
 import greenlet
@@ -285,3 +286,44 @@ def test_rate_limited_reader_leaves_input_in_the_kernel(rig):
     # Read: at most one frame's room beyond the line handled.
     assert unread >= 1000 * len(line) - 2 * (MAX_LINE + 2)
     connection.terminate()
+
+
+class Noting(Echo):
+    """A front-end that notes each frame it handles, in order, under its name (and answers nothing)."""
+
+    handled: ClassVar[list[tuple[str, bytes]]] = []
+    on_first = None  # called with the first frame, once
+
+    def handle(self, frame: Frame) -> None:
+        Noting.handled.append((self.name, frame))
+        if Noting.on_first is not None:
+            on_first, Noting.on_first = Noting.on_first, None
+            on_first()
+
+
+def test_input_that_comes_while_a_client_floods_is_read_in_the_next_loop_turn(rig):
+    """A flooding client's reader goes back through the event loop between its reads.
+
+    Yielding with ``gevent.sleep(0)`` kept it in the loop's callbacks, which gevent runs
+    until there are none (looking at the clock once every 50): each flush of a big room
+    came back to the flooder's next read, and input that came meanwhile on any other
+    connection waited, for seconds in a capacity run (tests/perf/README.md).
+    """
+    Noting.handled = []
+    unlimited = Config(rate=0.0, max_line=MAX_LINE)
+    flooder, flooder_peer = rig.connect(unlimited, dialect=type("Flooder", (Noting,), {"name": "flooder"}))
+    other, other_peer = rig.connect(unlimited, dialect=type("Other", (Noting,), {"name": "other"}))
+    for connection, peer in ((flooder, flooder_peer), (other, other_peer)):
+        gevent.spawn(connection.start)
+        assert receive(peer, 6) == b"hello\n"
+    # The other client's line comes once the flooder's input is being handled, not before.
+    Noting.on_first = lambda: other_peer.sendall(b"mine\n")
+    flood = [b"%048d\n" % n for n in range(3000)]  # 147 KiB: three reads of 64 KiB
+    flooder_peer.sendall(b"".join(flood))
+    deadline = time.monotonic() + TIMEOUT
+    while len(Noting.handled) < len(flood) + 1 and time.monotonic() < deadline:
+        gevent.sleep(0.01)
+    assert len(Noting.handled) == len(flood) + 1
+    assert Noting.handled.index(("other", b"mine")) < len(flood), "the flooder's reads all came first"
+    flooder.terminate()
+    other.terminate()

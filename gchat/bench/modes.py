@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from typing import Callable, Optional, Protocol, TypeVar
 
 import gevent
+from gevent.event import Event
 from gevent.lock import Semaphore
 from gevent.pool import Group, Pool
 
@@ -407,6 +408,10 @@ def fanout_phase(plan: Plan, coordinator: Coordinator) -> FanoutResult:
             return result
         if plan.worker == 0:
             result.rss_after_kb = server_status_kb(options.pids, "VmRSS")
+        # The generator's CPU over the timed lines alone, where being busy could delay a reach time
+        # (reading a chat server's join notices while the room connects is no part of one).
+        started = cpu_times()
+        server_before = server_cpu_s(options.pids) if plan.worker == 0 else None
         for seq in range(options.messages):
             sent_at: Optional[int] = None
             error: Optional[str] = None
@@ -426,6 +431,10 @@ def fanout_phase(plan: Plan, coordinator: Coordinator) -> FanoutResult:
             sent_ns = min(when for when, _, _ in times if when is not None)
             reached_ns = max(when for _, when, _ in times if when is not None)
             result.reach_ms.append((reached_ns - sent_ns) / 1e6)
+        result.cpu.append(_cpu(plan.worker, started, cpu_times()))
+        server_after = server_cpu_s(options.pids) if plan.worker == 0 else None
+        if server_before is not None and server_after is not None and result.cpu[-1].wall_s > 0:
+            result.server_cpu = (server_after - server_before) / result.cpu[-1].wall_s
         result.checks.expected = sent * len(receivers)
         result.checks.delivered = tally.delivered
         for made in inspectors:
@@ -437,7 +446,8 @@ def fanout_phase(plan: Plan, coordinator: Coordinator) -> FanoutResult:
         result.errors.append(f"aborted: {error}")
     finally:
         conns.close()
-        result.cpu.append(_cpu(plan.worker, started, cpu_times()))
+        if not result.cpu:
+            result.cpu.append(_cpu(plan.worker, started, cpu_times()))
     return result
 
 
@@ -481,6 +491,7 @@ def capacity_phase(plan: Plan) -> CapacityResult:
                 receiver.inspector = made
             step = CapacityStep(len(receivers), [])
             delivered_before = tally.delivered
+            cpu_before, server_before = cpu_times(), server_cpu_s(options.pids)
             # The bench's own full collections walk every receiver's objects (at 4,000 clients
             # 55-85 ms of CPU every 2 s, and nothing to collect): a pause that grows with the room
             # and lands on every line in flight. None runs while a round is timed; reference
@@ -490,6 +501,11 @@ def capacity_phase(plan: Plan) -> CapacityResult:
                 sent = _capacity_round(senders, tally, token, options.messages, options.timeout, step)
             finally:
                 gc.enable()
+            step.cpu = _cpu(plan.worker, cpu_before, cpu_times())
+            step.lines_sent = sum(sent.values())
+            server_after = server_cpu_s(options.pids)
+            if server_before is not None and server_after is not None and step.cpu.wall_s > 0:
+                step.server_cpu = (server_after - server_before) / step.cpu.wall_s
             result.checks.expected += sum(sent.values()) * len(receivers)
             result.checks.delivered += tally.delivered - delivered_before
             for made in inspectors:
@@ -513,27 +529,43 @@ def _capacity_round(
 ) -> "dict[int, int]":
     """Every sender sends ``messages`` lines, each once its previous line reached everyone.
 
-    Each sender's first line is not timed: once it has reached everyone, what
-    the server was still sending from the connect phase (a chat server's join
-    notices to the whole room) is out of the way, so the timed lines measure
-    broadcast at this room size, not the tail of the connection storm.
+    Each sender's first line is not timed, and no timed line is sent before
+    every sender's first line has reached everyone: by then what the server
+    still owed anyone from the connect phase (a chat server's join notices to
+    the whole room) has gone out, so the timed lines measure broadcast at this
+    room size, not the tail of the connection storm.
     """
+    warm = Event()
+    cold = [len(senders)]
+
+    def warmed() -> None:
+        cold[0] -= 1
+        if not cold[0]:
+            warm.set()
 
     def run(sender: Sender) -> None:
         sender.token = token
-        for seq in range(messages + 1):
-            sent_at = sender.one(seq)
-            if sent_at is None:
-                step.error = step.error or sender.error
-                return
-            reached = tally.wait(sender.ident, seq, time.monotonic() + timeout)
-            if reached is None:
-                step.error = (
-                    step.error or f"a line did not reach all {tally.receivers} clients in {timeout:g} s"
-                )
-                return
-            if seq:
-                step.reach_ms.append((reached - sent_at) / 1e6)
+        try:
+            for seq in range(messages + 1):
+                if seq == 1:
+                    warmed()
+                    if not warm.wait(timeout) or step.error:
+                        return
+                sent_at = sender.one(seq)
+                if sent_at is None:
+                    step.error = step.error or sender.error
+                    return
+                reached = tally.wait(sender.ident, seq, time.monotonic() + timeout)
+                if reached is None:
+                    step.error = (
+                        step.error or f"a line did not reach all {tally.receivers} clients in {timeout:g} s"
+                    )
+                    return
+                if seq:
+                    step.reach_ms.append((reached - sent_at) / 1e6)
+        finally:
+            if not warm.is_set() and step.error:
+                warm.set()  # the others stop waiting: the round has failed
 
     group = Group()
     for sender in senders:

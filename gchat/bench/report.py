@@ -90,6 +90,7 @@ def _fanout(result: FanoutResult, options: Options) -> Json:
             "samples": [round(value, 3) for value in result.reach_ms],
         },
         "server_rss_kb": None,
+        "server_cpu": round(result.server_cpu, 3) if result.server_cpu is not None else None,
         "checks": _checks(result.checks),
         "cpu": _cpu(result.cpu),
     }
@@ -122,6 +123,16 @@ def _capacity(result: CapacityResult) -> Json:
                 "max_ms": round(reach[-1], 3) if reach else None,
                 "under_limit": under,
                 "error": step.error,
+                "generator_cpu": round(step.cpu.fraction, 3) if step.cpu is not None else None,
+                "server_cpu": round(step.server_cpu, 3) if step.server_cpu is not None else None,
+                "round_s": round(step.cpu.wall_s, 3) if step.cpu is not None else None,
+                # Every line of the round counted, the untimed ones too: unlike a reach time, hardly
+                # changed by other processes taking turns on the server's core.
+                "server_us_per_delivery": round(
+                    step.server_cpu * step.cpu.wall_s * 1e6 / (step.clients * step.lines_sent), 3
+                )
+                if step.server_cpu is not None and step.cpu is not None and step.lines_sent
+                else None,
             }
         )
     return {
@@ -336,6 +347,9 @@ def to_text(report: Json) -> str:
                 if step["p95_ms"] is not None
                 else "no lines"
             )
+            if step["generator_cpu"] is not None:
+                value += f"   (generator cpu {step['generator_cpu'] * 100:.0f}%)"
+
             rows.append(
                 (
                     f"{_n(step['clients'])} clients",

@@ -123,7 +123,9 @@ class FanoutResult:
     rss_before_kb: Optional[int] = None
     rss_after_kb: Optional[int] = None
     checks: Checks = field(default_factory=Checks)
+    # Over the timed lines: each worker's own CPU, and the server's share of a core (with --pid).
     cpu: list[Cpu] = field(default_factory=list)
+    server_cpu: Optional[float] = None
     errors: list[str] = field(default_factory=list)
 
     @property
@@ -143,6 +145,8 @@ class FanoutResult:
             self.rss_before_kb = other.rss_before_kb
         if other.rss_after_kb is not None:
             self.rss_after_kb = other.rss_after_kb
+        if other.server_cpu is not None:
+            self.server_cpu = other.server_cpu
         self.checks.merge(other.checks)
         self.cpu += other.cpu
         self.errors = _unique(self.errors + other.errors)
@@ -153,6 +157,12 @@ class CapacityStep:
     clients: int
     reach_ms: list[float]
     error: Optional[str] = None
+    # Over the step's round: the generator's own CPU (over 90%: its reach times are partly its own),
+    # and the server's share of a core (with --pid).
+    cpu: Optional[Cpu] = None
+    server_cpu: Optional[float] = None
+    # Lines the round sent, its untimed ones included.
+    lines_sent: int = 0
 
 
 @dataclass

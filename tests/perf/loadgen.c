@@ -19,8 +19,15 @@
  * Modes: throughput (senders flat out, within the window) and latency (--rate lines/s
  * in all, evenly spaced over the senders, paced by a timerfd, every line stamped when it
  * is written). After the measured interval the senders stop and every receiver must receive
- * every line (bounded by --timeout) or the run reports loss. Output: one JSON object on stdout,
- * shaped like gchat.bench's --json for these modes (mode, ok, errors, failures,
+ * every line (bounded by --timeout) or the run reports loss. fanout (--clients idle receivers,
+ * then --messages lines from one sender, each sent once the last reached everyone: time to reach
+ * all, and the server's RSS per connection) and capacity (--senders, 4 by default, one line in
+ * flight each, into a room grown by --step up to --max-clients until a step's p95 reach-all time
+ * passes 500 ms) are gchat.bench's (gchat/bench/modes.py); there senders are connections of their
+ * own (room members, or Redis publishers), a line counts per sender (its `~gb~TOKEN S ` needle)
+ * towards when it reached every receiver, and the generator's CPU share is taken over the timed
+ * rounds, where it could delay a reach time. Output: one JSON object on stdout,
+ * shaped like gchat.bench's --json for each mode (mode, ok, errors, failures,
  * checks, generator, results), so the runner reads both with one parser.
  *
  * Connecting: --batch clients at a time, each ready at its first line (the welcome), or with
@@ -40,8 +47,9 @@
  * style echoes a sender's own lines: run it with --echo (senders expect their own lines), as gchat.bench.
  *
  * Build: cc -O2 -o loadgen loadgen.c   (Linux: epoll, timerfd)
- * Usage: loadgen throughput|latency --port P [--pid PID] [--proto redis|irc] [--clients N]
- *        [--senders S] [--rate R] [--size B] [--duration S] [--warmup S] [--timeout S] (see main)
+ * Usage: loadgen throughput|latency|fanout|capacity --port P [--pid PID] [--proto redis|irc|ws]
+ *        [--clients N] [--senders S] [--rate R] [--size B] [--duration S] [--warmup S] [--timeout S]
+ *        [--messages M] [--step N] [--max-clients N] (see main)
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -71,6 +79,8 @@
 #define MARKER "~gb~"
 #define TOKEN_LEN 8
 #define NEEDLE_LEN (4 + TOKEN_LEN + 1) /* MARKER, the token, a space */
+#define MAX_REACH 10 /* fanout, capacity: senders, each one digit in its lines (gchat.bench's limit) */
+#define CAPACITY_LIMIT_MS 500.0
 #define SUB_BITS 7 /* histogram: 128 sub-buckets per power of two, < 1% error */
 #define HIST_SIZE (64 << SUB_BITS)
 
@@ -102,6 +112,9 @@ struct conn {
     size_t ws_in_len, ws_in_cap;
     int upgraded;  /* WS: the 101 seen */
     unsigned char mask[4]; /* WS: this client's masking key */
+    int index;     /* its number: the port it uses (round-robin) and its IRC nick */
+    uint32_t got[MAX_REACH]; /* fanout, capacity: lines of each sender received this step */
+    int split;     /* fanout, capacity: a needle ended the last read, its sender digit starts the next */
 };
 
 static struct {
@@ -110,10 +123,15 @@ static struct {
     int join, await_room, ports[MAX_PORTS], nports, clients, senders, size, window, sample, batch;
     double duration, warmup, rate, timeout;
     int pids[MAX_PIDS], npids;
-} opt = {LINE, "127.0.0.1", "throughput", "#lobby", 0, 0, {5000}, 1, 100, 10, 64, 64, 8, 500,
-         10.0, 2.0, 1000.0, 10.0, {0}, 0};
+    int messages, step, max_clients; /* fanout, capacity */
+} opt = {LINE, "127.0.0.1", "throughput", "#lobby", 0, 0, {5000}, 1, -1, -1, 64, 64, 8, 500,
+         10.0, 2.0, 1000.0, 10.0, {0}, 0, 20, 1000, 10000};
 
 static int echo; /* --echo: senders receive their own lines too, as gchat.bench's (the web page's style) */
+/* --trace (fanout, capacity): on stderr, when each step connected and each line was sent and reached everyone
+   (CLOCK_MONOTONIC seconds, as `perf record -k CLOCK_MONOTONIC` stamps samples): what a profile of the server
+   was doing during a slow line is then a matter of looking at its samples in that interval. */
+static int trace;
 static struct conn *conns;
 static int nconns, epfd;
 static char token[TOKEN_LEN + 1], needle[32];
@@ -126,6 +144,12 @@ static uint64_t bad_length, bad_fields, spliced, unterminated;
 static int64_t measure_start, measure_end; /* send-time window of the measured lines */
 static int measuring; /* 0: warming up, 1: in the measured interval, 2: past it (draining) */
 static char errors[4096];
+/* fanout, capacity: per sender and line of the current step, how many receivers have it and when the last
+   got it (0: not yet); `reach` is set in those modes, `members` is the room's receivers so far. */
+static int reach, members;
+static uint32_t *reached[MAX_REACH];
+static int64_t *reached_at[MAX_REACH];
+static uint64_t reach_lines; /* the length of those arrays */
 static char recvbuf[64 + RECV_SIZE];
 
 static int64_t now_ns(void) {
@@ -205,6 +229,21 @@ static double server_cpu_s(void) {
         total += (double)(utime + stime) / (double)tick;
     }
     return total;
+}
+
+/* The server's time on a CPU and waiting for one (run queue), ns from /proc/PID/schedstat, summed over the pids:
+   for --trace, a slow line's server either worked, waited for its core (other processes had it) or idled. */
+static void server_sched_ns(uint64_t *ran, uint64_t *waited) {
+    *ran = *waited = 0;
+    for (int i = 0; i < opt.npids; i++) {
+        char path[64];
+        unsigned long long run = 0, wait = 0;
+        snprintf(path, sizeof path, "/proc/%d/schedstat", opt.pids[i]);
+        FILE *f = fopen(path, "r");
+        if (!f) continue;
+        if (fscanf(f, "%llu %llu", &run, &wait) == 2) *ran += run, *waited += wait;
+        fclose(f);
+    }
 }
 
 static double self_cpu_s(void) {
@@ -705,15 +744,25 @@ static void lines_of(struct conn *c, const char *data, size_t n, int64_t now) {
 /* Before a client is ready: the welcome line, the join reply, or the SUBSCRIBE confirmation. */
 static size_t handshake(struct conn *c, const char *data, size_t n) {
     if (opt.proto == REDIS) {
-        /* "*3\r\n$9\r\nsubscribe\r\n$L\r\nCHANNEL\r\n:1\r\n": ready at its last line. */
-        const char *hit = memmem(data, n, ":1\r\n", 4);
+        /* "*3\r\n$9\r\nsubscribe\r\n$L\r\nCHANNEL\r\n:1\r\n": ready at its last line; a publisher that
+           waits for its connection (fanout, capacity) is ready at the reply to its PING. */
+        const char *reply = c->role == PUBLISHER ? "+PONG\r\n" : ":1\r\n";
+        const char *hit = memmem(data, n, reply, strlen(reply));
         if (!hit) return n; /* confirmations arrive whole on loopback; nothing precedes them */
         c->ready = 1;
-        return (size_t)(hit + 4 - data);
+        return (size_t)(hit + strlen(reply) - data);
     }
     const char *lf = memchr(data, '\n', n);
     if (!lf) return n;
     size_t used = (size_t)(lf + 1 - data);
+    if (lf - data >= 4 && memcmp(data, "!!! ", 4) == 0) { /* gchat's refusals: server full, no such room */
+        char msg[300];
+        snprintf(msg, sizeof msg, "the server said '%.*s' while a client connected", (int)(lf - data < 200 ? lf - data : 200),
+                 data);
+        add_error(msg);
+        c->closed = 1;
+        return n;
+    }
     if (c->ready == 0) {
         /* The welcome. With --join, ask for the room; with --join or --await-room, the client is
            ready only at a line naming the room (gchat's status line, which a cluster node sends
@@ -728,6 +777,44 @@ static size_t handshake(struct conn *c, const char *data, size_t n) {
         c->ready = 1;
     }
     return used;
+}
+
+/* What a sending connection receives is dropped, but for an IRC server's PINGs (answered; a carry
+   finds one a read boundary cut) and a Redis error reply to a PUBLISH (the run's error). */
+static void speaker_read(struct conn *c, char *data, size_t n) {
+    if (opt.proto == IRC) {
+        char *start = data - c->carry_len;
+        memcpy(start, c->carry, (size_t)c->carry_len);
+        irc_pings_in(c, start, data + n, data, data + n);
+        int keep = 4; /* "PING " less a byte */
+        if (data + n - start < keep) keep = (int)(data + n - start);
+        memcpy(c->carry, data + n - keep, (size_t)keep);
+        c->carry_len = keep;
+    } else if (opt.proto == REDIS) {
+        const char *e = data[0] == '-' ? data : memmem(data, n, "\n-", 2);
+        if (!e) return;
+        if (*e == '\n') e++;
+        const char *eol = memchr(e, '\r', (size_t)(data + n - e));
+        int len = (int)((eol ? eol : data + n) - e);
+        char msg[300];
+        snprintf(msg, sizeof msg, "the server answered a PUBLISH connection with '%.*s'", len < 200 ? len : 200, e);
+        add_error(msg);
+    }
+}
+
+/* fanout, capacity: receiver c has one more line of sender `digit` (a character); the last of the
+   room's receivers to get a line sets when it reached everyone. */
+static void reach_sender(struct conn *c, char digit, int64_t now) {
+    unsigned s = (unsigned)(digit - '0');
+    if (s >= (unsigned)opt.senders) return; /* a damaged line: the sampled receivers' checks say how */
+    uint32_t line = c->got[s]++;
+    if (line < reach_lines && ++reached[s][line] == (uint32_t)members) reached_at[s][line] = now;
+}
+
+/* A needle found, its sender digit at `at`, unless the read ends first. */
+static void reach_match(struct conn *c, const char *at, const char *end, int64_t now) {
+    if (at < end) reach_sender(c, *at, now);
+    else c->split = 1;
 }
 
 static int parse_ints(const char *text, int *into, int most) {
@@ -769,9 +856,14 @@ static void on_readable(struct conn *c, int64_t now) {
             }
             if (lf || (size_t)c->ping_len + part >= sizeof c->ping) c->in_ping = 0;
         }
+        if (c->role == PUBLISHER && off < (size_t)n) speaker_read(c, buf + off, (size_t)n - off);
         if (c->role == PUBLISHER || off >= (size_t)n) {
             if ((size_t)n < RECV_SIZE) return;
             continue;
+        }
+        if (c->split) { /* the sender digit of the needle that ended the last read */
+            c->split = 0;
+            reach_sender(c, buf[off], now);
         }
         /* Count needles in carry + the new bytes without copying the chunk. */
         char *start = buf + off - c->carry_len;
@@ -788,12 +880,16 @@ static void on_readable(struct conn *c, int64_t now) {
                 if (p > gap && (gap == start || memchr(gap, '\n', (size_t)(p - gap))))
                     irc_pings_in(c, gap, p, fresh, end);
                 found++;
+                if (reach) reach_match(c, p + needle_len, end, now);
                 /* Past the payload (size - 1 bytes from the needle on) and its CRLF. */
                 gap = p + opt.size + 1 < end ? p + opt.size + 1 : end;
             }
             irc_pings_in(c, gap, end, fresh, end);
         } else {
-            for (const char *p = start; (p = next_needle(p, end)); p += needle_len) found++;
+            for (const char *p = start; (p = next_needle(p, end)); p += needle_len) {
+                found++;
+                if (reach) reach_match(c, p + needle_len, end, now);
+            }
         }
         c->delivered += found;
         if (measuring == 1) c->delivered_measured += found;
@@ -915,12 +1011,427 @@ static void poll_once(int timeout_ms, int64_t *t0_paced);
 
 static int ready_count(int from, int to) {
     int n = 0;
-    for (int i = from; i < to; i++) n += conns[i].ready == 1 || conns[i].role == PUBLISHER;
+    for (int i = from; i < to; i++) n += conns[i].ready == 1;
     return n;
+}
+
+static struct sockaddr_in addrs[MAX_PORTS];
+
+/* Open connection c (to the port its index picks, round-robin) and start its handshake; -1 if it cannot. */
+static int start_conn(struct conn *c) {
+    int port = c->index % opt.nports;
+    c->fd = open_conn(&addrs[port]);
+    if (c->fd < 0) return -1;
+    struct epoll_event ev = {.events = EPOLLIN, .data.u32 = (uint32_t)(c - conns)};
+    epoll_ctl(epfd, EPOLL_CTL_ADD, c->fd, &ev);
+    char cmd[256];
+    int len = 0;
+    if (opt.proto == IRC) {
+        /* A sender with a connection of its own is benchNs, apart from receiver N (as gchat.bench). */
+        snprintf(c->nick, sizeof c->nick, c->role == PUBLISHER ? "bench%ds" : "bench%d", c->index);
+        len = snprintf(cmd, sizeof cmd, "NICK %s\r\nUSER %s 0 * :bench\r\n", c->nick, c->nick);
+    } else if (opt.proto == WS) {
+        ws_open(c, opt.ports[port]);
+    } else if (opt.proto == REDIS && c->role == RECEIVER) {
+        len = snprintf(cmd, sizeof cmd, "*2\r\n$9\r\nSUBSCRIBE\r\n$%zu\r\n%s\r\n", strlen(opt.room), opt.room);
+    } else if (opt.proto == REDIS && !c->ready) {
+        len = snprintf(cmd, sizeof cmd, "*1\r\n$4\r\nPING\r\n"); /* a publisher ready at the PONG */
+    }
+    if (len) {
+        c->out = grow(c->out, &c->out_cap, (size_t)len);
+        memcpy(c->out, cmd, (size_t)len);
+        c->out_len = (size_t)len;
+        arm(c, 1);
+    }
+    return 0;
+}
+
+/* Connect conns [from, to), --batch at a time, each batch ready before the next; -1 with the error noted. */
+static int connect_range(int from, int to) {
+    char msg[256];
+    for (int first = from; first < to; first += opt.batch) {
+        int last = first + opt.batch < to ? first + opt.batch : to;
+        for (int i = first; i < last; i++)
+            if (start_conn(&conns[i]) < 0) {
+                int port = opt.ports[conns[i].index % opt.nports];
+                snprintf(msg, sizeof msg, "cannot connect to %s:%d: %s", opt.host, port, strerror(errno));
+                add_error(msg);
+                return -1;
+            }
+        int64_t deadline = now_ns() + (int64_t)(opt.timeout * 1e9);
+        while (ready_count(first, last) < last - first) {
+            if (now_ns() > deadline) {
+                snprintf(msg, sizeof msg, "only %d of %d clients ready after %.0f s", ready_count(from, last),
+                         to - from, opt.timeout);
+                add_error(msg);
+                return -1;
+            }
+            poll_once(50, NULL);
+            for (int i = first; i < last; i++)
+                if (conns[i].closed) {
+                    add_error("the server closed a connection while clients connected");
+                    return -1;
+                }
+        }
+    }
+    return 0;
 }
 
 static void emit(double interval, double gen_cpu, double srv_cpu, uint64_t expected, uint64_t delivered,
                  uint64_t measured);
+static void emit_head(uint64_t expected, uint64_t delivered);
+static void emit_generator(double share, double wall);
+static void json_string(const char *s);
+
+/* ---- fanout and capacity: how long a line takes to reach every member of a room ---- */
+
+/* A value from /proc/PID/status (VmRSS, VmHWM), in KiB, summed over the --pid processes; -1 if unknown. */
+static long status_kb(const char *field) {
+    long total = 0;
+    if (!opt.npids) return -1;
+    for (int i = 0; i < opt.npids; i++) {
+        char path[64], line[256];
+        snprintf(path, sizeof path, "/proc/%d/status", opt.pids[i]);
+        FILE *f = fopen(path, "r");
+        if (!f) return -1;
+        long kb = -1;
+        size_t flen = strlen(field);
+        while (fgets(line, sizeof line, f))
+            if (strncmp(line, field, flen) == 0 && line[flen] == ':') kb = atol(line + flen + 1);
+        fclose(f);
+        if (kb < 0) return -1;
+        total += kb;
+    }
+    return total;
+}
+
+/* A fresh token, so that lines of an earlier step (a history a server replays) are foreign. */
+static void new_token(void) {
+    for (int i = 0; i < TOKEN_LEN; i++) token[i] = "0123456789abcdef"[rand() % 16];
+    snprintf(needle, sizeof needle, "%s%s ", MARKER, token);
+}
+
+/* A new step over the receivers conns[first, first + count): a fresh token, every count at zero, `lines`
+   lines a sender tracked, and --sample receivers spread evenly over the room checking every line (the
+   last receiver among them: a server fans out in an order of its own, samples bunched at one end would
+   credit or charge that order). */
+static void new_step(int first, int count, uint64_t lines) {
+    new_token();
+    members = count;
+    reach_lines = lines;
+    for (int s = 0; s < opt.senders; s++) {
+        free(reached[s]);
+        free(reached_at[s]);
+        reached[s] = calloc(lines, sizeof **reached);
+        reached_at[s] = calloc(lines, sizeof **reached_at);
+        if (!reached[s] || !reached_at[s]) die("out of memory");
+        sent[s] = 0;
+    }
+    int samples = opt.sample < count ? opt.sample : count;
+    for (int i = first; i < first + count; i++) {
+        struct conn *c = &conns[i];
+        memset(c->got, 0, sizeof c->got);
+        c->split = 0;
+        c->sampled = 0;
+    }
+    for (int j = 0; j < samples; j++) {
+        struct conn *c = &conns[first + count - 1 - (samples > 1 ? (int)((long)j * (count - 1) / (samples - 1)) : 0)];
+        c->sampled = 1;
+        c->pending_len = 0; /* what it was parsing, if it was sampled before, belongs to no line of this step */
+        if (!c->next_seq) c->next_seq = calloc(MAX_REACH, sizeof(uint64_t));
+        memset(c->next_seq, 0, MAX_REACH * sizeof(uint64_t));
+    }
+}
+
+/* Sender s's next line, now: its send time. */
+static int64_t speak(int s) {
+    struct conn *c = &conns[sender_conn[s]];
+    int64_t now = now_ns();
+    queue_line(c, s, now);
+    if (!c->want_out) flush_out(c);
+    return now;
+}
+
+static int by_value(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* gchat.bench's percentile: nearest rank over sorted values, always one that was observed. */
+static double nearest_rank(const double *sorted, int n, int q) {
+    int rank = (int)(((long)q * n + 99) / 100);
+    return sorted[(rank < 1 ? 1 : rank) - 1];
+}
+
+/* One round: `untimed` then `timed` lines from every sender, each sent once its previous one reached every
+   receiver. Timing starts only once every sender's untimed lines have reached everyone, so the room is quiet:
+   whatever the server still owed anyone (join notices of the connections just made) went out before them,
+   and a timed line measures the fan-out alone. Reach times (ms) go to `into` in the order they complete;
+   their number is returned, and on a line that took longer than --timeout, `error` says so. */
+static int run_round(int untimed, int timed, double *into, char *error, size_t error_len) {
+    int64_t sent_at[MAX_REACH];
+    uint64_t ran_at[MAX_REACH], waited_at[MAX_REACH];
+    uint64_t done[MAX_REACH] = {0};
+    uint64_t total = (uint64_t)(untimed + timed);
+    int count = 0;
+    int64_t looked = now_ns();
+    for (int s = 0; s < opt.senders; s++) {
+        sent_at[s] = speak(s);
+        if (trace) server_sched_ns(&ran_at[s], &waited_at[s]);
+    }
+    for (;;) {
+        poll_once(10, NULL);
+        int senders_done = 0, warm = 1;
+        for (int s = 0; s < opt.senders; s++) {
+            while (done[s] < sent[s] && reached_at[s][done[s]]) {
+                double ms = (double)(reached_at[s][done[s]] - sent_at[s]) / 1e6;
+                if (done[s] >= (uint64_t)untimed) into[count++] = ms;
+                if (trace) {
+                    uint64_t ran, waited;
+                    server_sched_ns(&ran, &waited);
+                    fprintf(stderr,
+                            "%.6f line %d %" PRIu64 " sent, reached all at %.6f: %.3f ms%s; server ran %.1f ms,"
+                            " waited for its core %.1f ms\n",
+                            (double)sent_at[s] / 1e9, s, done[s], (double)reached_at[s][done[s]] / 1e9, ms,
+                            done[s] < (uint64_t)untimed ? " (untimed)" : "", (double)(ran - ran_at[s]) / 1e6,
+                            (double)(waited - waited_at[s]) / 1e6);
+                }
+                done[s]++;
+            }
+            warm &= done[s] >= (uint64_t)untimed;
+        }
+        int64_t now = now_ns();
+        for (int s = 0; s < opt.senders; s++) {
+            if (done[s] < sent[s]) {
+                if (now - sent_at[s] > (int64_t)(opt.timeout * 1e9)) {
+                    snprintf(error, error_len, "a line did not reach all %d clients in %g s", members, opt.timeout);
+                    return count;
+                }
+            } else if (sent[s] == total) {
+                senders_done++;
+            } else if (sent[s] < (uint64_t)untimed || warm) {
+                sent_at[s] = speak(s);
+                if (trace) server_sched_ns(&ran_at[s], &waited_at[s]);
+            }
+        }
+        if (senders_done == opt.senders) return count;
+        if (now - looked > 100000000) { /* every 0.1 s, not at every wakeup: a look at every connection */
+            looked = now;
+            for (int i = 0; i < nconns; i++)
+                if (conns[i].closed) {
+                    add_error("the server closed a connection during the run");
+                    return count;
+                }
+        }
+    }
+}
+
+/* The sampled receivers' tails: lines of this step's that never came. */
+static void step_losses(void) {
+    for (int i = 0; i < nconns; i++) {
+        struct conn *c = &conns[i];
+        if (!c->sampled) continue;
+        for (int s = 0; s < opt.senders; s++)
+            if (c->next_seq[s] < sent[s]) losses += sent[s] - c->next_seq[s];
+    }
+}
+
+static uint64_t step_deliveries(int first, int count) {
+    uint64_t got = 0;
+    for (int i = first; i < first + count; i++)
+        for (int s = 0; s < opt.senders; s++) got += conns[i].got[s];
+    return got;
+}
+
+/* The p95, median and max of n reach times (n > 0), as gchat.bench reports them. */
+struct reach_stats {
+    double p95, median, max;
+};
+
+static struct reach_stats reach_stats(const double *values, int n) {
+    double *sorted = malloc(sizeof(double) * (size_t)n);
+    if (!sorted) die("out of memory");
+    memcpy(sorted, values, sizeof(double) * (size_t)n);
+    qsort(sorted, (size_t)n, sizeof(double), by_value);
+    struct reach_stats found = {nearest_rank(sorted, n, 95), nearest_rank(sorted, n, 50), sorted[n - 1]};
+    free(sorted);
+    return found;
+}
+
+static double share(double cpu, double wall) { return wall > 0 ? cpu / wall : 0; }
+
+static void json_share(const char *key, double cpu, double wall) {
+    if (cpu >= 0 && wall > 0) printf(", \"%s\": %.3f", key, cpu / wall);
+    else printf(", \"%s\": null", key);
+}
+
+/* A timed round's CPU: the generator's own and the server's (-1: no --pid), the server's wait for its core
+   (run queue: other processes had it), and its wall time, in seconds. */
+struct round_cpu {
+    double self, server, waited, wall;
+};
+
+static struct round_cpu round_start(void) {
+    uint64_t ran, waited;
+    server_sched_ns(&ran, &waited);
+    return (struct round_cpu){self_cpu_s(), opt.npids ? server_cpu_s() : -1, opt.npids ? (double)waited / 1e9 : -1,
+                              (double)now_ns() / 1e9};
+}
+
+static struct round_cpu round_end(struct round_cpu start) {
+    struct round_cpu end = round_start();
+    return (struct round_cpu){end.self - start.self, start.server >= 0 && end.server >= 0 ? end.server - start.server : -1,
+                              start.waited >= 0 ? end.waited - start.waited : -1, end.wall - start.wall};
+}
+
+static int exit_status(uint64_t expected, uint64_t delivered) {
+    return errors[0] || losses || duplicates || reorders || bad_length || bad_fields || spliced || unterminated ||
+           delivered != expected;
+}
+
+/* gchat.bench fanout: --clients idle receivers, then one sender's --messages lines one at a time. The
+   generator's CPU is over the lines' round (connect_cpu: while the room connected). */
+static int run_fanout(void) {
+    int receivers = opt.clients, first = opt.senders;
+    long rss_before = status_kb("VmRSS"), rss_after = -1;
+    struct round_cpu connect = round_start(), cpu = {0, -1, -1, 0};
+    int failed = connect_range(first, first + receivers) < 0 || connect_range(0, first) < 0;
+    connect = round_end(connect);
+    double *reach_ms = calloc((size_t)opt.messages, sizeof(double));
+    if (!reach_ms) die("out of memory");
+    char step_error[256] = "";
+    int count = 0;
+    uint64_t expected = 0, got = 0;
+    if (!failed) {
+        rss_after = status_kb("VmRSS");
+        new_step(first, receivers, (uint64_t)opt.messages);
+        struct round_cpu start = round_start();
+        count = run_round(0, opt.messages, reach_ms, step_error, sizeof step_error);
+        cpu = round_end(start);
+        if (step_error[0]) add_error(step_error);
+        step_losses();
+        expected = sent[0] * (uint64_t)receivers;
+        got = step_deliveries(first, receivers);
+    }
+    emit_head(expected, got);
+    emit_generator(share(cpu.self, cpu.wall), cpu.wall);
+    printf(", \"results\": {\"clients\": %d, \"connect_s\": %.3f, \"messages\": %d, \"reach_all_ms\": {", receivers,
+           connect.wall, count);
+    if (count) {
+        struct reach_stats stats = reach_stats(reach_ms, count);
+        printf("\"median\": %.3f, \"max\": %.3f, \"samples\": [", stats.median, stats.max);
+    } else {
+        printf("\"median\": null, \"max\": null, \"samples\": [");
+    }
+    for (int i = 0; i < count; i++) printf("%s%.3f", i ? ", " : "", reach_ms[i]);
+    printf("]}, \"server_rss_kb\": ");
+    if (rss_before >= 0 && rss_after >= 0) {
+        printf("{\"pids\": [");
+        for (int i = 0; i < opt.npids; i++) printf("%s%d", i ? ", " : "", opt.pids[i]);
+        printf("], \"before\": %ld, \"after\": %ld, \"per_connection\": %.2f}", rss_before, rss_after,
+               (double)(rss_after - rss_before) / receivers);
+    } else {
+        printf("null");
+    }
+    printf(", \"cpu\": [{\"worker\": 0, \"cpu\": %.3f, \"wall_s\": %.3f}]", share(cpu.self, cpu.wall), cpu.wall);
+    json_share("connect_cpu", connect.self, connect.wall);
+    json_share("server_cpu", cpu.server, cpu.wall);
+    json_share("server_waited", cpu.waited, cpu.wall);
+    printf("}}\n");
+    fflush(stdout);
+    free(reach_ms);
+    return exit_status(expected, got);
+}
+
+/* One capacity step, kept for the JSON (printed once the checks are known). */
+struct step {
+    int clients, lines;
+    struct reach_stats stats;
+    int under;
+    char error[256];
+    struct round_cpu cpu;
+};
+
+/* gchat.bench capacity: --senders into a room grown by --step up to --max-clients, until a step's p95 reach-all
+   time passes the limit. Each step has a fresh token; each sender's first line in a step is not timed. */
+static int run_capacity(void) {
+    int first = opt.senders, size = 0, nsteps = 0;
+    struct step *steps = calloc((size_t)(opt.max_clients / opt.step + 2), sizeof *steps);
+    double *reach_ms = calloc((size_t)opt.senders * (size_t)opt.messages, sizeof(double));
+    if (!steps || !reach_ms) die("out of memory");
+    uint64_t expected = 0, got = 0;
+    double self = 0, wall = 0;
+    int failed = connect_range(0, first) < 0;
+    while (!failed && size < opt.max_clients) {
+        struct step *step = &steps[nsteps++];
+        int from = size;
+        size = size + opt.step < opt.max_clients ? size + opt.step : opt.max_clients;
+        if (connect_range(first + from, first + size) < 0) {
+            step->clients = from + ready_count(first + from, first + size);
+            snprintf(step->error, sizeof step->error, "%.255s", errors); /* the run's error, too */
+            break;
+        }
+        step->clients = size;
+        if (trace) fprintf(stderr, "%.6f step %d connected\n", (double)now_ns() / 1e9, size);
+        new_step(first, size, (uint64_t)opt.messages + 1);
+        struct round_cpu start = round_start();
+        step->lines = run_round(1, opt.messages, reach_ms, step->error, sizeof step->error);
+        step->cpu = round_end(start);
+        self += step->cpu.self, wall += step->cpu.wall;
+        step_losses();
+        if (!step->error[0] && !errors[0]) {
+            for (int s = 0; s < opt.senders; s++) expected += sent[s] * (uint64_t)size;
+            got += step_deliveries(first, size);
+        }
+        if (step->lines) step->stats = reach_stats(reach_ms, step->lines);
+        step->under = step->lines && step->stats.p95 <= CAPACITY_LIMIT_MS && !step->error[0] && !errors[0];
+        if (!step->under) break;
+    }
+    int best = -1, limit_reached = 0;
+    double busiest = 0;
+    emit_head(expected, got);
+    for (int i = 0; i < nsteps; i++) {
+        double busy = share(steps[i].cpu.self, steps[i].cpu.wall);
+        if (busy > busiest) busiest = busy;
+    }
+    /* Saturated when any step's round kept the generator over 90% busy: that step's times are its own. */
+    emit_generator(busiest, wall);
+    printf(", \"results\": {\"limit_ms\": %g, \"steps\": [", CAPACITY_LIMIT_MS);
+    for (int i = 0; i < nsteps; i++) {
+        struct step *step = &steps[i];
+        printf("%s{\"clients\": %d, \"lines\": %d, ", i ? ", " : "", step->clients, step->lines);
+        if (step->lines)
+            printf("\"p95_ms\": %.3f, \"median_ms\": %.3f, \"max_ms\": %.3f", step->stats.p95, step->stats.median,
+                   step->stats.max);
+        else
+            printf("\"p95_ms\": null, \"median_ms\": null, \"max_ms\": null");
+        printf(", \"under_limit\": %s, \"error\": ", step->under ? "true" : "false");
+        if (step->error[0]) json_string(step->error);
+        else printf("null");
+        json_share("generator_cpu", step->cpu.self, step->cpu.wall);
+        json_share("server_cpu", step->cpu.server, step->cpu.wall);
+        /* A share of the round the server was ready to run but its core ran others: on a busy machine,
+           what its reach times owe to other processes (--trace shows it line by line). */
+        json_share("server_waited", step->cpu.waited, step->cpu.wall);
+        /* Its CPU per delivery, every line of the round counted (the untimed ones too): unlike a reach
+           time, hardly changed by other processes taking turns on its core. */
+        double deliveries = (double)step->clients * opt.senders * (opt.messages + 1);
+        printf(", \"round_s\": %.3f", step->cpu.wall);
+        json_share("server_us_per_delivery", step->cpu.server * 1e6, step->lines ? deliveries : 0);
+        printf("}");
+        if (step->under) best = step->clients;
+        else limit_reached = 1;
+    }
+    printf("], \"max_clients_under_limit\": ");
+    if (best >= 0) printf("%d", best);
+    else printf("null");
+    printf(", \"limit_reached\": %s, \"cpu\": [{\"worker\": 0, \"cpu\": %.3f, \"wall_s\": %.3f}]}}\n",
+           limit_reached ? "true" : "false", share(self, wall), wall);
+    fflush(stdout);
+    free(steps);
+    free(reach_ms);
+    return exit_status(expected, got);
+}
 
 int main(int argc, char **argv) {
     for (int i = 1; i < argc; i++) {
@@ -944,20 +1455,34 @@ int main(int argc, char **argv) {
         else if (strcmp(a, "--join") == 0) opt.join = 1;
         else if (strcmp(a, "--await-room") == 0) opt.await_room = 1;
         else if (strcmp(a, "--echo") == 0) echo = 1;
+        else if (strcmp(a, "--trace") == 0) trace = 1;
         else if (OPT("--pid")) opt.npids = parse_ints(v, opt.pids, MAX_PIDS);
+        else if (OPT("--messages")) opt.messages = atoi(v);
+        else if (OPT("--step")) opt.step = atoi(v);
+        else if (OPT("--max-clients")) opt.max_clients = atoi(v);
         else {
             fprintf(stderr,
-                    "usage: loadgen [throughput|latency] [--proto line|redis|irc|ws] [--host H] [--port P]\n"
+                    "usage: loadgen [throughput|latency|fanout|capacity] [--proto line|redis|irc|ws] [--host H] [--port P]\n"
                     "  [--clients N] [--senders S] [--size B] [--rate LINES_PER_S] [--window W] [--sample K]\n"
                     "  [--duration S] [--warmup S] [--timeout S] [--batch N] [--room R] [--join] [--await-room] [--echo] [--pid P,..]\n"
+                    "  [--messages M] [--step N] [--max-clients N] [--trace]   (fanout, capacity: as python -m gchat.bench's)\n"
                     "  --port and --pid take comma-separated lists (a cluster: clients round-robin over the ports)\n");
             return 2;
         }
     }
     int paced = strcmp(opt.mode, "latency") == 0;
-    if (!paced && strcmp(opt.mode, "throughput") != 0) die("the mode (first argument): throughput or latency");
+    reach = strcmp(opt.mode, "fanout") == 0 || strcmp(opt.mode, "capacity") == 0;
+    if (!paced && !reach && strcmp(opt.mode, "throughput") != 0)
+        die("the mode (first argument): throughput, latency, fanout or capacity");
+    /* gchat.bench's defaults: a fan-out room of 1,000 and its one sender; 4 capacity senders. */
+    if (opt.clients < 0) opt.clients = strcmp(opt.mode, "fanout") == 0 ? 1000 : 100;
+    if (strcmp(opt.mode, "fanout") == 0) opt.senders = 1;
+    if (opt.senders < 0) opt.senders = strcmp(opt.mode, "capacity") == 0 ? 4 : 10;
     if (opt.senders < 1 || opt.senders > MAX_SENDERS) die("--senders: 1 to 1024");
-    if (opt.proto != REDIS && opt.senders >= opt.clients) die("--senders must be fewer than --clients");
+    if (reach && opt.senders > MAX_REACH) die("--senders: at most 10 in capacity");
+    if (opt.messages < 1 || opt.step < 1 || opt.max_clients < 1 || opt.clients < 1 || opt.batch < 1)
+        die("--clients, --messages, --step, --max-clients, --batch: at least 1");
+    if (!reach && opt.proto != REDIS && opt.senders >= opt.clients) die("--senders must be fewer than --clients");
     /* The relayed PRIVMSG must fit IRC's 512 bytes: gchat.bench's irc_max_size. */
     if (opt.proto == IRC && opt.size > 512 - (1 + 16 + 1 + 16 + 1 + 63 + 9 + 2 + 2) - (int)strlen(opt.room) + 1)
         die("--size does not fit an IRC message (at most 397 - the room's length)");
@@ -968,9 +1493,37 @@ int main(int argc, char **argv) {
 
     /* A fresh token per run, so lines of any other run are foreign, never confusing the checks. */
     srand((unsigned)(now_ns() ^ getpid()));
-    for (int i = 0; i < TOKEN_LEN; i++) token[i] = "0123456789abcdef"[rand() % 16];
-    snprintf(needle, sizeof needle, "%s%s ", MARKER, token);
+    new_token();
     choose_needle_scan();
+    struct rlimit files;
+    if (getrlimit(RLIMIT_NOFILE, &files) == 0 && files.rlim_cur < files.rlim_max) { /* a room of thousands */
+        files.rlim_cur = files.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &files);
+    }
+    if (opt.nports < 1) die("--port: at least one port");
+    if (opt.proto != LINE && (opt.join || opt.await_room)) die("--join and --await-room are for --proto line");
+    for (int i = 0; i < opt.nports; i++) {
+        addrs[i] = (struct sockaddr_in){.sin_family = AF_INET, .sin_port = htons((uint16_t)opt.ports[i])};
+        if (inet_pton(AF_INET, opt.host, &addrs[i].sin_addr) != 1) die("--host: an IPv4 address");
+    }
+    if (reach) {
+        /* Senders are connections of their own (room members, or Redis publishers ready at a PING), then the
+           receivers: the room, all of them counted towards reach-all. */
+        int room = strcmp(opt.mode, "capacity") == 0 ? opt.max_clients : opt.clients;
+        nconns = opt.senders + room;
+        conns = calloc((size_t)nconns, sizeof *conns);
+        if (!conns) die("out of memory");
+        for (int i = 0; i < nconns; i++) {
+            struct conn *c = &conns[i];
+            c->fd = -1;
+            c->role = i < opt.senders ? PUBLISHER : RECEIVER;
+            c->sender = i < opt.senders ? i : -1;
+            c->index = i < opt.senders ? i : i - opt.senders;
+            if (c->sender >= 0) sender_conn[i] = i;
+        }
+        epfd = epoll_create1(0);
+        return strcmp(opt.mode, "fanout") == 0 ? run_fanout() : run_capacity();
+    }
 
     /* Line: clients 0..senders-1 also send. Redis: publishers are extra connections. */
     nconns = opt.clients + (opt.proto == REDIS ? opt.senders : 0);
@@ -980,8 +1533,9 @@ int main(int argc, char **argv) {
         struct conn *c = &conns[i];
         c->sender = -1;
         if (opt.proto != REDIS && i < opt.senders) c->role = SENDER, c->sender = i;
-        else if (opt.proto == REDIS && i >= opt.clients) c->role = PUBLISHER, c->sender = i - opt.clients;
+        else if (opt.proto == REDIS && i >= opt.clients) c->role = PUBLISHER, c->sender = i - opt.clients, c->ready = 1;
         else c->role = RECEIVER;
+        c->index = i;
         if (c->sender >= 0) sender_conn[c->sender] = i;
     }
     /* Sampled receivers: spread evenly over the receivers in join order, the last one
@@ -998,66 +1552,10 @@ int main(int argc, char **argv) {
     }
     if (probe < 0) die("no receiver is free to be the probe: more --clients than --senders");
 
-    struct sockaddr_in addr[MAX_PORTS];
-    if (opt.nports < 1) die("--port: at least one port");
-    if (opt.proto != LINE && (opt.join || opt.await_room)) die("--join and --await-room are for --proto line");
-    for (int i = 0; i < opt.nports; i++) {
-        addr[i] = (struct sockaddr_in){.sin_family = AF_INET, .sin_port = htons((uint16_t)opt.ports[i])};
-        if (inet_pton(AF_INET, opt.host, &addr[i].sin_addr) != 1) die("--host: an IPv4 address");
-    }
     epfd = epoll_create1(0);
-    char msg[256];
-    for (int from = 0; from < nconns; from += opt.batch) {
-        int to = from + opt.batch < nconns ? from + opt.batch : nconns;
-        for (int i = from; i < to; i++) {
-            struct conn *c = &conns[i];
-            int port = i % opt.nports;
-            c->fd = open_conn(&addr[port]);
-            if (c->fd < 0) {
-                snprintf(msg, sizeof msg, "cannot connect to %s:%d: %s", opt.host, opt.ports[port], strerror(errno));
-                add_error(msg);
-                emit(0, 0, -1, 0, 0, 0);
-                return 1;
-            }
-            struct epoll_event ev = {.events = EPOLLIN, .data.u32 = (uint32_t)i};
-            epoll_ctl(epfd, EPOLL_CTL_ADD, c->fd, &ev);
-            if (opt.proto == IRC) {
-                char cmd[128];
-                snprintf(c->nick, sizeof c->nick, "bench%d", i);
-                int len = snprintf(cmd, sizeof cmd, "NICK %s\r\nUSER %s 0 * :bench\r\n", c->nick, c->nick);
-                c->out = grow(c->out, &c->out_cap, (size_t)len);
-                memcpy(c->out, cmd, (size_t)len);
-                c->out_len = (size_t)len;
-                arm(c, 1);
-            }
-            if (opt.proto == WS) ws_open(c, opt.ports[port]);
-            if (opt.proto == REDIS && c->role == RECEIVER) {
-                char cmd[256];
-                int len = snprintf(cmd, sizeof cmd, "*2\r\n$9\r\nSUBSCRIBE\r\n$%zu\r\n%s\r\n", strlen(opt.room),
-                                   opt.room);
-                c->out = grow(c->out, &c->out_cap, (size_t)len);
-                memcpy(c->out, cmd, (size_t)len);
-                c->out_len = (size_t)len;
-                arm(c, 1);
-            }
-        }
-        int64_t deadline = now_ns() + (int64_t)(opt.timeout * 1e9);
-        while (ready_count(from, to) < to - from) {
-            if (now_ns() > deadline) {
-                snprintf(msg, sizeof msg, "only %d of %d clients ready after %.0f s", ready_count(0, to), nconns,
-                         opt.timeout);
-                add_error(msg);
-                emit(0, 0, -1, 0, 0, 0);
-                return 1;
-            }
-            poll_once(50, NULL);
-            for (int i = from; i < to; i++)
-                if (conns[i].closed) {
-                    add_error("the server closed a connection while clients connected");
-                    emit(0, 0, -1, 0, 0, 0);
-                    return 1;
-                }
-        }
+    if (connect_range(0, nconns) < 0) {
+        emit(0, 0, -1, 0, 0, 0);
+        return 1;
     }
 
     /* Warm-up, then the measured interval, then the drain. */
@@ -1200,8 +1698,8 @@ static void json_errors(void) {
     putchar(']');
 }
 
-static void emit(double interval, double gen_cpu, double srv_cpu, uint64_t expected, uint64_t delivered,
-                 uint64_t measured) {
+/* The JSON object's common part, from its opening brace through "checks"; the caller prints the rest. */
+static void emit_head(uint64_t expected, uint64_t delivered) {
     uint64_t malformed = bad_length + bad_fields + spliced + unterminated;
     char failures[512] = "";
     int len = 0;
@@ -1215,13 +1713,11 @@ static void emit(double interval, double gen_cpu, double srv_cpu, uint64_t expec
     if (delivered > expected && !duplicates)
         len += snprintf(failures + len, sizeof failures - (size_t)len, "%s\"delivered %" PRIu64 ", more than the %" PRIu64 " sent\"",
                         len ? ", " : "", delivered, expected);
-    uint64_t sent_total = 0;
-    for (int s = 0; s < opt.senders; s++) sent_total += sent[s];
-    double gen_share = interval > 0 ? gen_cpu / interval : 0;
     printf("{\"tool\": \"loadgen\", \"mode\": \"%s\", \"params\": {\"proto\": \"%s\", \"clients\": %d, \"senders\": %d,"
-           " \"size\": %d, \"rate\": %g, \"window\": %d, \"sample\": %d, \"duration\": %g, \"warmup\": %g, \"pids\": [",
+           " \"size\": %d, \"rate\": %g, \"window\": %d, \"sample\": %d, \"duration\": %g, \"warmup\": %g,"
+           " \"timeout\": %g, \"messages\": %d, \"step\": %d, \"max_clients\": %d, \"pids\": [",
            opt.mode, opt.proto == REDIS ? "redis" : opt.proto == IRC ? "irc" : opt.proto == WS ? "ws" : "line", opt.clients, opt.senders, opt.size, opt.rate, opt.window,
-           opt.sample, opt.duration, opt.warmup);
+           opt.sample, opt.duration, opt.warmup, opt.timeout, opt.messages, opt.step, opt.max_clients);
     for (int i = 0; i < opt.npids; i++) printf("%s%d", i ? ", " : "", opt.pids[i]);
     printf("], \"ports\": [");
     for (int i = 0; i < opt.nports; i++) printf("%s%d", i ? ", " : "", opt.ports[i]);
@@ -1233,8 +1729,20 @@ static void emit(double interval, double gen_cpu, double srv_cpu, uint64_t expec
            ", \"foreign\": %" PRIu64 ", \"sampled_lines\": %" PRIu64 "}",
            failures, expected, delivered, losses, duplicates, reorders, bad_length, bad_fields, spliced, unterminated,
            malformed, foreign, sampled_lines);
+}
+
+/* The generator's CPU share over `wall` seconds as gchat.bench reports it: over 90%, it may have been the limit. */
+static void emit_generator(double share, double wall) {
     printf(", \"generator\": {\"cpu\": [{\"worker\": 0, \"cpu\": %.3f, \"wall_s\": %.3f}], \"saturated_workers\": [%s]}",
-           gen_share, interval, gen_share > 0.9 ? "0" : "");
+           share, wall, share > 0.9 ? "0" : "");
+}
+
+static void emit(double interval, double gen_cpu, double srv_cpu, uint64_t expected, uint64_t delivered,
+                 uint64_t measured) {
+    uint64_t sent_total = 0;
+    for (int s = 0; s < opt.senders; s++) sent_total += sent[s];
+    emit_head(expected, delivered);
+    emit_generator(interval > 0 ? gen_cpu / interval : 0, interval);
     printf(", \"results\": {\"interval_s\": %.3f, \"lines_sent\": %" PRIu64 ", \"lines_sent_measured\": %" PRIu64
            ", \"lines_sent_per_s\": %.1f, \"lines_accepted_per_s\": %.1f, \"deliveries_measured\": %" PRIu64
            ", \"deliveries_per_s\": %.1f, \"latency_ms\": ",
