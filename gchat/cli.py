@@ -28,9 +28,7 @@ from gchat.meter import MetricsError
 from gchat.passwords import SecretsError, hash_password, read_operator_file, read_secret_file
 from gchat.rlimit import fit_open_files
 from gchat.server import WEB, CannotListen, ChatServer
-from gchat.store import Store, StoreError
 from gchat.tls import TlsError, server_context
-from gchat.web.wire import parse_origins
 
 log = logging.getLogger("gchat")
 
@@ -92,6 +90,8 @@ def _bus_url(text: str) -> str:
 
 
 def _origins(text: str) -> str:
+    from gchat.web.wire import parse_origins  # see ChatServer._front_ends: the web's modules load on use
+
     try:
         return ",".join(sorted(parse_origins(text)))
     except ValueError as err:
@@ -290,6 +290,8 @@ def main(argv: Optional[list[str]] = None) -> int:
             return 1
     store = None
     if config.store is not None:
+        from gchat.store import Store, StoreError  # sqlite3 and a thread pool, only for --store
+
         try:
             store = Store.open(config.store, config.keep_days, config.keep_lines)
         except StoreError as err:
