@@ -171,6 +171,10 @@ def test_irssi_in_tmux_joins_the_room_of_an_nc_user(irc_server, nc, tmp_path):
     host, port = irc_server.irc_address()
     home = tmp_path / "irssi"
     home.mkdir()
+    # irssi paces a user's commands after a burst (one per 2.2 s): the test would spend 10 s waiting.
+    (home / "config").write_text(
+        'settings = { "irc/core" = { cmd_queue_speed = "0"; cmds_max_at_once = "0"; }; };\n'
+    )
     tmux = Tmux(tmp_path, f"{irssi} --home={home} -n alice -c {host} -p {port}")
     try:
         irc_server.wait_for_log(r"connected as alice \(IRC\)")
