@@ -144,7 +144,12 @@ class ChatServer:
         # The IRC and web front-ends' modules (and the web's WebSocket and HTTP libraries) are
         # imported only for a port that serves them: a server without them imports in 140 ms,
         # not 200 (the suite starts hundreds of servers), and holds none of their code.
-        if config.irc_port is not None or (config.ircs_port is not None and tls is not None):
+        irc_ports: list[tuple[str, int, Optional[ssl.SSLContext]]] = []
+        if config.irc_port is not None:
+            irc_ports.append(("IRC", config.irc_port, None))
+        if config.ircs_port is not None and tls is not None:
+            irc_ports.append(("IRC over TLS", config.ircs_port, tls))
+        if irc_ports:
             from gchat.irc import replies as irc_replies
             from gchat.irc.session import IrcSession
 
@@ -155,10 +160,9 @@ class ChatServer:
                 door=self._door,
                 created=time.strftime("%a %b %d %Y at %H:%M:%S UTC", time.gmtime()),
             )
-            if config.irc_port is not None:
-                fronts.append(_Front("IRC", config.irc_port, irc, None, irc_replies.REFUSALS))
-            if config.ircs_port is not None and tls is not None:
-                fronts.append(_Front("IRC over TLS", config.ircs_port, irc, tls, irc_replies.REFUSALS))
+            fronts += [
+                _Front(name, port, irc, context, irc_replies.REFUSALS) for name, port, context in irc_ports
+            ]
         if config.web_port:
             from gchat.web.session import WebSession
             from gchat.web.wire import Page, parse_origins, refusal_response

@@ -260,8 +260,7 @@ def stream_phase(plan: Plan, coordinator: Coordinator, token: bytes, slow: bool)
             result.deliveries_measured = delivered_to - delivered_from
             result.interval_s = cpu_to[2] - cpu_from[2]
             result.cpu.append(_cpu(plan.worker, cpu_from, cpu_to))
-            if server_from is not None and server_to is not None and result.interval_s > 0:
-                result.server_cpu = (server_to - server_from) / result.interval_s
+            result.server_cpu = _share(server_from, server_to, result.interval_s)
 
         gathered = coordinator.allgather({made.ident: made.sent for made in senders})
         sent = {ident: count for part in gathered for ident, count in part.items()}
@@ -315,6 +314,13 @@ def _snapshots(tally: Tally, measure: Measure, pids: Sequence[int], into: list[S
         if delay > 0:
             gevent.sleep(delay / 1e9)
         into.append((tally.delivered, cpu_times(), server_cpu_s(pids)))
+
+
+def _share(before: Optional[float], after: Optional[float], wall_s: float) -> Optional[float]:
+    """The server's share of a core over ``wall_s`` seconds, from its CPU seconds at both ends (if known)."""
+    if before is None or after is None or wall_s <= 0:
+        return None
+    return (after - before) / wall_s
 
 
 def _cpu(worker: int, start: "tuple[float, float, float]", end: "tuple[float, float, float]") -> Cpu:
@@ -433,8 +439,7 @@ def fanout_phase(plan: Plan, coordinator: Coordinator) -> FanoutResult:
             result.reach_ms.append((reached_ns - sent_ns) / 1e6)
         result.cpu.append(_cpu(plan.worker, started, cpu_times()))
         server_after = server_cpu_s(options.pids) if plan.worker == 0 else None
-        if server_before is not None and server_after is not None and result.cpu[-1].wall_s > 0:
-            result.server_cpu = (server_after - server_before) / result.cpu[-1].wall_s
+        result.server_cpu = _share(server_before, server_after, result.cpu[-1].wall_s)
         result.checks.expected = sent * len(receivers)
         result.checks.delivered = tally.delivered
         for made in inspectors:
@@ -503,9 +508,7 @@ def capacity_phase(plan: Plan) -> CapacityResult:
                 gc.enable()
             step.cpu = _cpu(plan.worker, cpu_before, cpu_times())
             step.lines_sent = sum(sent.values())
-            server_after = server_cpu_s(options.pids)
-            if server_before is not None and server_after is not None and step.cpu.wall_s > 0:
-                step.server_cpu = (server_after - server_before) / step.cpu.wall_s
+            step.server_cpu = _share(server_before, server_cpu_s(options.pids), step.cpu.wall_s)
             result.checks.expected += sum(sent.values()) * len(receivers)
             result.checks.delivered += tally.delivered - delivered_before
             for made in inspectors:
