@@ -509,6 +509,15 @@ def test_binary_messages_are_closed_with_1003(page):
     assert events[0].code == 1003
 
 
+def test_a_binary_frame_then_a_broken_one_in_one_read_closes_once(page):
+    # Found by the fuzz below: the library had already failed the connection for the unmasked
+    # frame when the binary one was refused, and a second close frame raised.
+    browser = open_browser(page)
+    # A binary frame (not final, masked, empty), then a continuation frame sent unmasked.
+    out = browser.conn.receive(b"\x02\x80" + b"\x00" * 4 + b"\x00\x00")
+    assert out.close
+
+
 def test_a_ping_is_answered_with_a_pong(page):
     browser = open_browser(page)
     _, events = browser.send(Ping(b"hi"))

@@ -412,8 +412,10 @@ class WebConnection:
         out.send(_written(ws))
 
     def _close(self, ws: Protocol, out: Output, code: int, reason: str) -> None:
-        ws.send_close(code, reason)
-        out.reason = reason
+        # Once: a connection already closing (a second binary frame in a later read) is left to close.
+        if ws.state is OPEN:
+            ws.send_close(code, reason)
+            out.reason = reason
         out.close = True
 
 
