@@ -50,7 +50,7 @@ from gchat.addresses import format_peer
 from gchat.config import Config
 from gchat.lifecycle import ABORTED, CLOSED, CLOSING, LINGERING, OPEN
 from gchat.output import Flusher, Output
-from gchat.reader import RECV_SIZE, Closing, F, Framer, HangupWatch, Reader
+from gchat.reader import RECV_SIZE, Closing, F, Framer, Reader, Readers
 
 log = logging.getLogger("gchat")
 
@@ -121,7 +121,7 @@ class Connection:
         address: "tuple[str, int]",
         config: Config,
         flusher: Flusher,
-        hangups: HangupWatch,
+        readers: Readers,
         chat: Closing,
         on_left: Callable[["Connection", str], None],
         on_closed: Callable[["Connection"], None],
@@ -138,7 +138,7 @@ class Connection:
         self._shutdown_timeout = config.shutdown_timeout
         self.output = self.output_class(self, sock, flusher, config.max_backlog)
         self._dialect = dialect(self)
-        self.reader: Reader[Any] = Reader(self, self._dialect, sock, config, chat, hangups)
+        self.reader: Reader[Any] = Reader(self, self._dialect, sock, config, chat, readers)
 
     @property
     def queued(self) -> int:

@@ -34,7 +34,7 @@ from gchat.heap import HeapTrimmer
 from gchat.meter import meter_for
 from gchat.operators import OperatorCheck
 from gchat.output import Chorus, Flusher
-from gchat.reader import HangupWatch
+from gchat.reader import Readers
 from gchat.reasons import BANNED, FULL, SHUTDOWN, TOO_MANY
 from gchat.session import Session
 from gchat.tls import accept_tls
@@ -112,7 +112,7 @@ class ChatServer:
         )
         if store is not None:
             self.chat.restore(store.bans(), store.room(LOBBY, config.history))
-        self._hangups = HangupWatch()
+        self._readers = Readers()
         self._heap = HeapTrimmer()
         self._fronts = self._front_ends(config, tls)
         # Places taken under --max-clients and --max-per-ip: connections, and TLS handshakes in progress.
@@ -243,7 +243,7 @@ class ChatServer:
             address,
             self.config,
             self._flusher,
-            self._hangups,
+            self._readers,
             self.chat,
             self._on_left,
             self._on_closed,
