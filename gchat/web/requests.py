@@ -137,11 +137,21 @@ class _Fields:
         return text
 
     def time(self, name: str) -> float:
-        """A Unix time: a finite number (Python's JSON takes NaN and Infinity, JSON does not)."""
+        """A Unix time in microseconds, as events give it, in seconds.
+
+        A finite number (Python's JSON takes NaN and Infinity, JSON does not), and an integer no
+        float can hold is none.
+        """
         value = self._obj.get(name)
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise _Invalid(f"{name} must be a number")
-        return float(value)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            try:
+                seconds = value / 1_000_000
+            except OverflowError:
+                pass
+            else:
+                if math.isfinite(seconds):
+                    return seconds
+        raise _Invalid(f"{name} must be a number")
 
     def limit(self) -> int:
         """How many lines: bounded as ``/history``'s count, so no request reads much of the disk."""
