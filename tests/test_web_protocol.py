@@ -264,6 +264,16 @@ def test_what_is_not_a_request_is_malformed(message):
     assert isinstance(parse(message), Malformed)
 
 
+@pytest.mark.parametrize("message", ['{"type":"rooms"}', ' {"type": "rooms"}\n', '\t{"type":"rooms"} '])
+def test_a_request_parses_with_or_without_whitespace_around_it(message):
+    assert parse(message) == commands.Rooms()
+
+
+@pytest.mark.parametrize("message", ['{"type":"rooms"} {}', '{"type":"rooms"}x', "", " "])
+def test_anything_after_or_instead_of_the_object_is_not_json(message):
+    assert parse(message) == Malformed(requests.NOT_JSON)
+
+
 @pytest.mark.parametrize("limit", [0, -1, commands.HISTORY_MAX + 1, 2.5, True, "20", None])
 def test_a_history_limit_is_bounded_as_the_line_protocols_count(limit):
     message = {"type": "history", "room": "#dev", "before": 99, "limit": limit}
