@@ -14,6 +14,7 @@ from collections.abc import Iterator
 import pytest
 from conftest import ROOT, TIMEOUT, free_port, start_web, web_url
 
+from gchat.web.style import ARRIVED_MEMBERS
 from gchat.web.wire import Page, WebConnection
 
 MS = TIMEOUT * 1000
@@ -115,6 +116,22 @@ def test_a_private_message_has_its_own_pane_with_an_unread_count(start_server, b
     alice.type("in 5")
     nc.expect(f"*{alice.nick}* in 5")
     alice.wait_line("in 5", ".private")
+
+
+def test_a_big_room_shows_its_first_members_and_counts_the_rest_as_they_come_and_go(start_server, browsers):
+    server = start_web(start_server)
+    lines = [server.connect() for _ in range(2 * ARRIVED_MEMBERS)]
+    for line in lines:
+        line.readline(), line.readline()  # the welcome and status lines: it is in #lobby
+    alice = browsers(web_url(server))
+    count, more = alice.page.locator("#member-count"), alice.page.locator("#members li.more")
+    assert (count.inner_text(), more.inner_text()) == ("201", "and 100 more (/who lists everyone)")
+    newcomer = server.join()
+    alice.wait_line(f"{newcomer.nick} joined #lobby")
+    assert (count.inner_text(), more.inner_text()) == ("202", "and 100 more (/who lists everyone)")
+    lines[-1].say("/quit")  # one the page was never told of, in the one room it knows partly
+    alice.wait_line(r"quit \(")
+    assert (count.inner_text(), more.inner_text()) == ("201", "and 99 more (/who lists everyone)")
 
 
 def test_history_is_shown_on_arrival(start_server, browsers):

@@ -24,7 +24,7 @@ from gchat import commands, news
 from gchat.commands import DEFAULT_QUIT_REASON
 from gchat.web import requests
 from gchat.web.requests import Malformed, parse
-from gchat.web.style import OLDER_LINES, TYPES, WebStyle, older_lines
+from gchat.web.style import ARRIVED_MEMBERS, OLDER_LINES, TYPES, WebStyle, older_lines
 from gchat.web.wire import CONTENT_SECURITY_POLICY, Page, Upgraded, WebConnection, parse_origins
 
 HOST = "chat.example:8080"
@@ -62,15 +62,19 @@ class Person:
 MESSAGE = news.Message("#lobby", "alice", "10.0.0.1", "hi <b>", news.Kind.SAY, 99.0)
 
 
-def test_a_room_message_is_one_text_frame_with_its_senders_time():
+def test_a_room_message_is_one_text_frame_with_its_senders_time_in_microseconds_and_no_default_kind():
     assert decode(STYLE.render(MESSAGE)) == {
         "type": "message",
         "room": "#lobby",
         "nick": "alice",
         "text": "hi <b>",
-        "kind": "say",
-        "at": 99.0,
+        "at": 99000000,
     }
+
+
+def test_a_time_is_in_whole_microseconds_as_the_chat_compares_and_keeps_them():
+    at = 1733333333.1234567
+    assert decode(STYLE.render(MESSAGE._replace(at=at)))["at"] == news.micros(at) == 1733333333123457
 
 
 _TEXT = st.text(st.characters(blacklist_categories=("Cs",)))
@@ -89,14 +93,14 @@ def test_an_action_says_so_in_its_kind():
 
 
 def test_news_without_a_time_gets_the_time_it_was_rendered():
-    assert decode(STYLE.render(news.Entered("#dev", "bob", "h")))["at"] == 1234.5
+    assert decode(STYLE.render(news.Entered("#dev", "bob", "h")))["at"] == 1234500000
 
 
 def test_a_notice_is_told_by_its_code():
     assert decode(STYLE.tell(news.Notice.SHUTTING_DOWN, "bob")) == {
         "type": "notice",
         "code": "shutting_down",
-        "at": 1234.5,
+        "at": 1234500000,
     }
 
 
@@ -115,8 +119,23 @@ def test_arrival_carries_members_topic_and_history_as_message_events():
     arrived = news.Arrived("#lobby", "bob", "h", (member,), "welcome", (MESSAGE,), True)
     event = decode(STYLE.tell(arrived, "bob"))
     assert event["members"] == [{"nick": "bob", "oper": True}]
+    assert event["count"] == 1
     assert event["history"] == [decode(STYLE.render(MESSAGE))]
     assert (event["type"], event["topic"], event["first"]) == ("arrived", "welcome", True)
+
+
+def test_an_arrival_lists_the_first_members_and_counts_them_all():
+    people = [Person(f"u{n}", "h", False, "") for n in range(3 * ARRIVED_MEMBERS)]
+    arrived = news.Arrived("#big", "u0", "h", people, "", (), False)
+    event = decode(STYLE.tell(arrived, "u0"))
+    assert event["count"] == 3 * ARRIVED_MEMBERS
+    assert event["members"] == [{"nick": f"u{n}"} for n in range(ARRIVED_MEMBERS)]
+
+
+def test_a_member_list_asked_for_lists_everyone():
+    people = [Person(f"u{n}", "h", False, "") for n in range(3 * ARRIVED_MEMBERS)]
+    event = decode(STYLE.tell(news.MemberList("#big", people), "u0"))
+    assert len(event["members"]) == 3 * ARRIVED_MEMBERS
 
 
 def test_a_member_carries_oper_and_away_only_when_so():
@@ -134,7 +153,7 @@ def test_older_lines_are_the_message_events_of_an_arrivals_history():
         "room": "#lobby",
         "history": [decode(STYLE.render(MESSAGE))],
         "more": True,
-        "at": 1234.5,
+        "at": 1234500000,
     }
 
 
@@ -198,14 +217,17 @@ def keys(value):
         ({"type": "pass", "password": "s3cret"}, commands.Pass("s3cret")),
         ({"type": "ping", "id": "7"}, requests.Ping("7")),
         (
-            {"type": "history", "room": "#dev", "before": 99.5, "limit": 30},
+            {"type": "history", "room": "#dev", "before": 99500000, "limit": 30},
             requests.History("#dev", 99.5, 30),
         ),
         (
-            {"type": "history", "room": "#dev", "before": 99},
+            {"type": "history", "room": "#dev", "before": 99000000},
             requests.History("#dev", 99.0, commands.HISTORY_LINES),
         ),
-        ({"type": "history", "room": "#dev", "before": 1, "limit": 100}, requests.History("#dev", 1.0, 100)),
+        (
+            {"type": "history", "room": "#dev", "before": 1000000, "limit": 100},
+            requests.History("#dev", 1.0, 100),
+        ),
     ],
 )
 def test_each_request_type_parses(message, request_):
@@ -235,10 +257,21 @@ def test_every_documented_type_has_a_parser():
         '{"type": "history", "room": "#dev", "before": true}',
         '{"type": "history", "room": "#dev", "before": NaN}',
         '{"type": "history", "room": "#dev", "before": Infinity}',
+        '{"type": "history", "room": "#dev", "before": 1%s}' % ("0" * 400),
     ],
 )
 def test_what_is_not_a_request_is_malformed(message):
     assert isinstance(parse(message), Malformed)
+
+
+@pytest.mark.parametrize("message", ['{"type":"rooms"}', ' {"type": "rooms"}\n', '\t{"type":"rooms"} '])
+def test_a_request_parses_with_or_without_whitespace_around_it(message):
+    assert parse(message) == commands.Rooms()
+
+
+@pytest.mark.parametrize("message", ['{"type":"rooms"} {}', '{"type":"rooms"}x', "", " "])
+def test_anything_after_or_instead_of_the_object_is_not_json(message):
+    assert parse(message) == Malformed(requests.NOT_JSON)
 
 
 @pytest.mark.parametrize("limit", [0, -1, commands.HISTORY_MAX + 1, 2.5, True, "20", None])

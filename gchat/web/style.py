@@ -4,11 +4,22 @@ An event is a JSON object whose ``type`` names the news (``message``,
 ``entered``, ... see ``TYPES``) and whose other members are the news' fields,
 so the protocol follows ``gchat.news`` mechanically: a kind or notice is its
 name in lower case, a member ``{"nick"}`` with ``"oper": true`` and
-``"away": TEXT`` only when so (a join into a room of thousands is sent its
-member list: half the bytes), a history a list of
-``message`` events. Addresses (``host``) are left out: a browser user has no
-use for everyone's IP address. Every event has ``at`` (Unix time, seconds):
-the sender's time for a message, the time it was rendered for the rest.
+``"away": TEXT`` only when so, a history a list of ``message`` events. An
+arrival lists at most ``ARRIVED_MEMBERS`` of the room's members, with their
+``count``, as large chat services load member lists lazily: a join into a
+room of n members costs the server O(1) output rather than O(n), so a join
+storm into a room of thousands queues kilobytes per joiner, not the room's
+whole list each (O(n²) in all), and one user joining and leaving in a loop
+cannot make the server write a big room's list each time. ``who`` still
+lists every member. Addresses (``host``) are left out: a browser user has no
+use for everyone's IP address. Every event has ``at`` (Unix time in whole
+microseconds, as the chat compares and keeps times, so a ``history``
+request's ``before`` is exact): the sender's time for a message, the time it
+was rendered for the rest. A message's ``kind`` is left out when it is
+``say``. Both are for the bytes and the CPU: every chat line is sent to
+every member, and what the kernel copies per delivery is most of a big
+room's cost (``"kind":"say"`` and a float's digits were a tenth of a 64-byte
+line's event, and a float's ``repr`` a sixth of its rendering).
 
 Server-to-client frames are never masked (RFC 6455 section 5.1) and no
 extension is negotiated, so a frame's bytes do not depend on the connection:
@@ -21,6 +32,7 @@ connection with no word of the wire.
 
 import dataclasses
 import enum
+import itertools
 import json
 import time
 from collections.abc import Collection, Iterable, Sequence
@@ -31,6 +43,7 @@ from typing import Callable, Union, cast
 from websockets.frames import Close, CloseCode, Frame, Opcode
 
 from gchat import news
+from gchat.news import Kind, micros
 
 Json = Union[None, bool, int, float, str, "list[Json]", "dict[str, Json]"]
 
@@ -71,13 +84,23 @@ _LAST_WORDS = {news.Notice.BYE: CloseCode.NORMAL_CLOSURE, news.Notice.SHUTTING_D
 _HIDDEN = frozenset({"host"})
 # The field of a listing (``Arrived``, ``MemberList``) that holds its people.
 _MEMBERS = "members"
+# The most members an ``arrived`` lists (the earliest to come); its ``count`` says how many there are.
+ARRIVED_MEMBERS = 100
+# The field beside an arrival's members that counts them all.
+COUNT = "count"
 
 
 _JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 
 
-# A chat line's event; ``kind`` is a ``news.Kind`` value (no character to escape), ``at`` a finite float.
-_MESSAGE = '{"type":"message","room":%s,"nick":%s,"text":%s,"kind":"%s","at":%r}'
+# A chat line's event: the ``kind`` member (empty for ``say``; a ``news.Kind`` value has no character
+# to escape), then ``at`` in microseconds.
+_MESSAGE = '{"type":"message","room":%s,"nick":%s,"text":%s%s,"at":%d}'
+_KIND = ',"kind":"%s"'
+# The field of a message left out when it is the default, and that default.
+_KIND_FIELD, _SAY = "kind", Kind.SAY
+# The field that holds an event's time.
+_AT = "at"
 # A string as JSON (quoted, escaped) with ensure_ascii off: the encoder's own C function.
 _string: Callable[[str], str] = encode_basestring
 
@@ -98,7 +121,7 @@ def close_frame(code: int, reason: str) -> bytes:
 
 def event(kind: str, at: float, **fields: Json) -> bytes:
     """A frame for an event that is not news (session replies such as ``pong`` or ``error``)."""
-    return text_frame({"type": kind, **fields, "at": at})
+    return text_frame({"type": kind, **fields, _AT: micros(at)})
 
 
 def older_lines(room: str, lines: "Sequence[news.Message]", more: bool, at: float) -> bytes:
@@ -140,8 +163,14 @@ def _object(item: object) -> "dict[str, Json]":
         if name == _MEMBERS:
             # Straight to each member's object: the generic walk's tests per item took 6 ms
             # of a join into a room of 3,000.
-            obj[name] = [_person(person) for person in getattr(item, name)]
-        elif name not in _HIDDEN:
+            people: Iterable[news.Person] = getattr(item, name)
+            if isinstance(item, news.Arrived):
+                obj[COUNT] = len(item.members)
+                people = itertools.islice(people, ARRIVED_MEMBERS)
+            obj[name] = [_person(person) for person in people]
+        elif name == _AT:
+            obj[name] = micros(getattr(item, name))
+        elif name not in _HIDDEN and not (name == _KIND_FIELD and getattr(item, name) is _SAY):
             obj[name] = _value(getattr(item, name))
     return obj
 
@@ -162,9 +191,16 @@ class WebStyle:
         if type(item) is news.Message:
             # Every chat line: its JSON written by template, as the encoder would write its dict
             # (same members, order and separators) for 40% of the cost: no dict, no encoder object.
+            kind = item.kind
             return _text(
                 _MESSAGE
-                % (_string(item.room), _string(item.nick), _string(item.text), item.kind.value, item.at)
+                % (
+                    _string(item.room),
+                    _string(item.nick),
+                    _string(item.text),
+                    "" if kind is _SAY else _KIND % kind.value,
+                    micros(item.at),
+                )
             )
         return self._frame(item)
 
@@ -174,11 +210,11 @@ class WebStyle:
     def _frame(self, item: "Union[news.Personal, news.Shared]") -> bytes:
         if isinstance(item, news.Notice):
             obj: dict[str, Json] = {"type": TYPES[news.Notice], "code": _value(item)}
-            obj["at"] = self.clock()
+            obj[_AT] = micros(self.clock())
             code = _LAST_WORDS.get(item)
             if code is not None:
                 return text_frame(obj) + close_frame(code, item.value)
         else:
             obj = _object(item)
-        obj.setdefault("at", self.clock())
+        obj.setdefault(_AT, micros(self.clock()))
         return text_frame(obj)

@@ -86,7 +86,8 @@
       const log = document.createElement("div");
       log.className = "pane-log";
       // oldest: the time of the oldest line shown (older ones are asked for before it); done: no older ones.
-      p = { key, log, unread: 0, joined: false, members: new Map(), topic: "", last: 0, oldest: null, done: false };
+      // members: those the page knows of (an arrival lists the first 100); count: all of them.
+      p = { key, log, unread: 0, joined: false, members: new Map(), count: 0, topic: "", last: 0, oldest: null, done: false };
       if (isRoom(key)) {
         // Always there, empty or not, so that "Loading older lines…" appearing moves no line.
         p.marker = document.createElement("div");
@@ -103,7 +104,7 @@
   const isRoom = (key) => key.startsWith("#");
 
   function clock(at) {
-    const d = new Date(at * 1000);
+    const d = new Date(at / 1000);
     return d.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
   }
 
@@ -128,7 +129,7 @@
     div.className = "line " + kind;
     const time = document.createElement("time");
     time.textContent = clock(at);
-    time.dateTime = new Date(at * 1000).toISOString();
+    time.dateTime = new Date(at / 1000).toISOString();
     div.append(time);
     const body = document.createElement("span");
     body.className = "body";
@@ -152,7 +153,8 @@
     return div;
   }
 
-  function notice(text, kind = "notice", at = Date.now() / 1000) {
+  // at: Unix time in microseconds, as every event has it.
+  function notice(text, kind = "notice", at = Date.now() * 1000) {
     line(current || "#lobby", kind, at, text);
   }
 
@@ -263,7 +265,7 @@
     for (const p of panes.values()) {
       if (p.key !== current) unread += p.unread;
       if (isRoom(p.key) && p.joined) {
-        item(ui.rooms, p.key, p.key, p.members.size, p.unread, () => select(p.key));
+        item(ui.rooms, p.key, p.key, p.count, p.unread, () => select(p.key));
       } else if (!isRoom(p.key)) {
         item(ui.conversations, p.key, p.nick, null, p.unread, () => select(p.key));
       }
@@ -281,7 +283,7 @@
     const p = current && panes.get(current);
     const room = p && isRoom(p.key);
     ui.membersToggle.hidden = !room;
-    ui.memberCount.textContent = room ? String(p.members.size) : "";
+    ui.memberCount.textContent = room ? String(p.count) : "";
     if (!room) return;
     const sorted = [...p.members.values()].sort((a, b) => a.nick.toLowerCase().localeCompare(b.nick.toLowerCase()));
     for (const m of sorted) {
@@ -293,6 +295,12 @@
         li.title = "away: " + m.away;
       }
       if (m.nick === me) li.classList.add("self");
+      ui.members.append(li);
+    }
+    if (p.count > p.members.size) {
+      const li = document.createElement("li");
+      li.className = "more";
+      li.textContent = `and ${p.count - p.members.size} more (/who lists everyone)`;
       ui.members.append(li);
     }
   }
@@ -315,6 +323,22 @@
     return [...panes.values()].filter((p) => isRoom(p.key) && p.joined && p.members.has(key));
   }
 
+  // The rooms of which the page knows only some members (an arrival lists at most 100).
+  function partlyKnown() {
+    return [...panes.values()].filter((p) => isRoom(p.key) && p.joined && p.count > p.members.size);
+  }
+
+  // Members the page was told of all at once: an arrival's first ones (itself included), or a who.
+  function knowMembers(p, list, count) {
+    p.members = new Map(list.map((m) => [m.nick.toLowerCase(), m]));
+    if (me && !p.members.has(me.toLowerCase())) p.members.set(me.toLowerCase(), { nick: me });
+    p.count = Math.max(count, p.members.size);
+  }
+
+  function memberLeft(p, nick) {
+    if (p.members.delete(nick.toLowerCase()) || p.count > p.members.size) p.count -= 1;
+  }
+
   // After a reconnection: the nick and rooms this page had, to be taken back.
   const reconnecting = { active: false, nick: "", rooms: new Set(), had: new Set() };
 
@@ -324,8 +348,8 @@
     const back = reconnecting.rooms.has(key);
     p.joined = true;
     p.topic = e.topic;
-    p.members = new Map(e.members.map((m) => [m.nick.toLowerCase(), m]));
     setMe(e.nick);
+    knowMembers(p, e.members, e.count);
     if (p.oldest === null) p.oldest = e.history.length ? e.history[0].at : e.at;
     for (const m of e.history) if (m.at > p.last) showMessage(key, m, "message history");
     if (e.history.length) p.last = Math.max(p.last, e.history[e.history.length - 1].at);
@@ -373,6 +397,7 @@
       }
       case "entered": {
         const p = pane(roomKey(e.room));
+        if (!p.members.has(e.nick.toLowerCase())) p.count += 1;
         p.members.set(e.nick.toLowerCase(), { nick: e.nick });
         line(p.key, "event", e.at, nickSpan(e.nick), ` joined ${p.key}`);
         renderLists();
@@ -381,23 +406,27 @@
       }
       case "parted": {
         const p = pane(roomKey(e.room));
-        p.members.delete(e.nick.toLowerCase());
+        memberLeft(p, e.nick);
         line(p.key, "event", e.at, nickSpan(e.nick), ` left ${p.key}` + (e.reason ? ` (${e.reason})` : ""));
         renderLists();
         renderMembers();
         break;
       }
-      case "gone":
-        for (const p of membersOf(e.nick)) {
-          p.members.delete(e.nick.toLowerCase());
+      case "gone": {
+        // One the page never heard of was in a room it knows only partly: if that is one room, there.
+        const known = membersOf(e.nick);
+        const partly = partlyKnown();
+        for (const p of known.length ? known : partly.length === 1 ? partly : []) {
+          memberLeft(p, e.nick);
           line(p.key, "event", e.at, nickSpan(e.nick), ` quit (${e.reason})`);
         }
         renderLists();
         renderMembers();
         break;
+      }
       case "kicked": {
         const p = pane(roomKey(e.room));
-        p.members.delete(e.nick.toLowerCase());
+        memberLeft(p, e.nick);
         line(p.key, "event", e.at, nickSpan(e.nick), ` was kicked by ${e.by} (${e.reason})`);
         renderLists();
         renderMembers();
@@ -428,6 +457,7 @@
         p.joined = false;
         olderCancelled(p.key);
         p.members.clear();
+        p.count = 0;
         line(p.key, "notice", e.at, `You left ${p.key}`);
         if (current === p.key) {
           const next = [...panes.values()].find((q) => q.joined);
@@ -453,16 +483,22 @@
       }
       case "room_list":
         allRooms = e.rooms.map((r) => [r[0], r[1]]);
+        // The counts of the rooms this page is in, fresh: those of members it never heard of leaving too.
+        for (const [room, count] of allRooms) {
+          const p = panes.get(roomKey(room));
+          if (p && p.joined && count >= p.members.size) p.count = count;
+        }
         if (roomListAsked > 0) {
           roomListAsked -= 1;
         } else {
           notice(`Rooms (${e.rooms.length}): ` + e.rooms.map((r) => `${r[0]} (${r[1]})`).join(", "), "notice", e.at);
         }
         renderLists();
+        renderMembers();
         break;
       case "member_list": {
         const p = pane(roomKey(e.room));
-        p.members = new Map(e.members.map((m) => [m.nick.toLowerCase(), m]));
+        if (p.joined) knowMembers(p, e.members, e.members.length);
         notice(`In ${p.key} (${e.members.length}): ` + e.members.map((m) => m.nick).join(", "), "notice", e.at);
         renderLists();
         renderMembers();
