@@ -34,6 +34,7 @@ import pytest
 from hypothesis import HealthCheck, settings
 from prometheus_client.parser import text_string_to_metric_families
 
+from gchat.addresses import format_peer
 from gchat.bench.procs import read_rss_kb, read_status_kb
 from gchat.store import decode_chunk
 
@@ -85,6 +86,8 @@ class LineClient:
         sock = socket.create_connection(
             address, timeout=timeout, source_address=None if source is None else (source, 0)
         )
+        # The server's log names a connection by this address (its peer).
+        self.peer = format_peer(sock.getsockname())
         if tls is not None:
             sock = tls.wrap_socket(sock, server_hostname=address[0], suppress_ragged_eofs=False)
         self.sock = sock
@@ -415,6 +418,20 @@ class ChatServer:
     def wait(self, timeout: float = TIMEOUT) -> int:
         return self.proc.wait(timeout)
 
+    def dismiss(self) -> None:
+        """Close every client, and wait until the server has let each one go (its log line).
+
+        For a server several tests share (``shared``): a test's clients have left the chat
+        before the next test's clients come in, so none of their notices reach them.
+        Clients the server never took into the chat (refused at the door) are not for it.
+        """
+        clients = [*self.clients, *self.irc_clients]
+        self.clients, self.irc_clients = [], []
+        for client in clients:
+            client.close()
+        for client in clients:
+            self.wait_for_log(rf"^{re.escape(client.peer)} \S+ disconnected \(")
+
     def stop(self) -> None:
         for client in [*self.clients, *self.irc_clients]:
             client.close()
@@ -426,9 +443,9 @@ class ChatServer:
         self.proc.stderr.close()
 
 
-@pytest.fixture
-def start_server() -> Iterator[Callable[..., ChatServer]]:
-    """Start servers with the given flags; all are killed after the test."""
+@contextlib.contextmanager
+def servers() -> Iterator[Callable[..., ChatServer]]:
+    """Start servers with the given flags; all are killed at the end."""
     started: list[ChatServer] = []
 
     def start(
@@ -438,9 +455,45 @@ def start_server() -> Iterator[Callable[..., ChatServer]]:
         started.append(server)
         return server
 
-    yield start
-    for server in started:
-        server.stop()
+    try:
+        yield start
+    finally:
+        for server in started:
+            server.stop()
+
+
+@pytest.fixture
+def start_server() -> Iterator[Callable[..., ChatServer]]:
+    """Start servers with the given flags; all are killed after the test."""
+    with servers() as start:
+        yield start
+
+
+@pytest.fixture(scope="module")
+def start_module_server() -> Iterator[Callable[..., ChatServer]]:
+    """Start servers the tests of a module share (through ``shared``); killed after the module."""
+    with servers() as start:
+        yield start
+
+
+def shared(server: ChatServer) -> Iterator[ChatServer]:
+    """A fixture's body: ``server`` for one test, its clients dismissed after it.
+
+    A server costs a process start (a third of a second); tests that only need a
+    server of some flags share one. Each takes names no other test has (``unique``),
+    so their nicks and rooms cannot meet; a test that needs a server alone (counts,
+    limits, server-wide state, other flags) starts its own.
+    """
+    yield server
+    server.dismiss()
+
+
+_serial = itertools.count(1)
+
+
+def unique(name: str) -> str:
+    """``name`` and a number no other test of the session got: a nick or room of the test's own."""
+    return f"{name}{next(_serial)}"
 
 
 @pytest.fixture

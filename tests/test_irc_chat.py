@@ -443,7 +443,7 @@ def test_private_messages_over_the_budget_are_263(start_server):
 
 
 def test_an_irc_client_that_stops_answering_pings_quits_its_rooms_with_idle_timeout(start_server):
-    server = start_server("--rate", "0", "--irc-port", "0", "--idle-timeout", "4")
+    server = start_server("--rate", "0", "--irc-port", "0", "--idle-timeout", "3")
     bob = server.irc("bob")
     bob.join("#room")
     alice = server.irc("alice")

@@ -342,7 +342,7 @@ def test_every_disconnect_reason_the_readme_names_is_there_at_zero_from_the_star
 
 
 def test_connections_total_is_open_plus_every_disconnect(start_server):
-    server, port = start_metered(start_server, "--max-clients", "3", "--idle-timeout", "5")
+    server, port = start_metered(start_server, "--max-clients", "3", "--idle-timeout", "3")
     a, b, c = server.join(), server.join(), server.join()
     assert_connections_add_up(port, 3, 3)
     assert server.connect().read_to_eof() == SERVER_FULL
