@@ -313,6 +313,8 @@ class ChatServer:
         self._reader.start()
         self.clients: list[LineClient] = []
         self.irc_clients: list[IrcClient] = []
+        # Where the log was when each client connected: its lines come after (see dismiss).
+        self._log_at: dict[LineClient, int] = {}
         try:
             # The host is [IPv6] or has no colon; the line may be inside a JSON record.
             match = self.wait_for_log(r"gchat listening on (\[[^\]]*\]|[^\s:]+):(\d+)")
@@ -334,13 +336,15 @@ class ChatServer:
         with self._log_changed:
             self._log_changed.notify_all()
 
-    def wait_for_log(self, pattern: str, timeout: float = TIMEOUT, count: int = 1) -> "re.Match[str]":
-        """The ``count``-th log line matching ``pattern``, once it is there."""
+    def wait_for_log(
+        self, pattern: str, timeout: float = TIMEOUT, count: int = 1, since: int = 0
+    ) -> "re.Match[str]":
+        """The ``count``-th log line matching ``pattern`` from line ``since`` on, once it is there."""
         regex = re.compile(pattern)
         deadline = time.monotonic() + timeout
         with self._log_changed:
             while True:
-                matches = [match for match in map(regex.search, self.log) if match]
+                matches = [match for match in map(regex.search, self.log[since:]) if match]
                 if len(matches) >= count:
                     return matches[count - 1]
                 remaining = deadline - time.monotonic()
@@ -355,6 +359,7 @@ class ChatServer:
     def connect(self, timeout: float = TIMEOUT, source: Optional[str] = None) -> LineClient:
         """A raw connection; nothing read yet."""
         client = LineClient(self.address, timeout, self.tls, source)
+        self._log_at[client] = len(self.log)
         self.clients.append(client)
         return client
 
@@ -383,6 +388,7 @@ class ChatServer:
     def irc_connect(self, tls: Optional[ssl.SSLContext] = None, source: Optional[str] = None) -> IrcClient:
         """A raw IRC connection (TLS with ``tls``); nothing sent yet."""
         client = IrcClient(self.irc_address(tls is not None), TIMEOUT, tls, source)
+        self._log_at[client] = len(self.log)
         self.irc_clients.append(client)
         return client
 
@@ -430,7 +436,9 @@ class ChatServer:
         for client in clients:
             client.close()
         for client in clients:
-            self.wait_for_log(rf"^{re.escape(client.peer)} \S+ disconnected \(")
+            # From where the log was at its connect: an earlier client may have had its port.
+            since = self._log_at.pop(client)
+            self.wait_for_log(rf"^{re.escape(client.peer)} \S+ disconnected \(", since=since)
 
     def stop(self) -> None:
         for client in [*self.clients, *self.irc_clients]:
