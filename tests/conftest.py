@@ -487,21 +487,15 @@ def start_module_server() -> Iterator[Callable[..., ChatServer]]:
 def shared(server: ChatServer) -> Iterator[ChatServer]:
     """A fixture's body: ``server`` for one test, its clients dismissed after it.
 
-    A server costs a process start (a third of a second); tests that only need a
-    server of some flags share one. Each takes names no other test has (``unique``),
-    so their nicks and rooms cannot meet; a test that needs a server alone (counts,
-    limits, server-wide state, other flags) starts its own.
+    A server costs a process start (a third of a second of CPU); tests that only
+    need a server of some flags share one. Once a test's clients are dismissed, the
+    next test finds the chat empty: its nicks free, its rooms forgotten. What
+    outlives clients does not reset: the guest numbers, the lobby's history, bans,
+    topics, per-address budgets and pauses. A test that depends on those, or on
+    being alone with the server, starts its own.
     """
     yield server
     server.dismiss()
-
-
-_serial = itertools.count(1)
-
-
-def unique(name: str) -> str:
-    """``name`` and a number no other test of the session got: a nick or room of the test's own."""
-    return f"{name}{next(_serial)}"
 
 
 @pytest.fixture

@@ -1,7 +1,7 @@
 """IRC clients on --irc-port: registration, CAP, PASS, limits, PING/PONG, QUIT, over real sockets."""
 
 import pytest
-from conftest import IRC_SERVER, TIMEOUT, run_gchat, shared, unique
+from conftest import IRC_SERVER, TIMEOUT, run_gchat, shared
 
 S = f":{IRC_SERVER}"
 CAPS = (
@@ -16,7 +16,7 @@ def module_irc_server(start_module_server):
 
 @pytest.fixture
 def irc_server(module_irc_server):
-    """The module's IRC server, shared: each test's nicks and rooms are its own (``unique``)."""
+    """The module's IRC server, shared by the tests that need no server of their own."""
     yield from shared(module_irc_server)
 
 
@@ -24,9 +24,8 @@ def irc_server(module_irc_server):
 
 
 def test_registration_is_welcomed_with_001_to_005_lusers_and_no_motd(irc_server):
-    alice = unique("alice")
-    lines = irc_server.irc_connect().register(alice)
-    assert lines[0] == f"{S} 001 {alice} :Welcome to the gchat IRC network, {alice}!{alice}@127.0.0.1"
+    lines = irc_server.irc_connect().register("alice")
+    assert lines[0] == f"{S} 001 alice :Welcome to the gchat IRC network, alice!alice@127.0.0.1"
     assert [line.split()[1] for line in lines] == [
         "001",
         "002",
@@ -38,11 +37,11 @@ def test_registration_is_welcomed_with_001_to_005_lusers_and_no_motd(irc_server)
         "255",
         "422",
     ]
-    assert lines[-1] == f"{S} 422 {alice} :MOTD File is missing"
+    assert lines[-1] == f"{S} 422 alice :MOTD File is missing"
 
 
 def test_isupport_says_what_the_chat_allows(irc_server):
-    isupport = irc_server.irc_connect().register(unique("alice"))[4].split(" :")[0].split()[3:]
+    isupport = irc_server.irc_connect().register("alice")[4].split(" :")[0].split()[3:]
     for token in (
         "CASEMAPPING=ascii",
         "CHANTYPES=#",
@@ -60,7 +59,7 @@ def test_isupport_says_what_the_chat_allows(irc_server):
 
 
 def test_the_line_port_still_speaks_the_line_protocol(irc_server):
-    irc_server.irc(unique("alice"))
+    irc_server.irc("alice")
     client = irc_server.join()
     client.ping()
 
@@ -87,24 +86,22 @@ def test_a_nick_taken_by_a_line_client_is_433_ignoring_case(irc_server):
 
 
 def test_a_nick_refused_at_registration_can_be_replaced(irc_server):
-    taken, free = unique("taken"), unique("free")
-    irc_server.irc(taken)
+    irc_server.irc("taken")
     client = irc_server.irc_connect()
-    client.send_line(f"NICK {taken}", "USER u 0 * :r")
-    assert client.readline() == f"{S} 433 * {taken} :Nickname is already in use"
-    client.send_line(f"NICK {free}")
-    assert client.readline().startswith(f"{S} 001 {free} ")
+    client.send_line("NICK taken", "USER u 0 * :r")
+    assert client.readline() == f"{S} 433 * taken :Nickname is already in use"
+    client.send_line("NICK free")
+    assert client.readline().startswith(f"{S} 001 free ")
 
 
 def test_cap_negotiation_holds_registration_until_cap_end(irc_server):
-    alice = unique("alice")
     client = irc_server.irc_connect()
-    client.send_line("CAP LS 302", f"NICK {alice}", f"USER {alice} 0 * :A")
+    client.send_line("CAP LS 302", "NICK alice", "USER alice 0 * :A")
     assert client.readline() == f"{S} CAP * LS :{CAPS}"
     client.sync()
     client.send_line("CAP REQ :server-time echo-message", "CAP END")
-    assert client.readline() == f"{S} CAP {alice} ACK :server-time echo-message"
-    assert client.readline().startswith(f"{S} 001 {alice} ")
+    assert client.readline() == f"{S} CAP alice ACK :server-time echo-message"
+    assert client.readline().startswith(f"{S} 001 alice ")
 
 
 def test_cap_req_with_an_unknown_cap_is_nakd(irc_server):
@@ -114,28 +111,28 @@ def test_cap_req_with_an_unknown_cap_is_nakd(irc_server):
 
 
 def test_cap_list_after_registration_shows_the_caps(irc_server):
-    client = irc_server.irc(unique("alice"), caps=("server-time", "batch"))
+    client = irc_server.irc("alice", caps=("server-time", "batch"))
     client.send_line("CAP LIST")
-    assert client.readline() == f"{S} CAP {client.nick} LIST :batch cap-notify server-time"
+    assert client.readline() == f"{S} CAP alice LIST :batch cap-notify server-time"
 
 
 def test_user_and_pass_after_registration_are_462(irc_server):
-    client = irc_server.irc(unique("alice"))
+    client = irc_server.irc("alice")
     client.send_line("USER a 0 * :b", "PASS x")
-    assert client.readline() == f"{S} 462 {client.nick} :You may not reregister"
-    assert client.readline() == f"{S} 462 {client.nick} :You may not reregister"
+    assert client.readline() == f"{S} 462 alice :You may not reregister"
+    assert client.readline() == f"{S} 462 alice :You may not reregister"
 
 
 def test_unknown_command_is_421(irc_server):
-    client = irc_server.irc(unique("alice"))
+    client = irc_server.irc("alice")
     client.send_line("FROBNICATE now")
-    assert client.readline() == f"{S} 421 {client.nick} FROBNICATE :Unknown command"
+    assert client.readline() == f"{S} 421 alice FROBNICATE :Unknown command"
 
 
 def test_missing_parameters_are_461(irc_server):
-    client = irc_server.irc(unique("alice"))
+    client = irc_server.irc("alice")
     client.send_line("KICK #a")
-    assert client.readline() == f"{S} 461 {client.nick} KICK :Not enough parameters"
+    assert client.readline() == f"{S} 461 alice KICK :Not enough parameters"
 
 
 # Password
@@ -171,45 +168,46 @@ def test_no_pass_on_a_locked_server_is_464(locked_server):
 
 
 def test_a_line_over_512_bytes_is_417_and_the_next_line_works(irc_server):
-    client = irc_server.irc(unique("alice"))
-    client.send_line(f"PRIVMSG {client.nick} :" + "x" * 500)
-    assert client.readline() == f"{S} 417 {client.nick} :Input line was too long"
+    client = irc_server.irc("alice")
+    client.send_line("PRIVMSG alice :" + "x" * 500)
+    assert client.readline() == f"{S} 417 alice :Input line was too long"
     client.sync()
 
 
 def test_a_message_too_long_to_relay_in_one_line_is_417_and_not_relayed(irc_server):
-    alice, bob, room = irc_server.irc(unique("alice")), irc_server.irc(unique("bob")), unique("#room")
-    alice.join(room)
-    bob.join(room)
-    assert alice.readline() == f":{bob.nick}!{bob.nick}@127.0.0.1 JOIN :{room}"
+    alice = irc_server.irc("alice")
+    bob = irc_server.irc("bob")
+    alice.join("#room")
+    bob.join("#room")
+    assert alice.readline() == ":bob!bob@127.0.0.1 JOIN :#room"
     # 510 bytes in: within the limit, but with the sender's prefix it would not fit 512 out.
-    bob.send_line(f"PRIVMSG {room} :" + "x" * (510 - len(f"PRIVMSG {room} :")))
-    assert bob.readline() == f"{S} 417 {bob.nick} :Input line was too long"
-    bob.send_line(f"PRIVMSG {room} :fits")
-    assert alice.readline() == f":{bob.nick}!{bob.nick}@127.0.0.1 PRIVMSG {room} :fits"
+    bob.send_line("PRIVMSG #room :" + "x" * (510 - len("PRIVMSG #room :")))
+    assert bob.readline() == f"{S} 417 bob :Input line was too long"
+    bob.send_line("PRIVMSG #room :fits")
+    assert alice.readline() == ":bob!bob@127.0.0.1 PRIVMSG #room :fits"
 
 
 def test_invalid_utf8_is_warned_and_relayed_with_replacement_characters(irc_server):
-    alice = irc_server.irc(unique("alice"))
+    alice = irc_server.irc("alice")
     line = irc_server.join()
     alice.join("#lobby")
-    line.expect(f"*** {alice.nick} joined #lobby")
+    line.expect("*** alice joined #lobby")
     alice.send(b"PRIVMSG #lobby :caf\xe9\r\n")
     assert alice.readline() == f"{S} WARN PRIVMSG INVALID_UTF8 :Invalid UTF-8 was replaced with U+FFFD"
-    assert line.readline() == f"<{alice.nick}> caf\ufffd"
+    assert line.readline() == "<alice> caf\ufffd"
 
 
 def test_tags_over_4094_bytes_are_417(irc_server):
-    client = irc_server.irc(unique("alice"))
+    client = irc_server.irc("alice")
     client.send_line("@+a=" + "x" * 4092 + " PING :x")
-    assert client.readline() == f"{S} 417 {client.nick} :Input line was too long"
+    assert client.readline() == f"{S} 417 alice :Input line was too long"
     client.sync()
 
 
 def test_a_line_over_every_limit_is_417_once_and_the_next_line_works(irc_server):
-    client = irc_server.irc(unique("alice"))
+    client = irc_server.irc("alice")
     client.send_line("@a=" + "x" * 10000 + " PING :x")
-    assert client.readline() == f"{S} 417 {client.nick} :Input line was too long"
+    assert client.readline() == f"{S} 417 alice :Input line was too long"
     client.sync()
 
 
@@ -231,7 +229,7 @@ def test_max_clients_counts_irc_clients(start_server):
 
 
 def test_ping_is_answered_with_pong(irc_server):
-    client = irc_server.irc(unique("alice"))
+    client = irc_server.irc("alice")
     client.send_line("PING :are you there")
     assert client.readline() == f"{S} PONG {IRC_SERVER} :are you there"
 
@@ -256,7 +254,7 @@ def test_a_client_that_does_not_answer_ping_is_dropped(start_server):
 
 
 def test_quit_is_answered_with_error_and_a_close(irc_server):
-    client = irc_server.irc(unique("alice"))
+    client = irc_server.irc("alice")
     client.send_line("QUIT :gone fishing")
     assert client.read_to_eof() == b"ERROR :Bye!\r\n"
 
@@ -284,9 +282,10 @@ def test_irc_port_in_use_is_one_line(irc_server):
 
 
 def test_irc_clients_see_each_other_in_a_room(irc_server):
-    alice, bob, room = irc_server.irc(unique("alice")), irc_server.irc(unique("bob")), unique("#room")
-    alice.join(room)
-    bob.join(room)
-    assert alice.readline() == f":{bob.nick}!{bob.nick}@127.0.0.1 JOIN :{room}"
-    bob.send_line(f"PRIVMSG {room} :hello alice")
-    assert alice.readline() == f":{bob.nick}!{bob.nick}@127.0.0.1 PRIVMSG {room} :hello alice"
+    alice = irc_server.irc("alice")
+    bob = irc_server.irc("bob")
+    alice.join("#room")
+    bob.join("#room")
+    assert alice.readline() == ":bob!bob@127.0.0.1 JOIN :#room"
+    bob.send_line("PRIVMSG #room :hello alice")
+    assert alice.readline() == ":bob!bob@127.0.0.1 PRIVMSG #room :hello alice"
