@@ -484,6 +484,11 @@ def start_module_server() -> Iterator[Callable[..., ChatServer]]:
         yield start
 
 
+# Flags of a server tests share: what would outlive a test's clients is off (see ``shared``):
+# the lobby's history, and the /join budget of an address (every test comes from 127.0.0.1).
+SHARED_FLAGS = ("--history", "0", "--join-rate", "0")
+
+
 def shared(server: ChatServer) -> Iterator[ChatServer]:
     """A fixture's body: ``server`` for one test, its clients dismissed after it.
 
@@ -599,11 +604,16 @@ def oper_hash() -> str:
     return hash_password(OPER_PASSWORD)
 
 
-@pytest.fixture
-def oper_file(tmp_path: Path, oper_hash: str) -> str:
-    path = tmp_path / "opers"
+def write_oper_file(directory: Path, oper_hash: str) -> str:
+    """An --oper-file in ``directory`` with one operator, boss, whose password is OPER_PASSWORD."""
+    path = directory / "opers"
     path.write_text(f"# name:hash\nboss:{oper_hash}\n")
     return str(path)
+
+
+@pytest.fixture
+def oper_file(tmp_path: Path, oper_hash: str) -> str:
+    return write_oper_file(tmp_path, oper_hash)
 
 
 def operator(server: ChatServer, source: Optional[str] = None) -> LineClient:

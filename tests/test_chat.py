@@ -9,7 +9,7 @@ out), then the bystander pings (nothing may arrive before its pong).
 import re
 
 import pytest
-from conftest import PING, PONG, LineClient, move, rename, reply, shared
+from conftest import PING, PONG, SHARED_FLAGS, LineClient, move, rename, reply, shared
 
 WELCOME = "Welcome to the chatroom!"
 HISTORY_FLAGS = ("--rate", "0", "--history", "3")
@@ -22,18 +22,16 @@ def status(nick: str) -> str:
 
 @pytest.fixture(scope="module")
 def module_server(start_module_server):
-    return start_module_server("--rate", "0", "--history", "0", "--join-rate", "0")
+    return start_module_server("--rate", "0", *SHARED_FLAGS)
 
 
 @pytest.fixture
 def server(module_server):
     """The module's server, shared by the tests that need no server of their own.
 
-    Each test finds the chat empty (``shared``: the clients before it are gone) and
-    the rooms forgotten, so names and counts are as on a new server, except three
-    things that outlive a test's clients: the guest numbers go on, the lobby keeps
-    its history (none here: history tests start their own server), and the /join
-    budget is per address (all tests share 127.0.0.1: none here).
+    Each test finds the chat empty (``shared``): names and counts are as on a new
+    server, but the guest numbers go on, and there is no history (SHARED_FLAGS).
+    Tests of those start their own server.
     """
     yield from shared(module_server)
 

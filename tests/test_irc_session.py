@@ -1,7 +1,7 @@
 """IRC clients on --irc-port: registration, CAP, PASS, limits, PING/PONG, QUIT, over real sockets."""
 
 import pytest
-from conftest import IRC_SERVER, TIMEOUT, run_gchat, shared
+from conftest import IRC_SERVER, SHARED_FLAGS, TIMEOUT, run_gchat, shared
 
 S = f":{IRC_SERVER}"
 CAPS = (
@@ -11,7 +11,7 @@ CAPS = (
 
 @pytest.fixture(scope="module")
 def module_irc_server(start_module_server):
-    return start_module_server("--rate", "0", "--irc-port", "0")
+    return start_module_server("--rate", "0", "--irc-port", "0", *SHARED_FLAGS)
 
 
 @pytest.fixture
