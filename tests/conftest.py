@@ -438,7 +438,7 @@ class ChatServer:
         for client in clients:
             # From where the log was at its connect: an earlier client may have had its port.
             since = self._log_at.pop(client)
-            self.wait_for_log(rf"^{re.escape(client.peer)} \S+ disconnected \(", since=since)
+            self.wait_for_log(rf"^{re.escape(client.peer)} .+ disconnected \(", since=since)
 
     def stop(self) -> None:
         for client in [*self.clients, *self.irc_clients]:
