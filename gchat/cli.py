@@ -125,6 +125,7 @@ _FLAGS: "list[tuple[str, Callable[[str], object], str]]" = [
     ("--irc-port", _integer(0, 65535), "TCP port for IRC clients (6667 by convention); off unless given"),
     ("--ircs-port", _integer(0, 65535), "TCP port for IRC over TLS (6697 by convention; needs --certfile)"),
     ("--metrics-port", _integer(0, 65535), "HTTP port on --host serving Prometheus metrics; 0: off"),
+    ("--metrics-timeout", _positive_seconds, "seconds a metrics connection may last, request and response"),
     ("--history", _integer(0), "chat lines replayed on joining a room; 0: off"),
     ("--max-line", _integer(1), "longest line accepted, in bytes"),
     ("--rate", _seconds, "lines per second read from one client; 0: no limit"),

@@ -9,6 +9,7 @@ class Config:
     host: str = "127.0.0.1"
     port: int = 5000
     metrics_port: int = 0
+    metrics_timeout: float = 5.0
     history: int = 20
     max_line: int = 4096
     rate: float = 20.0

@@ -17,7 +17,7 @@ polling, and it needs no monkey-patching. (prometheus_client's
 threads into greenlets first, but it relies on that patching, and its
 ``serve_forever`` wakes up twice a second to poll.) Its descriptors come out
 of the chat's budget, so the port serves at most ``SCRAPERS`` connections at
-once, each for at most ``SCRAPE_DEADLINE`` seconds whatever it is doing.
+once, each for at most ``--metrics-timeout`` seconds whatever it is doing.
 """
 
 import logging
@@ -52,11 +52,9 @@ from gchat.reasons import COUNTED
 
 log = logging.getLogger("gchat")
 
-# Connections the metrics port serves at once (a few Prometheus servers need a few), and
-# the seconds each may take in all, request and response: a scrape takes milliseconds.
-# Both are part of rlimit.RESERVED_FDS.
+# Connections the metrics port serves at once (a few Prometheus servers need a few; part
+# of rlimit.RESERVED_FDS), each for --metrics-timeout at most: a scrape takes milliseconds.
 SCRAPERS = 16
-SCRAPE_DEADLINE = 5.0
 _BUSY_TEXT = b"too many connections to the metrics port, try again later\n"
 BUSY = (
     b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\nConnection: close\r\n"
@@ -279,7 +277,7 @@ class _ScrapeHandler(WSGIHandler):  # type: ignore[misc]  # gevent is untyped
     """One metrics connection, closed at its deadline, whether it is reading the request or sending."""
 
     def handle(self) -> None:
-        with gevent.Timeout(SCRAPE_DEADLINE, False):
+        with gevent.Timeout(self.server.deadline, False):
             super().handle()
 
     def handle_error(self, kind: Any, error: Any, trace: Any) -> None:
@@ -298,8 +296,9 @@ class _MetricsServer(Acceptor, WSGIServer):  # type: ignore[misc]  # gevent is u
 
     handler_class = _ScrapeHandler
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, deadline: float, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.deadline = deadline
         self._open = 0
 
     def do_handle(self, sock: GreenSocket, address: Any) -> None:
@@ -317,6 +316,7 @@ class _MetricsServer(Acceptor, WSGIServer):  # type: ignore[misc]  # gevent is u
 class Metrics(Meter):
     def __init__(self, config: Config) -> None:
         self._address = (config.host, config.metrics_port)
+        self._deadline = config.metrics_timeout
         self._tally = Tally()
         self.connection_class = _metered_connection_class(self._tally)
         # A registry of its own, with what prometheus_client's default one has:
@@ -351,7 +351,9 @@ class Metrics(Meter):
         self._registry.register(_Collector(self._tally, chat, connections))
         where = format_peer(self._address)
         # No access log: a scrape every few seconds is not news.
-        server = _MetricsServer(self._address, make_wsgi_app(self._registry), log=None, error_log=log)
+        server = _MetricsServer(
+            self._address, make_wsgi_app(self._registry), log=None, error_log=log, deadline=self._deadline
+        )
         try:
             server.start()
         except OSError as err:

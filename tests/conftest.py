@@ -34,6 +34,7 @@ import pytest
 from hypothesis import HealthCheck, settings
 from prometheus_client.parser import text_string_to_metric_families
 
+from gchat.addresses import format_peer
 from gchat.bench.procs import read_rss_kb, read_status_kb
 from gchat.store import decode_chunk
 
@@ -85,6 +86,8 @@ class LineClient:
         sock = socket.create_connection(
             address, timeout=timeout, source_address=None if source is None else (source, 0)
         )
+        # The server's log names a connection by this address (its peer).
+        self.peer = format_peer(sock.getsockname())
         if tls is not None:
             sock = tls.wrap_socket(sock, server_hostname=address[0], suppress_ragged_eofs=False)
         self.sock = sock
@@ -310,6 +313,8 @@ class ChatServer:
         self._reader.start()
         self.clients: list[LineClient] = []
         self.irc_clients: list[IrcClient] = []
+        # Where the log was when each client connected: its lines come after (see dismiss).
+        self._log_at: dict[LineClient, int] = {}
         try:
             # The host is [IPv6] or has no colon; the line may be inside a JSON record.
             match = self.wait_for_log(r"gchat listening on (\[[^\]]*\]|[^\s:]+):(\d+)")
@@ -331,13 +336,15 @@ class ChatServer:
         with self._log_changed:
             self._log_changed.notify_all()
 
-    def wait_for_log(self, pattern: str, timeout: float = TIMEOUT, count: int = 1) -> "re.Match[str]":
-        """The ``count``-th log line matching ``pattern``, once it is there."""
+    def wait_for_log(
+        self, pattern: str, timeout: float = TIMEOUT, count: int = 1, since: int = 0
+    ) -> "re.Match[str]":
+        """The ``count``-th log line matching ``pattern`` from line ``since`` on, once it is there."""
         regex = re.compile(pattern)
         deadline = time.monotonic() + timeout
         with self._log_changed:
             while True:
-                matches = [match for match in map(regex.search, self.log) if match]
+                matches = [match for match in map(regex.search, self.log[since:]) if match]
                 if len(matches) >= count:
                     return matches[count - 1]
                 remaining = deadline - time.monotonic()
@@ -352,6 +359,7 @@ class ChatServer:
     def connect(self, timeout: float = TIMEOUT, source: Optional[str] = None) -> LineClient:
         """A raw connection; nothing read yet."""
         client = LineClient(self.address, timeout, self.tls, source)
+        self._log_at[client] = len(self.log)
         self.clients.append(client)
         return client
 
@@ -380,6 +388,7 @@ class ChatServer:
     def irc_connect(self, tls: Optional[ssl.SSLContext] = None, source: Optional[str] = None) -> IrcClient:
         """A raw IRC connection (TLS with ``tls``); nothing sent yet."""
         client = IrcClient(self.irc_address(tls is not None), TIMEOUT, tls, source)
+        self._log_at[client] = len(self.log)
         self.irc_clients.append(client)
         return client
 
@@ -415,6 +424,22 @@ class ChatServer:
     def wait(self, timeout: float = TIMEOUT) -> int:
         return self.proc.wait(timeout)
 
+    def dismiss(self) -> None:
+        """Close every client, and wait until the server has let each one go (its log line).
+
+        For a server several tests share (``shared``): a test's clients have left the chat
+        before the next test's clients come in, so none of their notices reach them.
+        Clients the server never took into the chat (refused at the door) are not for it.
+        """
+        clients = [*self.clients, *self.irc_clients]
+        self.clients, self.irc_clients = [], []
+        for client in clients:
+            client.close()
+        for client in clients:
+            # From where the log was at its connect: an earlier client may have had its port.
+            since = self._log_at.pop(client)
+            self.wait_for_log(rf"^{re.escape(client.peer)} .+ disconnected \(", since=since)
+
     def stop(self) -> None:
         for client in [*self.clients, *self.irc_clients]:
             client.close()
@@ -426,9 +451,9 @@ class ChatServer:
         self.proc.stderr.close()
 
 
-@pytest.fixture
-def start_server() -> Iterator[Callable[..., ChatServer]]:
-    """Start servers with the given flags; all are killed after the test."""
+@contextlib.contextmanager
+def servers() -> Iterator[Callable[..., ChatServer]]:
+    """Start servers with the given flags; all are killed at the end."""
     started: list[ChatServer] = []
 
     def start(
@@ -438,9 +463,44 @@ def start_server() -> Iterator[Callable[..., ChatServer]]:
         started.append(server)
         return server
 
-    yield start
-    for server in started:
-        server.stop()
+    try:
+        yield start
+    finally:
+        for server in started:
+            server.stop()
+
+
+@pytest.fixture
+def start_server() -> Iterator[Callable[..., ChatServer]]:
+    """Start servers with the given flags; all are killed after the test."""
+    with servers() as start:
+        yield start
+
+
+@pytest.fixture(scope="module")
+def start_module_server() -> Iterator[Callable[..., ChatServer]]:
+    """Start servers the tests of a module share (through ``shared``); killed after the module."""
+    with servers() as start:
+        yield start
+
+
+# Flags of a server tests share: what would outlive a test's clients is off (see ``shared``):
+# the lobby's history, and the /join budget of an address (every test comes from 127.0.0.1).
+SHARED_FLAGS = ("--history", "0", "--join-rate", "0")
+
+
+def shared(server: ChatServer) -> Iterator[ChatServer]:
+    """A fixture's body: ``server`` for one test, its clients dismissed after it.
+
+    A server costs a process start (a third of a second of CPU); tests that only
+    need a server of some flags share one. Once a test's clients are dismissed, the
+    next test finds the chat empty: its nicks free, its rooms forgotten. What
+    outlives clients does not reset: the guest numbers, the lobby's history, bans,
+    topics, per-address budgets and pauses. A test that depends on those, or on
+    being alone with the server, starts its own.
+    """
+    yield server
+    server.dismiss()
 
 
 @pytest.fixture
@@ -544,11 +604,16 @@ def oper_hash() -> str:
     return hash_password(OPER_PASSWORD)
 
 
-@pytest.fixture
-def oper_file(tmp_path: Path, oper_hash: str) -> str:
-    path = tmp_path / "opers"
+def write_oper_file(directory: Path, oper_hash: str) -> str:
+    """An --oper-file in ``directory`` with one operator, boss, whose password is OPER_PASSWORD."""
+    path = directory / "opers"
     path.write_text(f"# name:hash\nboss:{oper_hash}\n")
     return str(path)
+
+
+@pytest.fixture
+def oper_file(tmp_path: Path, oper_hash: str) -> str:
+    return write_oper_file(tmp_path, oper_hash)
 
 
 def operator(server: ChatServer, source: Optional[str] = None) -> LineClient:

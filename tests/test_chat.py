@@ -8,7 +8,8 @@ out), then the bystander pings (nothing may arrive before its pong).
 
 import re
 
-from conftest import PING, PONG, LineClient, move, rename, reply
+import pytest
+from conftest import PING, PONG, SHARED_FLAGS, LineClient, move, rename, reply, shared
 
 WELCOME = "Welcome to the chatroom!"
 HISTORY_FLAGS = ("--rate", "0", "--history", "3")
@@ -17,6 +18,34 @@ COMMANDS = ("/nick", "/join", "/rooms", "/who", "/msg", "/me", "/quit", "/help")
 
 def status(nick: str) -> str:
     return f"*** You are {nick} in #lobby. Type /help for commands."
+
+
+@pytest.fixture(scope="module")
+def module_server(start_module_server):
+    return start_module_server("--rate", "0", *SHARED_FLAGS)
+
+
+@pytest.fixture
+def server(module_server):
+    """The module's server, shared by the tests that need no server of their own.
+
+    Each test finds the chat empty (``shared``): names and counts are as on a new
+    server, but the guest numbers go on, and there is no history (SHARED_FLAGS).
+    Tests of those start their own server.
+    """
+    yield from shared(module_server)
+
+
+@pytest.fixture
+def lone_server(start_server):
+    """A new server, for tests of the guest numbers and of the lobby's default history."""
+    return start_server("--rate", "0")
+
+
+def users(room: str, *clients: LineClient) -> str:
+    """/who's reply: the clients' nicks sorted ignoring case (guest10 before guest9)."""
+    nicks = sorted((client.nick for client in clients), key=str.lower)
+    return f"*** users in {room} ({len(nicks)}): {', '.join(nicks)}"
 
 
 def quiet(*clients: LineClient) -> None:
@@ -28,8 +57,8 @@ def quiet(*clients: LineClient) -> None:
 # --- On connect ---------------------------------------------------------------
 
 
-def test_connect_sends_welcome_then_status_with_guest_nick(server):
-    client = server.connect()
+def test_connect_sends_welcome_then_status_with_guest_nick(lone_server):
+    client = lone_server.connect()
     client.expect(WELCOME, status("guest1"))
     quiet(client)
 
@@ -45,23 +74,23 @@ def test_connect_sends_lobby_history_after_status(start_server):
     quiet(a, b)
 
 
-def test_others_in_lobby_receive_join_notice(server):
-    a, b = server.join(), server.join()
-    c = server.connect()
+def test_others_in_lobby_receive_join_notice(lone_server):
+    a, b = lone_server.join(), lone_server.join()
+    c = lone_server.connect()
     c.expect(WELCOME, status("guest3"))
     a.expect("*** guest3 joined #lobby")
     b.expect("*** guest3 joined #lobby")
     quiet(c, a, b)
 
 
-def test_guest_nicks_increase(server):
-    assert [server.join().nick for _ in range(3)] == ["guest1", "guest2", "guest3"]
+def test_guest_nicks_increase(lone_server):
+    assert [lone_server.join().nick for _ in range(3)] == ["guest1", "guest2", "guest3"]
 
 
-def test_guest_nick_is_never_one_that_is_taken(server):
-    a = server.join()
+def test_guest_nick_is_never_one_that_is_taken(lone_server):
+    a = lone_server.join()
     rename(a, "GUEST2")
-    b = server.join()
+    b = lone_server.join()
     assert b.nick.lower() != "guest2"
     assert re.fullmatch(r"guest\d+", b.nick)
 
@@ -151,8 +180,8 @@ def test_nick_notifies_other_members_of_the_room(server):
     a, b, c = server.join(), server.join(), server.join()
     a.say("/nick Alice")
     a.expect("*** You are now Alice")
-    b.expect("*** guest1 is now known as Alice")
-    c.expect("*** guest1 is now known as Alice")
+    b.expect(f"*** {a.nick} is now known as Alice")
+    c.expect(f"*** {a.nick} is now known as Alice")
     quiet(a, b, c)
 
 
@@ -174,7 +203,7 @@ def test_nick_invalid_name_is_refused(server):
     a, b = server.join(), server.join()
     for name in ("9lives", "_under", "-dash", "a b", "x" * 25, "bang!", "dot.ted", "héllo", "#room"):
         assert reply(a, f"/nick {name}") == f"!!! invalid nickname: {name}"
-    assert reply(a, "/who") == f"*** users in #lobby (2): {a.nick}, {b.nick}"
+    assert reply(a, "/who") == users("#lobby", a, b)
     quiet(b)
 
 
@@ -185,7 +214,7 @@ def test_nick_argument_is_trimmed(server):
 
 def test_nick_in_use_in_another_case_is_refused(server):
     a, b = server.join(), server.join()
-    assert reply(a, "/nick GUEST2") == "!!! nickname in use: GUEST2"
+    assert reply(a, f"/nick {b.nick.upper()}") == f"!!! nickname in use: {b.nick.upper()}"
     rename(a, "Alice", b)
     assert reply(b, "/nick aLICE") == "!!! nickname in use: aLICE"
     assert reply(b, "/who") == f"*** users in #lobby (2): Alice, {b.nick}"
@@ -211,9 +240,10 @@ def test_nick_change_of_own_case_is_allowed(server):
 
 def test_nick_frees_the_old_name(server):
     a, b = server.join(), server.join()
+    old = a.nick
     rename(a, "Alice", b)
-    rename(b, "guest1", a)
-    assert reply(a, "/who") == "*** users in #lobby (2): Alice, guest1"
+    rename(b, old, a)
+    assert reply(a, "/who") == f"*** users in #lobby (2): Alice, {old}"
 
 
 def test_nick_without_name_is_usage(server):
@@ -231,7 +261,7 @@ def test_join_accepts_room_with_or_without_hash(server):
     b.expect(f"*** {a.nick} left #lobby")
     assert reply(b, "/join #dev") == "*** You are now in #dev (2 users)"
     a.expect(f"*** {b.nick} joined #dev")
-    assert reply(a, "/who") == f"*** users in #dev (2): {a.nick}, {b.nick}"
+    assert reply(a, "/who") == users("#dev", a, b)
 
 
 def test_join_shows_uppercase_room_in_lowercase(server):
@@ -294,7 +324,7 @@ def test_join_invalid_room_is_refused(server):
     a, b = server.join(), server.join()
     for room in ("#", "##dev", "a b", "x" * 33, "dev!", "dév", "#dev.team"):
         assert reply(a, f"/join {room}") == f"!!! invalid room: {room}"
-    assert reply(a, "/who") == f"*** users in #lobby (2): {a.nick}, {b.nick}"
+    assert reply(a, "/who") == users("#lobby", a, b)
     quiet(b)
 
 
@@ -359,7 +389,7 @@ def test_who_lists_only_the_current_room(server):
     a, b, c = server.join(), server.join(), server.join()
     move(b, "dev", 1, old=(a, c))
     move(c, "dev", 2, old=(a,), new=(b,))
-    assert reply(c, "/who") == f"*** users in #dev (2): {b.nick}, {c.nick}"
+    assert reply(c, "/who") == users("#dev", b, c)
     assert reply(a, "/who") == f"*** users in #lobby (1): {a.nick}"
 
 
@@ -420,8 +450,9 @@ def test_msg_to_unknown_nick_is_no_such_user(server):
 
 def test_msg_to_a_nick_given_up_is_no_such_user(server):
     a, b = server.join(), server.join()
+    old = b.nick
     rename(b, "Bob", a)
-    assert reply(a, "/msg guest2 hello") == "!!! no such user: guest2"
+    assert reply(a, f"/msg {old} hello") == f"!!! no such user: {old}"
     quiet(a, b)
 
 
@@ -548,15 +579,15 @@ def test_command_names_are_case_insensitive(server):
     a.say("/HeLp", PING)
     assert a.read_until(PONG) == help_lines
     a.say("/Me dances")
-    b.expect("* guest1 dances")
-    assert reply(a, "/WHO") == "*** users in #lobby (2): guest1, guest2"
+    b.expect(f"* {a.nick} dances")
+    assert reply(a, "/WHO") == users("#lobby", a, b)
     assert reply(a, "/Rooms") == "*** rooms (1): #lobby (2)"
-    assert reply(a, "/MSG guest1 hi") == "*guest1* hi"
+    assert reply(a, f"/MSG {a.nick} hi") == f"*{a.nick}* hi"
     assert reply(a, "/mSg nobody") == "!!! usage: /msg NICK TEXT"
     assert reply(a, "/ME") == "!!! usage: /me TEXT"
     assert reply(a, "/NICK") == "!!! usage: /nick NAME"
     assert reply(a, "/Nick Bob") == "*** You are now Bob"
-    b.expect("*** guest1 is now known as Bob")
+    b.expect(f"*** {a.nick} is now known as Bob")
     assert reply(a, "/JOIN Dev") == "*** You are now in #dev (1 user)"
     b.expect("*** Bob left #lobby")
     assert reply(a, "/Who") == "*** users in #dev (1): Bob"
@@ -621,11 +652,11 @@ def test_history_zero_sends_none(start_server):
     quiet(b)
 
 
-def test_history_defaults_to_twenty_lines(server):
-    a = server.join()
+def test_history_defaults_to_twenty_lines(lone_server):
+    a = lone_server.join()
     a.say(*(f"line {n}" for n in range(1, 23)))
     a.ping()
-    b = server.connect()
+    b = lone_server.connect()
     b.expect(WELCOME, status("guest2"), *(f"<{a.nick}> line {n}" for n in range(3, 23)))
     quiet(b)
 
@@ -694,18 +725,18 @@ def test_lobby_keeps_its_history_when_everyone_moves_away(start_server):
 # --- A worked scenario ----------------------------------------------------------
 
 
-def test_scenario_three_clients_two_rooms_and_a_private_message(server):
+def test_scenario_three_clients_two_rooms_and_a_private_message(lone_server):
     seen: dict[str, list[str]] = {"alice": [], "bob": [], "carol": []}
 
     def take(name: str, client: LineClient, count: int) -> None:
         seen[name] += client.read_lines(count)
 
-    alice = server.connect()
+    alice = lone_server.connect()
     take("alice", alice, 2)
-    bob = server.connect()
+    bob = lone_server.connect()
     take("bob", bob, 2)
     take("alice", alice, 1)
-    carol = server.connect()
+    carol = lone_server.connect()
     take("carol", carol, 2)
     take("alice", alice, 1)
     take("bob", bob, 1)

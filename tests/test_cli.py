@@ -80,6 +80,46 @@ def test_version_is_printed():
     assert out.startswith("gchat ")
 
 
+# python -m gchat --version, with a finder that counts how often the installed packages'
+# metadata is searched (it finds nothing itself).
+COUNT_METADATA_SEARCHES = """
+import importlib.metadata, runpy, sys
+
+class Counting(importlib.metadata.DistributionFinder):
+    searches = 0
+
+    def find_spec(self, *args):
+        return None
+
+    def find_distributions(self, context=importlib.metadata.DistributionFinder.Context()):
+        Counting.searches += 1
+        return iter(())
+
+sys.meta_path.append(Counting())
+sys.argv = ["gchat", "--version"]
+try:
+    runpy.run_module("gchat", run_name="__main__", alter_sys=True)
+except SystemExit:
+    pass
+print("searches", Counting.searches)
+"""
+
+
+def test_start_up_reads_the_installed_packages_metadata_once():
+    """Every test starts servers: reading it for each of gevent's patch steps was a fifth of a start."""
+    done = subprocess.run(
+        [sys.executable, "-c", COUNT_METADATA_SEARCHES],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        check=True,
+    )
+    assert done.stdout.splitlines()[-1] == "searches 1"
+
+
 def test_help_names_every_flag_and_its_environment_variable():
     status, out, _ = run_gchat("--help")
     assert status == 0

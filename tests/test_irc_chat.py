@@ -7,15 +7,41 @@ waits end on the server's replies (a PING's PONG, a ``/ping``'s answer).
 import re
 
 import pytest
-from conftest import IRC_SERVER, OPER_PASSWORD, PING, PONG, operator, small_window_socket
+from conftest import (
+    IRC_SERVER,
+    OPER_PASSWORD,
+    PING,
+    PONG,
+    SHARED_FLAGS,
+    operator,
+    shared,
+    small_window_socket,
+    write_oper_file,
+)
 from test_metrics import LINE, disconnects, scrape, start_metered
 
 S = f":{IRC_SERVER}"
 TIME = r"@time=\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z"
 
 
+@pytest.fixture(scope="module")
+def module_server(start_module_server, tmp_path_factory, oper_hash):
+    opers = write_oper_file(tmp_path_factory.mktemp("opers"), oper_hash)
+    return start_module_server("--rate", "0", "--irc-port", "0", "--oper-file", opers, *SHARED_FLAGS)
+
+
 @pytest.fixture
-def server(start_server, oper_file):
+def server(module_server):
+    """The module's server, shared by the tests that need no server of their own.
+
+    Tests of history, of the lobby's topic, of bans, of a wrong OPER's
+    pause for the address, and of shutdown have their own (``lone_server``).
+    """
+    yield from shared(module_server)
+
+
+@pytest.fixture
+def lone_server(start_server, oper_file):
     return start_server("--rate", "0", "--irc-port", "0", "--oper-file", oper_file, "--join-burst", "100")
 
 
@@ -123,11 +149,11 @@ def test_line_clients_joining_renaming_moving_and_quitting_reach_irc(server):
     assert alice.readline() == f"{prefix('robert')} QUIT :leaving"
 
 
-def test_history_is_replayed_on_join_with_original_times_in_a_chathistory_batch(server):
-    bob = server.join()
+def test_history_is_replayed_on_join_with_original_times_in_a_chathistory_batch(lone_server):
+    bob = lone_server.join()
     bob.say("one", "/me two")
     bob.ping()
-    alice = server.irc("alice", caps=("server-time", "batch"))
+    alice = lone_server.irc("alice", caps=("server-time", "batch"))
     assert alice.join("#lobby")[0] == f"{prefix('alice')} JOIN :#lobby"
     start, one, two, end = alice.read_lines(4)
     assert start == f"{S} BATCH +history chathistory :#lobby"
@@ -136,11 +162,11 @@ def test_history_is_replayed_on_join_with_original_times_in_a_chathistory_batch(
     assert end == f"{S} BATCH :-history"
 
 
-def test_history_without_caps_is_plain_messages_after_names(server):
-    bob = server.join()
+def test_history_without_caps_is_plain_messages_after_names(lone_server):
+    bob = lone_server.join()
     bob.say("one")
     bob.ping()
-    alice = server.irc("alice")
+    alice = lone_server.irc("alice")
     assert alice.join("#lobby")[-1] == f"{S} 366 alice #lobby :End of /NAMES list"
     assert alice.readline() == f"{prefix(bob.nick)} PRIVMSG #lobby :one"
     alice.sync()
@@ -175,8 +201,8 @@ def test_echo_message_sends_a_sender_its_own_room_and_private_messages(server):
 # --- Topics, operators, kicks, bans ---------------------------------------------------------
 
 
-def test_topic_set_on_irc_by_an_operator_reaches_line_clients(server):
-    alice, bob = in_lobby(server, "alice")
+def test_topic_set_on_irc_by_an_operator_reaches_line_clients(lone_server):
+    alice, bob = in_lobby(lone_server, "alice")
     oper(alice)
     alice.send_line("TOPIC #lobby :news at ten")
     assert alice.readline() == f"{prefix('alice')} TOPIC #lobby :news at ten"
@@ -185,14 +211,14 @@ def test_topic_set_on_irc_by_an_operator_reaches_line_clients(server):
     assert alice.readline() == f"{S} 332 alice #lobby :news at ten"
 
 
-def test_topic_set_by_a_line_operator_reaches_irc_and_greets_irc_joiners(server):
-    bob = operator(server)
-    alice = server.irc("alice")
+def test_topic_set_by_a_line_operator_reaches_irc_and_greets_irc_joiners(lone_server):
+    bob = operator(lone_server)
+    alice = lone_server.irc("alice")
     alice.join("#lobby")
     bob.expect("*** alice joined #lobby")
     bob.say("/topic weekly sync")
     assert alice.readline() == f"{prefix(bob.nick)} TOPIC #lobby :weekly sync"
-    carol = server.irc("carol")
+    carol = lone_server.irc("carol")
     lines = carol.join("#lobby")
     assert lines[1] == f"{S} 332 carol #lobby :weekly sync"
 
@@ -235,21 +261,21 @@ def test_kick_by_a_non_operator_is_482_and_of_someone_elsewhere_441(server):
     assert alice.readline() == f"{S} 401 alice nobody :No such nick/channel"
 
 
-def test_a_banned_irc_address_is_kicked_and_refused_at_connect(server):
-    bob = operator(server)
-    alice = server.irc_connect(source="127.0.0.2")
+def test_a_banned_irc_address_is_kicked_and_refused_at_connect(lone_server):
+    bob = operator(lone_server)
+    alice = lone_server.irc_connect(source="127.0.0.2")
     alice.register("alice")
     alice.join("#lobby")
     bob.expect("*** alice joined #lobby")
     bob.say("/ban alice")
     assert alice.readline() == f"{prefix(bob.nick)} KICK #lobby alice :banned"
     assert alice.read_to_eof() == b""
-    again = server.irc_connect(source="127.0.0.2")
+    again = lone_server.irc_connect(source="127.0.0.2")
     assert again.read_to_eof() == b"ERROR :Closing link: you are banned from this server\r\n"
 
 
-def test_oper_with_a_wrong_password_is_464(server):
-    alice = server.irc("alice")
+def test_oper_with_a_wrong_password_is_464(lone_server):
+    alice = lone_server.irc("alice")
     alice.send_line("OPER boss wrong")
     assert alice.readline() == f"{S} 464 alice :Password incorrect"
 
@@ -443,7 +469,7 @@ def test_private_messages_over_the_budget_are_263(start_server):
 
 
 def test_an_irc_client_that_stops_answering_pings_quits_its_rooms_with_idle_timeout(start_server):
-    server = start_server("--rate", "0", "--irc-port", "0", "--idle-timeout", "4")
+    server = start_server("--rate", "0", "--irc-port", "0", "--idle-timeout", "3")
     bob = server.irc("bob")
     bob.join("#room")
     alice = server.irc("alice")
@@ -486,9 +512,9 @@ def test_an_irc_client_that_hangs_up_quits_with_connection_closed(server):
     assert bob.readline() == "*** alice quit (connection closed)"
 
 
-def test_shutdown_tells_irc_clients_with_error(server):
-    alice, _ = in_lobby(server, "alice")
-    server.signal(15)
+def test_shutdown_tells_irc_clients_with_error(lone_server):
+    alice, _ = in_lobby(lone_server, "alice")
+    lone_server.signal(15)
     assert alice.read_to_eof() == b"ERROR :Server shutting down\r\n"
 
 

@@ -8,10 +8,11 @@ a PING's PONG).
 import re
 import signal
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import IRC_SERVER, ChatServer, IrcClient
+from conftest import IRC_SERVER, ChatServer, IrcClient, shared
 
 from gchat.irc.chathistory import MAX_LIMIT, timestamp
 
@@ -21,9 +22,17 @@ ROOM = "#dev"
 _LINE = re.compile(r"@time=([^;\s]+)(?:;batch=history)? :(\S+) PRIVMSG (\S+) :(.*)")
 
 
+@pytest.fixture(scope="module")
+def module_server(start_module_server) -> ChatServer:
+    # A room's history goes with the room once it is empty, so it can stay on here; the
+    # /join budget of an address, which every test shares, is off (conftest's shared).
+    return start_module_server("--rate", "0", "--irc-port", "0", "--join-rate", "0", "--history", "200")
+
+
 @pytest.fixture
-def server(start_server) -> ChatServer:
-    return start_server("--rate", "0", "--irc-port", "0", "--join-burst", "100", "--history", "200")
+def server(module_server: ChatServer) -> Iterator[ChatServer]:
+    """The module's server, shared by the tests that need no server of their own."""
+    yield from shared(module_server)
 
 
 def in_room(server: ChatServer, nick: str = "alice", caps: "tuple[str, ...]" = CAPS) -> IrcClient:

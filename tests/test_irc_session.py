@@ -1,7 +1,7 @@
 """IRC clients on --irc-port: registration, CAP, PASS, limits, PING/PONG, QUIT, over real sockets."""
 
 import pytest
-from conftest import IRC_SERVER, TIMEOUT, run_gchat
+from conftest import IRC_SERVER, SHARED_FLAGS, TIMEOUT, run_gchat, shared
 
 S = f":{IRC_SERVER}"
 CAPS = (
@@ -9,9 +9,15 @@ CAPS = (
 )
 
 
+@pytest.fixture(scope="module")
+def module_irc_server(start_module_server):
+    return start_module_server("--rate", "0", "--irc-port", "0", *SHARED_FLAGS)
+
+
 @pytest.fixture
-def irc_server(start_server):
-    return start_server("--rate", "0", "--irc-port", "0")
+def irc_server(module_irc_server):
+    """The module's IRC server, shared by the tests that need no server of their own."""
+    yield from shared(module_irc_server)
 
 
 # Registration
@@ -229,7 +235,7 @@ def test_ping_is_answered_with_pong(irc_server):
 
 
 def test_a_silent_client_is_pinged_and_stays_while_it_answers(start_server):
-    server = start_server("--rate", "0", "--irc-port", "0", "--idle-timeout", "4")
+    server = start_server("--rate", "0", "--irc-port", "0", "--idle-timeout", "3")
     client = server.irc("alice")
     for _ in range(2):
         assert client.readline(timeout=TIMEOUT) == f"PING :{IRC_SERVER}"
