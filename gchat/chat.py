@@ -24,7 +24,7 @@ import logging
 import math
 import time
 from collections import deque
-from collections.abc import Hashable, Iterable
+from collections.abc import Hashable, Iterable, Mapping
 from typing import Any, Callable, Optional, Protocol
 
 from gchat import news
@@ -176,7 +176,9 @@ class Audience(Protocol):
     ``gchat.output.Chorus`` shares one loop turn's lines among all of them.
     """
 
-    clients: "dict[Client, None]"
+    @property
+    def clients(self) -> "Mapping[Client, object]":
+        """The clients, in join order (what each maps to is the audience's own business)."""
 
     def add(self, client: Client) -> None: ...
 
@@ -822,7 +824,7 @@ class Chat:
             if self._affordable(member.address, room.local_count - (member.client is not None)):
                 room.broadcast(what, member.client, echo=False)
             return
-        groups: dict[Style, dict[Client, None]] = {}
+        groups: dict[Style, dict[Client, object]] = {}
         for room in rooms:
             if limited and self._announce_limit and len(room.users) > self._announce_limit:
                 continue

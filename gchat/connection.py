@@ -220,7 +220,7 @@ class Connection:
         """
         deadline = time.monotonic() + self._shutdown_timeout
         output = self.output
-        output.flush()
+        output.flush_now()
         if not self.reader.ended:
             linger(self.sock, deadline, output.written)
         output.join(max(deadline - time.monotonic(), 0.0))

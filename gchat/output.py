@@ -137,7 +137,7 @@ class Flusher:
 
     def forget(self, output: "Output") -> None:
         """``output`` was dropped: a broadcast owed to it is not sent."""
-        if self._broadcasts or self._dropped:
+        if self._broadcasts:  # still set while they are being sent (see flush)
             self._dropped.add(output)
 
     def _schedule(self) -> None:
@@ -224,7 +224,7 @@ class Broadcast:
     so whatever it holds at the flush came later. What could break that is
     handled where it happens: a dropped output is sent nothing
     (``Flusher.forget``), a closing one waits for the flush to send its FIN
-    (``Output.stop``), the reader's own flush waits for it (``Output.flush``),
+    (``Output.stop``), the reader's own flush waits for it (``Output.flush_now``),
     and a chorus that opens a shared turn makes its broadcast ordinary bytes
     again (``Flusher.materialize``). One object a line, not one a recipient.
     """
@@ -305,12 +305,11 @@ class Chorus:
     on, the lines go into a shared ``Turn``.
     """
 
-    __slots__ = ("_flusher", "_generation", "_lone", "_outputs", "_turn", "clients")
+    __slots__ = ("_flusher", "_generation", "_lone", "_turn", "clients")
 
     def __init__(self, flusher: Flusher) -> None:
-        self.clients: dict[Client, None] = {}
-        # The same clients' outputs, for the broadcast's one pass over them.
-        self._outputs: dict[Output, None] = {}
+        # Each client's output, for one pass over them without a lookup a client.
+        self.clients: dict[Client, Output] = {}
         self._flusher = flusher
         self._turn: Optional[Turn] = None
         # The broadcast of the line alone in its turn so far, until the flush sends it.
@@ -319,17 +318,13 @@ class Chorus:
         self._generation = -1
 
     def add(self, client: "Client") -> None:
-        self.clients[client] = None
-        output = _output(client)
-        self._outputs[output] = None
+        output = self.clients[client] = _output(client)
         turn = self._turn
         if turn is not None and turn.open:
             output.subscribe(turn)
 
     def discard(self, client: "Client") -> None:
-        del self.clients[client]
-        output = _output(client)
-        del self._outputs[output]
+        output = self.clients.pop(client)
         turn = self._turn
         if turn is not None and turn.open:
             output.unsubscribe(turn)
@@ -348,19 +343,17 @@ class Chorus:
             if lone is not None:
                 self._lone = None
                 flusher.materialize(lone)
-            for client in self.clients:
-                _output(client).subscribe(turn)
+            for output in self.clients.values():
+                output.subscribe(turn)
         turn.add(data, None if sender is None else _output(sender))
 
     def _alone(self, data: bytes, sender: "Optional[Client]") -> "Optional[Broadcast]":
         """The turn's first line: a broadcast to every client with nothing pending, delivered to the rest."""
-        outputs = self._outputs
+        outputs = self.clients.values()
         fit = [output for output in outputs if output._fit]
-        own: Optional[Output] = None
-        if sender is not None and sender in self.clients:
-            own = _output(sender)
-            if own._fit:
-                fit.remove(own)
+        own = None if sender is None else self.clients.get(sender)
+        if own is not None and own._fit:
+            fit.remove(own)
         if len(fit) + (own is not None) < len(outputs):
             for output in outputs:
                 if not output._fit and output is not own:
@@ -503,9 +496,7 @@ class Output:
 
     def stall(self, data: bytes) -> None:
         """The kernel did not take all its broadcasts: ``data`` is the rest, ahead of all else."""
-        self._pending.insert(0, data)
-        self._base -= 1
-        self._take(data)
+        self.precede(data, 0)
         if self._connection.state not in GONE:
             self._fit = False
             self._writer = gevent.spawn(self._write_backlog)
@@ -549,15 +540,9 @@ class Output:
     def flush(self) -> None:
         """Try to hand everything pending to the kernel now, without waiting.
 
-        Runs in whatever greenlet flushes (even the event loop's), so it must
-        never block: the part the kernel refuses goes to a writer. While
-        broadcasts wait (a flush from the reader, as it lingers), it leaves
-        everything to the flusher: a broadcast owed to it comes first.
+        Runs in the flusher, in the event loop's greenlet, so it must never
+        block: the part the kernel refuses goes to a writer.
         """
-        if self._flusher.owing:
-            if not self._dirty and self._writer is None:
-                self._mark()
-            return
         self._dirty = False
         if self._writer is not None:
             return
@@ -589,6 +574,17 @@ class Output:
             self._writer = gevent.spawn(self._write_backlog)
         elif not pending:
             self._settled()
+
+    def flush_now(self) -> None:
+        """``flush`` from outside the flusher (the reader, as it lingers).
+
+        While broadcasts wait it leaves everything to the flusher instead: a
+        broadcast owed to this client goes out first.
+        """
+        if not self._flusher.owing:
+            self.flush()
+        elif not self._dirty and self._writer is None:
+            self._mark()
 
     def _settled(self) -> None:
         """Everything is in the kernel: a FIN if the connection is closing, else fit for broadcasts."""

@@ -313,20 +313,19 @@ class Reader(Generic[F]):
         self._hangups.discard(self._sock.fileno())
 
     def read(self) -> None:
-        """What every reader greenlet runs: read until parked, or end the connection."""
+        """What every reader greenlet runs: read until parked, or end the connection.
+
+        Either way the greenlet is this reader's no more (a spare one goes on to others).
+        """
         try:
-            reason = self._read_until_blocked()
-            if reason is None:
-                return
-        except gevent.GreenletExit:
-            self._greenlet = None
-            return
-        except Exception:
-            log.exception("%s: internal error", self._connection.peer)
-            self._connection.abort(SERVER_ERROR)
-            reason = CLOSED
-        try:
-            self._connection.end(reason)
+            try:
+                reason = self._read_until_blocked()
+            except Exception:
+                log.exception("%s: internal error", self._connection.peer)
+                self._connection.abort(SERVER_ERROR)
+                reason = CLOSED
+            if reason is not None:
+                self._connection.end(reason)
         except gevent.GreenletExit:
             pass
         finally:

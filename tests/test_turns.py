@@ -220,11 +220,18 @@ def test_a_line_alone_in_its_turn_costs_no_python_call_per_recipient(rig, chat, 
     everyone = people(rig, chat, 100, plain)
     speaker = everyone[0]
     calls = []
-    for method in ("deliver", "flush"):
-        original = getattr(Output, method)
-        monkeypatch.setattr(
-            Output, method, lambda self, *args, _o=original, _m=method: calls.append(_m) or _o(self, *args)
-        )
+
+    def counted(name):
+        original = getattr(Output, name)
+
+        def method(self, *args):
+            calls.append(name)
+            return original(self, *args)
+
+        return method
+
+    for name in ("deliver", "flush"):
+        monkeypatch.setattr(Output, name, counted(name))
     chat.say(speaker.client, None, "alone in its turn")
     for person in everyone[1:]:
         person.read(chat_line(speaker, "alone in its turn"))
