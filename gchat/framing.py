@@ -64,6 +64,12 @@ class LineFramer:
     def next(self) -> Optional[Frame]:
         """The next complete line (or TOO_LONG), or None until more is fed."""
         buffer, start = self._buffer, self._start
+        if start == len(buffer):
+            # All taken (every read's last call, and a woken reader's first): nothing
+            # is unfinished, whether or not the stream ended or a line is being discarded.
+            if buffer:
+                self._buffer, self._start = b"", 0
+            return None
         end = buffer.find(b"\n", start)
         nul = buffer.find(CR_NUL, start) if end < 0 else buffer.find(CR_NUL, start, end)
         if nul >= 0:

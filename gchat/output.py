@@ -361,7 +361,7 @@ class Chorus:
         return self._flusher.broadcast(data, fit) if fit else None
 
 
-def _raw_socket(sock: Any) -> "Optional[_socket.socket]":
+def plain_socket(sock: Any) -> "Optional[_socket.socket]":
     """The C socket inside gevent's plain TCP socket, to send to without gevent's Python wrapper.
 
     gevent keeps that socket non-blocking, so its ``send`` takes what the
@@ -408,7 +408,7 @@ class Output:
     def __init__(self, connection: "Connection", sock: Any, flusher: Flusher, max_backlog: int) -> None:
         self._connection = connection
         self._sock = sock
-        self._raw = _raw_socket(sock)
+        self._raw = plain_socket(sock)
         self._flusher = flusher
         self._max_backlog = max_backlog
         # What the client is owed, in order: bytes, and (placeholders of its shares) open turns.

@@ -33,6 +33,7 @@ from gevent.socket import socket as GreenSocket
 
 from gchat.config import Config
 from gchat.lifecycle import OPEN
+from gchat.output import plain_socket
 from gchat.ratelimit import TokenBucket
 from gchat.reasons import CLOSED, IDLE_TIMEOUT, SERVER_ERROR, SHUTDOWN
 
@@ -162,11 +163,24 @@ class Readers:
         self._idle: list[greenlet.greenlet] = []
 
     def run(self, reader: "Reader[Any]") -> greenlet.greenlet:
-        """A greenlet that runs ``reader`` from the next loop callback on."""
-        idle = self._idle
-        runner = idle.pop() if idle else greenlet.greenlet(self._serve, self._hub)
+        """A greenlet that runs ``reader`` from the next loop callback on (called from any greenlet)."""
+        runner = self._runner()
         self._hub.loop.run_callback(runner.switch, reader)
         return runner
+
+    def switch(self, reader: "Reader[Any]") -> None:
+        """Run ``reader`` now, from a watcher's callback in the event loop, until it parks or waits.
+
+        As gevent wakes a greenlet waiting on a socket: the loop's greenlet
+        switches to it and gets back control when it waits or is done, a loop
+        callback fewer for every input.
+        """
+        runner = reader._greenlet = self._runner()
+        runner.switch(reader)
+
+    def _runner(self) -> greenlet.greenlet:
+        idle = self._idle
+        return idle.pop() if idle else greenlet.greenlet(self._serve, self._hub)
 
     def _serve(self, reader: "Reader[Any]") -> None:
         current = greenlet.getcurrent()
@@ -198,6 +212,7 @@ class Reader(Generic[F]):
         "_hangups",
         "_idle",
         "_input",
+        "_raw",
         "_readers",
         "_sock",
         "_timer",
@@ -218,6 +233,9 @@ class Reader(Generic[F]):
         self._dialect = dialect
         self._framer = dialect.framer
         self._sock = sock
+        # Read from gevent's C socket when it is a plain one, as the flush sends to it (see
+        # gchat.output.plain_socket): gevent's wrapper is a Python call on every read.
+        self._raw = plain_socket(sock)
         self._chat = chat
         self._readers = readers
         self._hangups = readers.hangups
@@ -338,7 +356,7 @@ class Reader(Generic[F]):
         self._hangups.discard(self._sock.fileno())
         if self._watcher is None:
             self._watcher = gevent.get_hub().loop.io(self._sock.fileno(), 1)
-        self._watcher.start(self.wake)
+        self._watcher.start(self._ready)
         if self._idle:
             self._set_timer(self._deadline - time.monotonic())
 
@@ -346,7 +364,16 @@ class Reader(Generic[F]):
         if self._timer is not None:
             self._timer.close()
         self._timer = gevent.get_hub().loop.timer(max(seconds, 0.0))
-        self._timer.start(self.wake)
+        self._timer.start(self._ready)
+
+    def _ready(self) -> None:
+        """Input, the end of stream or the idle deadline: the parked connection's watcher fired.
+
+        In the event loop's greenlet, which switches to a reader at once.
+        """
+        if self._greenlet is None:
+            self._unwatch()
+            self._readers.switch(self)
 
     def _unwatch(self) -> None:
         for watcher in (self._watcher, self._timer):
@@ -368,7 +395,7 @@ class Reader(Generic[F]):
         """
         connection = self._connection
         dialect = self._dialect
-        sock = self._sock
+        recv = self._sock.recv if self._raw is None else self._raw.recv
         framer = self._framer
         chat = self._chat
         bucket = self._bucket
@@ -401,7 +428,7 @@ class Reader(Generic[F]):
                     self._park()
                     return None
                 try:
-                    data = sock.recv(self._recv_size(now))
+                    data = recv(self._recv_size(now))
                 except BlockingIOError:
                     self._park()
                     return None
@@ -438,5 +465,7 @@ class Reader(Generic[F]):
         bucket = self._bucket
         if bucket is None:
             return RECV_SIZE
-        room = self._dialect.max_frame - self._framer.buffered
-        return min(max(int(bucket.available(now)), room), RECV_SIZE)
+        tokens = int(bucket.available(now))
+        if tokens >= RECV_SIZE:
+            return RECV_SIZE
+        return min(max(tokens, self._dialect.max_frame - self._framer.buffered), RECV_SIZE)

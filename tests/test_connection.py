@@ -227,6 +227,50 @@ def test_input_after_a_park_is_read_by_a_spare_reader_not_a_new_greenlet(rig):
     connection.terminate()
 
 
+def test_input_to_a_parked_connection_is_read_from_its_watcher_without_a_loop_callback(rig, monkeypatch):
+    """The watcher's callback switches to a reader at once, as gevent wakes a greenlet waiting to read.
+
+    Scheduling a loop callback to start the reader cost every input about 2 µs (tests/perf/per_line.py).
+    """
+    scheduled = []
+    run = Readers.run
+
+    def counted(self, reader):
+        scheduled.append(reader)
+        return run(self, reader)
+
+    monkeypatch.setattr(Readers, "run", counted)
+    connection, peer = rig.connect()
+    gevent.spawn(connection.start)
+    assert receive(peer, 6) == b"hello\n"
+    for line in (b"one", b"two", b"three"):
+        peer.sendall(line + b"\n")
+        assert receive(peer, len(line) + 5) == b"got " + line + b"\n"
+    assert scheduled == []
+    connection.terminate()
+
+
+def test_input_on_a_plain_socket_is_read_without_gevents_python_recv(rig, monkeypatch):
+    # gevent's recv wrapper is a Python call on every read; its C socket inside reads the same bytes.
+    connection, peer = rig.connect()
+    calls = []
+    original = socket.socket.recv
+
+    def counted(self, *args, **kwargs):
+        if self is connection.sock:
+            calls.append(args)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(socket.socket, "recv", counted)
+    gevent.spawn(connection.start)
+    assert receive(peer, 6) == b"hello\n"
+    for line in (b"one", b"two", b"three"):
+        peer.sendall(line + b"\n")
+        assert receive(peer, len(line) + 5) == b"got " + line + b"\n"
+    assert calls == []
+    connection.terminate()
+
+
 def test_front_end_with_its_own_framer_gets_its_frames(rig):
     connection, peer = rig.connect(dialect=PairEcho)
     gevent.spawn(connection.start)
