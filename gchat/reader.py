@@ -152,7 +152,8 @@ class Readers:
     besides). So a reader greenlet that has parked its connection waits for
     the next one to wake, up to ``IDLE_READERS`` of them: a fixed few KiB for
     the server, where one per idle connection would cost each 6-8 KiB. They
-    are plain greenlets run from a loop callback, as gevent runs its own.
+    are plain greenlets, switched to from the watcher's callback when input
+    comes (see ``switch``) and from a loop callback otherwise.
     """
 
     __slots__ = ("_hub", "_idle", "hangups")

@@ -560,6 +560,8 @@ SERVERS: dict[str, Server] = {
             "the design card: gevent, a queue and a writer greenlet per client",
         ),
         Server("thread", "line", _peer_command("thread_server.py"), "the seed, thread per client"),
+        # For per_line.py only (one line at a time): it drops what the kernel does not take.
+        Server("relay", "line", _peer_command("relay_server.py"), "gevent's floor: relays a line, no more"),
         Server("asyncio", "line", _peer_command("asyncio_server.py"), "idiomatic asyncio streams"),
         Server("redis", "redis", _redis_command, "redis-server PUBLISH/SUBSCRIBE"),
         Server("gchat-irc", "irc", _gchat_irc_command, "gchat's IRC listener (--irc-port), same flags"),
