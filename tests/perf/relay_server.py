@@ -1,0 +1,72 @@
+"""gevent's floor for a line: the least a gevent server can do to relay one line to a room.
+
+A benchmark peer for ``per_line.py`` only, not a server anyone should run: a
+``StreamServer`` greenlet per connection blocks in gevent's ``recv``, splits
+lines and formats them as ``<guestN> TEXT`` (as the card peer does), and sends
+each to every other client at once, in one C-level loop of the C sockets'
+``send`` (as gchat's broadcast does). No queue, no writer, no limits, no
+commands: what the kernel does not take is lost, so it is only measured one
+line at a time. What gchat costs a line beyond this is its own (framing,
+sanitizing, the rate limiter, the chat, the once-per-turn flush); what this
+costs beyond Redis is gevent's and CPython's.
+
+Usage: ``python tests/perf/relay_server.py --port 0``; the real address goes
+to stderr as ``listening on 127.0.0.1:PORT``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import itertools
+import socket
+import sys
+from itertools import repeat
+
+from gevent.server import StreamServer
+from gevent.socket import socket as GeventSocket
+
+HOST = "127.0.0.1"
+BACKLOG = 4096
+WELCOME = b"Welcome to the chatroom!\n"
+RECV_SIZE = 65536
+SEND = socket.socket.send
+
+# Every client's C socket, by its gevent socket.
+clients: dict[GeventSocket, socket.socket] = {}
+guest_numbers = itertools.count(1)
+
+
+def handle(sock: GeventSocket, _address: object) -> None:
+    """The connection's greenlet: greet, then relay each line to the others until EOF."""
+    nick = f"guest{next(guest_numbers)}".encode()
+    sock.sendall(WELCOME)
+    clients[sock] = sock._sock
+    pending = b""
+    try:
+        while chunk := sock.recv(RECV_SIZE):
+            *lines, pending = (pending + chunk).split(b"\n")
+            for line in lines:
+                others = [raw for peer, raw in clients.items() if peer is not sock]
+                list(map(SEND, others, repeat(b"<%s> %s\n" % (nick, line.rstrip(b"\r")))))
+    except OSError:
+        pass
+    finally:
+        del clients[sock]
+        sock.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--port", type=int, default=5000, help="0 picks a free port")
+    args = parser.parse_args(argv)
+    server = StreamServer((HOST, args.port), handle, backlog=BACKLOG)
+    server.start()
+    print(f"listening on {HOST}:{server.server_port}", file=sys.stderr, flush=True)
+    with contextlib.suppress(KeyboardInterrupt):
+        server.serve_forever()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
