@@ -116,8 +116,9 @@ def _text(json_text: str) -> bytes:
     return _text_header(len(payload)) + payload
 
 
-# Lengths whose header is kept: every chat line's event is shorter than twice --max-line's default.
-_HEADERS = 8192
+# Lengths whose header is kept: every length a chat line's event has at --max-line's default, but
+# for escapes; about 160 bytes each with the cache's own, so 650 KB at most however lines vary.
+_HEADERS = 4096
 
 
 @functools.lru_cache(maxsize=_HEADERS)
