@@ -4,6 +4,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from gchat import commands
 from gchat.commands import (
     HISTORY_LINES,
     HISTORY_MAX,
@@ -345,6 +346,22 @@ def test_room_key_is_canonical(name):
         assert key.startswith("#")
         assert key == key.lower()
         assert room_key(key) == key
+
+
+def test_a_room_key_asked_for_again_is_not_worked_out_again():
+    """A guard on the cost: every web and IRC chat line names its room."""
+    room_key("#Again")
+    worked_out = commands._room_key.cache_info().misses
+    assert room_key("#Again") == "#again"
+    assert commands._room_key.cache_info().misses == worked_out
+
+
+@pytest.mark.parametrize("name", ["#" + "r" * 33, "r" * 34, "x" * 4096])
+def test_a_name_longer_than_any_rooms_is_invalid_and_not_kept(name):
+    """What is kept is bounded by a room name's length, not by what a client sends."""
+    kept = commands._room_key.cache_info().currsize
+    assert room_key(name) is None
+    assert commands._room_key.cache_info().currsize == kept
 
 
 # nick_key

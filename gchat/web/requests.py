@@ -12,7 +12,7 @@ becomes U+FFFD. Members a request does not use are ignored.
 import json
 import math
 from dataclasses import dataclass
-from typing import Callable, Optional, Union
+from typing import Callable, NamedTuple, Optional, Union
 
 from gchat.commands import (
     DEFAULT_QUIT_REASON,
@@ -32,18 +32,20 @@ from gchat.news import Kind
 from gchat.sanitize import strip_controls
 
 
-@dataclass(frozen=True)
-class Say:
-    """``say`` and ``me`` to a room."""
+class Say(NamedTuple):
+    """``say`` and ``me`` to a room.
+
+    A named tuple, not a frozen dataclass like the rest, as ``news.Message``: one is made for every
+    chat line, in a third of the time.
+    """
 
     room: str
     text: str
     kind: Kind
 
 
-@dataclass(frozen=True)
-class Private:
-    """``msg``, and ``me`` to a nick."""
+class Private(NamedTuple):
+    """``msg``, and ``me`` to a nick (a named tuple, as ``Say``)."""
 
     nick: str
     text: str
@@ -169,6 +171,9 @@ class _Fields:
 
 def safe(text: str) -> str:
     """``text`` with no control character and no lone surrogate."""
+    if text.isprintable():
+        # Neither (both are Unicode's category C): almost every text, in a C loop, no regular expression.
+        return text
     if not text.isascii():
         text = text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
     return strip_controls(text)

@@ -88,10 +88,11 @@ class WebSession:
         self._timer.start(self._tick)
 
     def handle(self, frame: Frame) -> None:
-        if isinstance(frame, bytes):
-            self._output.deliver(frame)
-        elif isinstance(frame, str):
+        if isinstance(frame, str):
+            # A message from the page: all but a few frames.
             self._request(parse(frame))
+        elif isinstance(frame, bytes):
+            self._output.deliver(frame)
         elif isinstance(frame, Upgraded):
             self._opened(frame.nick)
         else:
@@ -170,20 +171,22 @@ class WebSession:
             log.info("%s web connected as %s", self._connection.peer, client.nick)
 
     def _request(self, request: Union[Request, Malformed]) -> None:
-        if isinstance(request, Malformed):
+        client = self._client
+        if type(request) is requests.Say and client is not None:
+            # Most requests are chat lines: straight to the chat, which checks the client is in the room.
+            self._chat.say(client, request.room, request.text, request.kind)
+        elif isinstance(request, Malformed):
             self._say(ERROR, text=request.reason)
         elif isinstance(request, requests.Ping):
             self._say(PONG, id=request.id)
-        elif self._client is not None:
-            self._execute(self._client, request)
+        elif client is not None:
+            self._execute(client, request)
         elif self._wire.websocket:
             self._knock(request)
 
     def _execute(self, client: Client, request: Request) -> None:
         chat = self._chat
-        if isinstance(request, requests.Say):
-            chat.say(client, request.room, request.text, request.kind)
-        elif isinstance(request, requests.Private):
+        if isinstance(request, requests.Private):
             chat.private(client, request.nick, request.text, request.kind)
         elif isinstance(request, commands.Nick):
             chat.nick(client, request.name)
