@@ -156,6 +156,15 @@ def receive(peer, size: int) -> bytes:
     return data
 
 
+def talk(connection: Connection, peer, lines: "tuple[bytes, ...]") -> None:
+    """Start the connection as StreamServer does (its greenlet is the first reader), then echo ``lines``."""
+    gevent.spawn(connection.start)
+    assert receive(peer, 6) == b"hello\n"
+    for line in lines:
+        peer.sendall(line + b"\n")
+        assert receive(peer, len(line) + 5) == b"got " + line + b"\n"
+
+
 def live_greenlets() -> "set[greenlet.greenlet]":
     gevent.sleep(0)  # the event loop's greenlet runs from the first switch on
     # type(), not isinstance(): a dead weakref.proxy among the objects raises on the latter.
@@ -191,11 +200,7 @@ def test_idle_connections_hold_no_greenlet_of_their_own(rig):
     connections = []
     for _ in range(IDLE_READERS + 4):
         connection, peer = rig.connect()
-        gevent.spawn(connection.start)  # as StreamServer does: its greenlet is the first reader
-        assert receive(peer, 6) == b"hello\n"
-        for line in (b"one", b"two"):
-            peer.sendall(line + b"\n")
-            assert receive(peer, len(line) + 5) == b"got " + line + b"\n"
+        talk(connection, peer, (b"one", b"two"))
         connections.append(connection)
     # What outlives the input is the server's few spare readers, however many connections wait.
     assert len(settle(baseline)) <= IDLE_READERS
@@ -217,11 +222,7 @@ def test_input_after_a_park_is_read_by_a_spare_reader_not_a_new_greenlet(rig):
     """A greenlet made and ended for every input cost about 12 µs a line (gchat.reader.Readers)."""
     Recording.handled_in = []
     connection, peer = rig.connect(dialect=Recording)
-    gevent.spawn(connection.start)
-    assert receive(peer, 6) == b"hello\n"
-    for line in (b"one", b"two", b"three"):
-        peer.sendall(line + b"\n")
-        assert receive(peer, len(line) + 5) == b"got " + line + b"\n"
+    talk(connection, peer, (b"one", b"two", b"three"))
     first, *later = Recording.handled_in
     assert all(runner is first for runner in later)
     connection.terminate()
@@ -241,11 +242,7 @@ def test_input_to_a_parked_connection_is_read_from_its_watcher_without_a_loop_ca
 
     monkeypatch.setattr(Readers, "run", counted)
     connection, peer = rig.connect()
-    gevent.spawn(connection.start)
-    assert receive(peer, 6) == b"hello\n"
-    for line in (b"one", b"two", b"three"):
-        peer.sendall(line + b"\n")
-        assert receive(peer, len(line) + 5) == b"got " + line + b"\n"
+    talk(connection, peer, (b"one", b"two", b"three"))
     assert scheduled == []
     connection.terminate()
 
@@ -262,11 +259,7 @@ def test_input_on_a_plain_socket_is_read_without_gevents_python_recv(rig, monkey
         return original(self, *args, **kwargs)
 
     monkeypatch.setattr(socket.socket, "recv", counted)
-    gevent.spawn(connection.start)
-    assert receive(peer, 6) == b"hello\n"
-    for line in (b"one", b"two", b"three"):
-        peer.sendall(line + b"\n")
-        assert receive(peer, len(line) + 5) == b"got " + line + b"\n"
+    talk(connection, peer, (b"one", b"two", b"three"))
     assert calls == []
     connection.terminate()
 

@@ -27,6 +27,7 @@ import argparse
 import contextlib
 import itertools
 import sys
+from typing import Any, Callable
 
 import gevent
 from gevent.queue import Queue
@@ -97,10 +98,15 @@ def handle(sock: GeventSocket, _address: object) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    return serve(handle, __doc__, argv)
+
+
+def serve(handler: Callable[[GeventSocket, Any], None], doc: str | None, argv: list[str] | None) -> int:
+    """Run a peer's ``handler`` per connection on ``--port``, until interrupted."""
+    parser = argparse.ArgumentParser(description=(doc or "").splitlines()[0])
     parser.add_argument("--port", type=int, default=5000, help="0 picks a free port")
     args = parser.parse_args(argv)
-    server = StreamServer((HOST, args.port), handle, backlog=BACKLOG)
+    server = StreamServer((HOST, args.port), handler, backlog=BACKLOG)
     server.start()
     print(f"listening on {HOST}:{server.server_port}", file=sys.stderr, flush=True)
     with contextlib.suppress(KeyboardInterrupt):

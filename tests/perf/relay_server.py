@@ -10,26 +10,20 @@ line at a time. What gchat costs a line beyond this is its own (framing,
 sanitizing, the rate limiter, the chat, the once-per-turn flush); what this
 costs beyond Redis is gevent's and CPython's.
 
-Usage: ``python tests/perf/relay_server.py --port 0``; the real address goes
-to stderr as ``listening on 127.0.0.1:PORT``.
+Usage: ``python tests/perf/relay_server.py --port 0``, as ``card_server.py``,
+whose ``serve`` it shares.
 """
 
 from __future__ import annotations
 
-import argparse
-import contextlib
 import itertools
 import socket
 import sys
 from itertools import repeat
 
-from gevent.server import StreamServer
+from card_server import RECV_SIZE, WELCOME, serve
 from gevent.socket import socket as GeventSocket
 
-HOST = "127.0.0.1"
-BACKLOG = 4096
-WELCOME = b"Welcome to the chatroom!\n"
-RECV_SIZE = 65536
 SEND = socket.socket.send
 
 # Every client's C socket, by its gevent socket.
@@ -57,15 +51,7 @@ def handle(sock: GeventSocket, _address: object) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--port", type=int, default=5000, help="0 picks a free port")
-    args = parser.parse_args(argv)
-    server = StreamServer((HOST, args.port), handle, backlog=BACKLOG)
-    server.start()
-    print(f"listening on {HOST}:{server.server_port}", file=sys.stderr, flush=True)
-    with contextlib.suppress(KeyboardInterrupt):
-        server.serve_forever()
-    return 0
+    return serve(handle, __doc__, argv)
 
 
 if __name__ == "__main__":
