@@ -153,7 +153,7 @@ class Readers:
     the next one to wake, up to ``IDLE_READERS`` of them: a fixed few KiB for
     the server, where one per idle connection would cost each 6-8 KiB. They
     are plain greenlets, switched to from the watcher's callback when input
-    comes (see ``switch``) and from a loop callback otherwise.
+    comes (see ``Reader._ready``) and from a loop callback otherwise.
     """
 
     __slots__ = ("_hub", "_idle", "hangups")
@@ -165,21 +165,12 @@ class Readers:
 
     def run(self, reader: "Reader[Any]") -> greenlet.greenlet:
         """A greenlet that runs ``reader`` from the next loop callback on (called from any greenlet)."""
-        runner = self._runner()
+        runner = self.take()
         self._hub.loop.run_callback(runner.switch, reader)
         return runner
 
-    def switch(self, reader: "Reader[Any]") -> None:
-        """Run ``reader`` now, from a watcher's callback in the event loop, until it parks or waits.
-
-        As gevent wakes a greenlet waiting on a socket: the loop's greenlet
-        switches to it and gets back control when it waits or is done, a loop
-        callback fewer for every input.
-        """
-        runner = reader._greenlet = self._runner()
-        runner.switch(reader)
-
-    def _runner(self) -> greenlet.greenlet:
+    def take(self) -> greenlet.greenlet:
+        """A greenlet to switch to with a reader: a spare one if any, else a new one."""
         idle = self._idle
         return idle.pop() if idle else greenlet.greenlet(self._serve, self._hub)
 
@@ -370,11 +361,14 @@ class Reader(Generic[F]):
     def _ready(self) -> None:
         """Input, the end of stream or the idle deadline: the parked connection's watcher fired.
 
-        In the event loop's greenlet, which switches to a reader at once.
+        In the event loop's greenlet, which switches to a reader at once, as
+        gevent wakes a greenlet waiting on a socket, and gets back control when
+        it parks or waits: a loop callback fewer for every input.
         """
         if self._greenlet is None:
             self._unwatch()
-            self._readers.switch(self)
+            runner = self._greenlet = self._readers.take()
+            runner.switch(self)
 
     def _unwatch(self) -> None:
         for watcher in (self._watcher, self._timer):
