@@ -204,8 +204,8 @@ class Reader(Generic[F]):
         "_hangups",
         "_idle",
         "_input",
-        "_raw",
         "_readers",
+        "_recv",
         "_sock",
         "_timer",
         "_unheld",
@@ -227,7 +227,8 @@ class Reader(Generic[F]):
         self._sock = sock
         # Read from gevent's C socket when it is a plain one, as the flush sends to it (see
         # gchat.output.plain_socket): gevent's wrapper is a Python call on every read.
-        self._raw = plain_socket(sock)
+        raw = plain_socket(sock)
+        self._recv = sock.recv if raw is None else raw.recv
         self._chat = chat
         self._readers = readers
         self._hangups = readers.hangups
@@ -390,7 +391,7 @@ class Reader(Generic[F]):
         """
         connection = self._connection
         dialect = self._dialect
-        recv = self._sock.recv if self._raw is None else self._raw.recv
+        recv = self._recv
         framer = self._framer
         chat = self._chat
         bucket = self._bucket
