@@ -23,7 +23,7 @@ import enum
 import logging
 import select
 import time
-from typing import TYPE_CHECKING, Any, Final, Generic, Optional, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Final, Generic, Optional, Protocol, TypeVar
 
 import gevent
 import greenlet
@@ -202,6 +202,7 @@ class Reader(Generic[F]):
         "_framer",
         "_greenlet",
         "_hangups",
+        "_held",
         "_idle",
         "_input",
         "_readers",
@@ -229,6 +230,10 @@ class Reader(Generic[F]):
         # gchat.output.plain_socket): gevent's wrapper is a Python call on every read.
         raw = plain_socket(sock)
         self._recv = sock.recv if raw is None else raw.recv
+        # A TLS socket's input decrypted but not taken yet (a read smaller than its record): OpenSSL
+        # holds it, so no watcher sees it, and the reader reads it before parking.
+        held = getattr(sock, "pending", None)
+        self._held: Optional[Callable[[], int]] = held if callable(held) else None
         self._chat = chat
         self._readers = readers
         self._hangups = readers.hangups
@@ -392,6 +397,7 @@ class Reader(Generic[F]):
         connection = self._connection
         dialect = self._dialect
         recv = self._recv
+        held = self._held
         framer = self._framer
         chat = self._chat
         bucket = self._bucket
@@ -410,7 +416,7 @@ class Reader(Generic[F]):
                     # No whole frame came in time (frames in hand do count).
                     dialect.timed_out()
                     return IDLE_TIMEOUT
-                if handled:
+                if handled and (held is None or not held()):
                     # Back through the event loop before reading more: the
                     # flusher flushes what was handled, and the next read comes
                     # in the next loop turn, with every other connection's input

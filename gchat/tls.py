@@ -11,6 +11,9 @@ gevent's SSLSocket fits that, once ``TlsSocket`` fixes ``recv``:
   every decrypted byte (``pending()`` is 0) and finding the kernel empty, and
   CPython never turns on read-ahead, so no undecrypted record waits inside
   OpenSSL either: whatever the client sends next makes the descriptor readable.
+  A read smaller than its record leaves the rest decrypted inside OpenSSL,
+  where no watcher sees it, so the reader asks ``pending()`` before it parks
+  after handling input.
   SSLWantWriteError (a TLS 1.3 key-update reply found the kernel full) is
   treated alike: OpenSSL finishes that reply first in the next ``send``.
 - ``send`` returns 0 when the kernel refuses the data, or the whole length,

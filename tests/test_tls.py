@@ -127,6 +127,18 @@ def test_tls_clients_chat_with_each_other(tls_server):
     a.expect(f"*{b.nick}* and back")
 
 
+def test_lines_in_one_tls_record_longer_than_one_read_all_arrive(start_tls_server):
+    """Under a rate limit the reader reads about one line's room at a time; the rest of the record waits
+    inside OpenSSL, where no watcher sees it: the reader must take it before parking (9dc232a delivered
+    only the first line, and the others when the client next sent something)."""
+    server = start_tls_server("--rate", "1000")
+    a, b = server.join(), server.join()
+    lines = [f"{n} " + "x" * 3000 for n in range(3)]
+    a.sock.sendall("".join(line + "\n" for line in lines).encode())  # one TLS record: 9 KB
+    for line in lines:
+        b.expect(f"<{a.nick}> {line}")
+
+
 def test_plain_tcp_client_on_the_tls_port_is_dropped_and_tls_clients_still_work(tls_server):
     with socket.create_connection(tls_server.address, timeout=TIMEOUT) as plain:
         port = plain.getsockname()[1]
