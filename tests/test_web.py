@@ -174,6 +174,18 @@ def test_an_unknown_path_is_404(web_server):
     assert error.value.code == 404
 
 
+def test_a_file_fetch_ends_its_connection_so_a_page_load_holds_no_place(web_server):
+    """Over HTTP/1.1, which keeps connections by default: the server closes once it has answered."""
+    host, port = web_url(web_server).rsplit("/", 1)[1].rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=TIMEOUT) as sock:
+        sock.sendall(b"GET /app.js HTTP/1.1\r\nHost: " + host.encode() + b"\r\n\r\n")
+        response = b""
+        while chunk := sock.recv(65536):
+            response += chunk
+    assert response.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert b"\r\nConnection: close\r\n" in response
+
+
 def silent_socket(server) -> socket.socket:
     """A WebSocket that completed its handshake and then reads nothing and answers nothing."""
     host, port = web_url(server).rsplit("/", 1)[1].rsplit(":", 1)

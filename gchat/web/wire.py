@@ -6,7 +6,13 @@ sending. The session owns the socket; nothing here blocks or touches it.
 
 HTTP serves a fixed set of files read once at start (no path is ever mapped
 onto the file system) with a strict Content-Security-Policy, and upgrades
-``GET /ws`` to a WebSocket if its ``Origin`` is allowed. No WebSocket
+``GET /ws`` to a WebSocket if its ``Origin`` is allowed. Every other answer
+closes its connection (``Connection: close``): a connection holds a place
+under ``--max-clients`` and ``--max-per-ip``, and a browser keeps its idle
+keep-alive connections for minutes, so a page load would hold several places
+(until the ping timer ended them) and could keep its own WebSocket out of a
+small ``--max-per-ip``. The page is four small files: one request a
+connection costs it a few round trips on a local network. No WebSocket
 extension is negotiated, so frames the chat renders once can be sent as they
 are to every web client (see ``style``).
 
@@ -46,6 +52,8 @@ SECURITY_HEADERS = (
     ("Cache-Control", "no-cache"),
 )
 SERVER = "gchat"
+# Every answer but the upgrade's: the connection ends after it (see the module's docstring).
+CLOSE = ("Connection", "close")
 # The only kinds of file the page is made of (a file of another kind is an error at start).
 CONTENT_TYPES = {
     ".html": "text/html; charset=utf-8",
@@ -95,8 +103,7 @@ def refusal_response(line: bytes) -> bytes:
     http.receive_data(b"GET / HTTP/1.1\r\nHost: gchat\r\n\r\n")
     http.next_event()
     out = Output()
-    headers = (("Connection", "close"),)
-    _respond(http, out, 503, line, extra=headers)
+    _respond(http, out, 503, line, extra=(CLOSE,))
     return out.sent
 
 
@@ -292,26 +299,26 @@ class WebConnection:
             elif isinstance(event, h11.ConnectionClosed):
                 out.close = True
             elif event is h11.PAUSED:
+                # Only an upgrade waits here with the connection kept: every other answer closes it.
                 if self._upgrade is not None:
                     self._switch(http, self._upgrade, out)
                     return
-                if http.our_state is h11.DONE and http.their_state is h11.DONE:
-                    http.start_next_cycle()
-                else:
-                    out.close = True
+                out.close = True
             # Data and EndOfMessage: a GET's body, if any, is ignored.
 
     def _request(self, http: h11.Connection, request: h11.Request, out: Output) -> None:
         path = request.target.split(b"?", 1)[0].decode("ascii", "replace")
         if request.method not in (b"GET", b"HEAD"):
-            _respond(http, out, 405, b"method not allowed\n", extra=(("Allow", "GET, HEAD"),))
+            _respond(http, out, 405, b"method not allowed\n", extra=(CLOSE, ("Allow", "GET, HEAD")))
         elif path == WS_PATH:
             self._websocket_request(http, request, out)
+            return
         elif path in self._page.files:
             kind, body = self._page.files[path]
-            _respond(http, out, 200, body, kind, head=request.method == b"HEAD")
+            _respond(http, out, 200, body, kind, head=request.method == b"HEAD", extra=(CLOSE,))
         else:
-            _respond(http, out, 404, b"not found\n")
+            _respond(http, out, 404, b"not found\n", extra=(CLOSE,))
+        out.close = True
 
     def _websocket_request(self, http: h11.Connection, request: h11.Request, out: Output) -> None:
         headers = {name: value for name, value in request.headers}
@@ -368,7 +375,7 @@ class WebConnection:
     ) -> None:
         out.reason = reason
         if http.our_state in (h11.IDLE, h11.SEND_RESPONSE):
-            _respond(http, out, status, (reason + "\n").encode(), extra=(("Connection", "close"), *extra))
+            _respond(http, out, status, (reason + "\n").encode(), extra=(CLOSE, *extra))
         out.close = True
 
     # --- WebSocket --------------------------------------------------------------------
