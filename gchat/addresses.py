@@ -6,7 +6,12 @@ client as ``127.0.0.7``, and an operator may type either form, or an IPv6
 address spelt out in full. Pure: text in, text out.
 """
 
+import functools
 import ipaddress
+from typing import Callable
+
+# The distinct addresses each server keeps the source of: more only recompute (a few µs each).
+SOURCES_CACHED = 4096
 
 
 def canonical(address: str) -> str:
@@ -22,6 +27,31 @@ def canonical(address: str) -> str:
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
         return str(ip.ipv4_mapped)
     return str(ip)
+
+
+def sources(ipv4_prefix: int = 32, ipv6_prefix: int = 64) -> Callable[[str], str]:
+    """What the per-address limits count an address as: its network of that many leading bits.
+
+    ``--max-per-ip``, the join, message and notice budgets and the password
+    pauses exist so that one attacker cannot multiply itself; an IPv6 host is
+    given a whole /64 by its provider and may take any address in it, so an
+    IPv6 address alone would be one attacker's many. A /64 counts as one, as
+    a NAT's users share one IPv4 address. Bans still name one address.
+    """
+
+    @functools.lru_cache(maxsize=SOURCES_CACHED)
+    def source(address: str) -> str:
+        text = canonical(address)
+        try:
+            ip = ipaddress.ip_address(text)
+        except ValueError:
+            return text
+        prefix = ipv4_prefix if ip.version == 4 else ipv6_prefix
+        if prefix == ip.max_prefixlen:
+            return text
+        return str(ipaddress.ip_network((ip, prefix), strict=False))
+
+    return source
 
 
 def format_peer(address: tuple[str, int]) -> str:

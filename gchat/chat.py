@@ -28,7 +28,7 @@ from collections.abc import Hashable, Iterable, Mapping
 from typing import Any, Callable, Optional, Protocol
 
 from gchat import news
-from gchat.addresses import canonical
+from gchat.addresses import canonical, sources
 from gchat.budget import Budget
 from gchat.bus import Bus, Entry, LocalBus, Snapshot
 from gchat.commands import nick_key, room_key, valid_nick
@@ -271,11 +271,14 @@ class Chat:
         clock: Callable[[], float] = time.monotonic,
         keeper: Optional[Keeper] = None,
         audience: "Callable[[Style], Audience]" = _direct,
+        source: "Optional[Callable[[str], str]]" = None,
     ) -> None:
         self._bus: Bus = bus if bus is not None else LocalBus()
         # What one address may make the chat send others. Per address (joins) and per
         # address and target nick (private messages), kept on the sender's node; per
         # address in recipients (joined/left/quit notices), kept by every node for its own.
+        # An address counts as its source (an IPv6 client's /64: see gchat.addresses.sources).
+        self._source = source if source is not None else sources()
         self._joins = joins
         self._messages = messages
         self._announcements = announcements
@@ -422,7 +425,7 @@ class Chat:
     def private(self, client: Client, nick: str, text: str, kind: Kind = Kind.SAY) -> None:
         if not self._usable(client):
             return
-        if not self._within(self._messages, (client.address, nick_key(nick))):
+        if not self._within(self._messages, (self._source(client.address), nick_key(nick))):
             # Many connections of one address could otherwise outpace the target's reading.
             client.tell(news.TooManyMessages(nick))
             return
@@ -462,7 +465,7 @@ class Chat:
         if not switch and len(client.rooms) >= MAX_ROOMS:
             client.tell(news.TooManyRooms(name))
             return
-        if not self._within(self._joins, client.address):
+        if not self._within(self._joins, self._source(client.address)):
             # Each join is a notice to everyone in a room or two: toggling would flood them.
             client.tell(Notice.TOO_MANY_JOINS)
             return
@@ -809,7 +812,9 @@ class Chat:
     def _affordable(self, address: str, recipients: int) -> bool:
         """Whether this node may send a notice about one of ``address``'s users: a token a recipient."""
         budget = self._announcements
-        return budget is None or not recipients or budget.allow(address, self._clock(), recipients)
+        return (
+            budget is None or not recipients or budget.allow(self._source(address), self._clock(), recipients)
+        )
 
     def _tell_peers(self, member: Member, what: news.Shared, limited: bool) -> None:
         """Tell everyone sharing a room with ``member`` (but itself) once, however many rooms they share.

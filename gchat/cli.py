@@ -133,6 +133,12 @@ _FLAGS: "list[tuple[str, Callable[[str], object], str]]" = [
     ("--max-backlog", _integer(1), "bytes queued for a slow reader before it is dropped"),
     ("--max-clients", _integer(1), "connections served at once"),
     ("--max-per-ip", _integer(0), "connections from one address; 0: no limit"),
+    ("--ipv4-prefix", _integer(1, 32), "per-address limits count an IPv4 client's /N network as one address"),
+    (
+        "--ipv6-prefix",
+        _integer(1, 128),
+        "per-address limits count an IPv6 client's /N network as one address",
+    ),
     ("--idle-timeout", _seconds, "seconds without a line before a client is dropped; 0: never"),
     ("--shutdown-timeout", _seconds, "seconds clients get to take their last lines at shutdown"),
     ("--certfile", str, "PEM certificate (chain) to serve TLS with; needs --keyfile"),

@@ -17,6 +17,9 @@ class Config:
     max_backlog: int = 1048576
     max_clients: int = 10000
     max_per_ip: int = 0
+    # How many leading bits of a client's address the per-address limits key on.
+    ipv4_prefix: int = 32
+    ipv6_prefix: int = 64
     idle_timeout: float = 0.0
     shutdown_timeout: float = 5.0
     certfile: Optional[str] = None

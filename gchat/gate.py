@@ -3,16 +3,18 @@
 Pure: a command and the time in, a reply and a verdict out. Until the right
 ``/pass``, the client is in no room and known to no one; it may only try the
 password (three times per connection) or leave. Every connection's gate
-shares the server's ``Door``, where each address's wrong tries are counted:
+shares the server's ``Door``, where each address's wrong tries are counted
+(by source: an IPv6 client's /64, see ``gchat.addresses.sources``):
 the session waits for ``PasswordGate.turn`` before a wrong ``/pass`` is
 answered (and counted), while the right one is let in at once.
 """
 
 import hmac
 from enum import Enum
-from typing import Optional
+from typing import Callable, Optional
 
 from gchat import replies
+from gchat.addresses import sources
 from gchat.commands import USAGE, Command, Pass, Quit, Usage
 from gchat.throttle import Backoff
 
@@ -31,11 +33,12 @@ class Verdict(Enum):
 class Door:
     """What all connections' gates share: the password and every address's wrong tries."""
 
-    __slots__ = ("backoff", "password")
+    __slots__ = ("backoff", "password", "source")
 
-    def __init__(self, password: str, backoff: Optional[Backoff] = None) -> None:
+    def __init__(self, password: str, source: Optional[Callable[[str], str]] = None) -> None:
         self.password = password.encode()
-        self.backoff = backoff if backoff is not None else Backoff()
+        self.backoff = Backoff()
+        self.source = source if source is not None else sources()
 
 
 class PasswordGate:
@@ -43,7 +46,7 @@ class PasswordGate:
 
     def __init__(self, door: Door, address: str) -> None:
         self._door = door
-        self._address = address
+        self._address = door.source(address)
         self._failures = 0
 
     def turn(self, now: float) -> float:

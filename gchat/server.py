@@ -23,7 +23,7 @@ from gevent.socket import socket as GreenSocket
 
 from gchat import replies
 from gchat.acceptor import Acceptor, refuse
-from gchat.addresses import format_peer
+from gchat.addresses import format_peer, sources
 from gchat.budget import budget
 from gchat.bus import Bus, LocalBus
 from gchat.chat import LOBBY, Chat
@@ -92,7 +92,9 @@ class ChatServer:
         store: "Optional[Store]" = None,
     ) -> None:
         self.config = config
-        self._door = Door(password) if password is not None else None
+        # What --max-per-ip and the other per-address limits count a client's address as.
+        self._source = sources(config.ipv4_prefix, config.ipv6_prefix)
+        self._door = Door(password, self._source) if password is not None else None
         self._meter = meter_for(config)
         self._bus = self._meter.bus(_make_bus(config))
         self._flusher = Flusher()
@@ -104,21 +106,23 @@ class ChatServer:
             joins=budget(config.join_rate, config.join_burst),
             messages=budget(config.msg_rate, config.msg_burst),
             announcements=budget(config.announce_rate, config.announce_burst),
-            operators=OperatorCheck(operators) if operators else None,
+            operators=OperatorCheck(operators, source=self._source) if operators else None,
             on_ban=self._banned,
             # Each room's clients of one style share each loop turn's lines (see gchat.output).
             audience=lambda style: Chorus(flusher),
             keeper=store,
+            source=self._source,
         )
         if store is not None:
             self.chat.restore(store.bans(), store.room(LOBBY, config.history))
         self._readers = Readers()
         self._heap = HeapTrimmer()
         self._fronts = self._front_ends(config, tls)
-        # Places taken under --max-clients and --max-per-ip: connections, and TLS handshakes in progress.
+        # Places taken under --max-clients and --max-per-ip: connections, and TLS handshakes in
+        # progress; per address, by source (see gchat.addresses.sources).
         self._per_address: Counter[str] = Counter()
         self._connections = 0
-        # Addresses with a TLS handshake in progress only to be refused (see TLS_REFUSALS).
+        # Sources with a TLS handshake in progress only to be refused (see TLS_REFUSALS).
         self._refusing: set[str] = set()
         self._open: set[Connection] = set()
         self._all_closed = Event()
@@ -258,7 +262,7 @@ class ChatServer:
         config = self.config
         if self._connections >= config.max_clients:
             return FULL
-        if config.max_per_ip and self._per_address[host] >= config.max_per_ip:
+        if config.max_per_ip and self._per_address[self._source(host)] >= config.max_per_ip:
             return TOO_MANY
         if self.chat.banned(host):
             return BANNED
@@ -274,21 +278,21 @@ class ChatServer:
         (TLS_REFUSALS, one per address, each under TLS_REFUSAL_TIMEOUT), and a
         refused client beyond them is closed at once, without its line.
         """
-        host = address[0]
+        source = self._source(address[0])
         if tls is None:
             refuse(sock, line)
             return
-        if host in self._refusing or len(self._refusing) >= TLS_REFUSALS:
+        if source in self._refusing or len(self._refusing) >= TLS_REFUSALS:
             sock.close()
             return
-        self._refusing.add(host)
+        self._refusing.add(source)
         try:
             timeout = min(self.config.handshake_timeout, TLS_REFUSAL_TIMEOUT)
             tls_sock = accept_tls(tls, sock, format_peer(address), timeout)
             if tls_sock is not None:
                 refuse(tls_sock, line)
         finally:
-            self._refusing.discard(host)
+            self._refusing.discard(source)
 
     def _shutting_down(self, sock: GreenSocket) -> bool:
         """True, having closed ``sock``, if the server is shutting down: no newcomer then."""
@@ -300,13 +304,14 @@ class ChatServer:
 
     def _take_place(self, host: str) -> None:
         self._connections += 1
-        self._per_address[host] += 1
+        self._per_address[self._source(host)] += 1
 
     def _free_place(self, host: str) -> None:
         self._connections -= 1
-        self._per_address[host] -= 1
-        if not self._per_address[host]:
-            del self._per_address[host]
+        source = self._source(host)
+        self._per_address[source] -= 1
+        if not self._per_address[source]:
+            del self._per_address[source]
 
     def _banned(self, address: str) -> None:
         for connection in list(self._open):

@@ -38,6 +38,16 @@ def test_the_join_budget_is_shared_by_the_connections_of_one_address_only(start_
     move(c, "#y", 1, old=(b,))
 
 
+def test_the_join_budget_is_shared_by_the_addresses_of_one_network(start_server):
+    server = start_server("--rate", "0", "--join-burst", "1", "--join-rate", NO_REFILL, "--ipv4-prefix", "24")
+    a = server.join(source="127.0.0.23")
+    b = server.join(source="127.0.0.24")
+    c = server.join(source="127.0.1.24")
+    move(a, "#x", 1, old=(b, c))
+    assert reply(b, "/join #y") == TOO_MANY_JOINS
+    move(c, "#y", 1, old=(b,))
+
+
 def test_join_rate_zero_turns_the_join_limit_off(start_server):
     server = start_server("--rate", "0", "--join-burst", "1", "--join-rate", "0")
     a = server.join()

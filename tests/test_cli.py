@@ -40,6 +40,8 @@ def test_port_in_use_gives_one_line_and_status_1(flag):
         (["--rate", "-1"], "argument --rate: invalid value '-1'"),
         (["--idle-timeout", "nan"], "argument --idle-timeout: invalid value 'nan'"),
         (["--handshake-timeout", "0"], "argument --handshake-timeout: invalid value '0'"),
+        (["--ipv6-prefix", "129"], "argument --ipv6-prefix: invalid value '129'"),
+        (["--ipv4-prefix", "0"], "argument --ipv4-prefix: invalid value '0'"),
         (["--log-level", "loud"], "argument --log-level: invalid value 'loud'"),
         (["--log-format", "xml"], "argument --log-format: invalid value 'xml'"),
         (["--bogus"], "unrecognized arguments: --bogus"),

@@ -78,3 +78,11 @@ def test_a_wrong_password_does_not_delay_another_address():
     door = Door("s3cret")
     knock(gate(door=door), "/pass guess", now=10.0)
     assert gate(door=door, address="192.0.2.8").turn(10.0) == 0.0
+
+
+def test_a_wrong_password_makes_the_whole_ipv6_64_wait():
+    """Another address of the same /64 is the same attacker; another /64 is not."""
+    door = Door("s3cret")
+    knock(gate(door=door, address="2001:db8:0:1::5"), "/pass guess", now=10.0)
+    assert gate(door=door, address="2001:db8:0:1:ffff::9").turn(10.0) == FIRST
+    assert gate(door=door, address="2001:db8:0:2::5").turn(10.0) == 0.0

@@ -312,6 +312,17 @@ def test_too_many_connections_from_one_address(start_server):
     other.close()
 
 
+def test_max_per_ip_counts_the_addresses_of_one_network_together(start_server):
+    """--ipv4-prefix 24 here stands for IPv6's default /64 (this machine has one IPv6 address)."""
+    server = start_server("--rate", "0", "--max-per-ip", "1", "--ipv4-prefix", "24")
+    a = server.join(source="127.0.0.2")
+    refused = server.connect(source="127.0.0.3")
+    assert refused.read_to_eof() == b"!!! too many connections from your address\n"
+    server.clients.remove(refused)
+    server.join(source="127.0.1.2").ping()
+    a.ping()
+
+
 def test_a_per_address_place_is_free_as_soon_as_its_client_left_the_chat(start_server):
     server = start_server("--rate", "0", "--max-per-ip", "1")
     leaver = server.join()

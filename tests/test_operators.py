@@ -63,3 +63,12 @@ def test_concurrent_tries_from_one_address_are_checked_in_single_file():
     gevent.joinall(tries, timeout=30, raise_error=True)
     # Pauses of FIRST and 2 * FIRST between the three hashes: a lower bound, safe under load.
     assert time.monotonic() - started >= 3 * FIRST
+
+
+def test_tries_from_the_addresses_of_one_ipv6_64_are_checked_in_single_file():
+    """An IPv6 host may take any address of its /64: they are one address to the pause."""
+    check = OperatorCheck({"boss": ENCODED})
+    started = time.monotonic()
+    tries = [gevent.spawn(check, "boss", "wrong", f"2001:db8::{n}") for n in range(1, 4)]
+    gevent.joinall(tries, timeout=30, raise_error=True)
+    assert time.monotonic() - started >= 3 * FIRST
