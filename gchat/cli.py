@@ -133,6 +133,8 @@ _FLAGS: "list[tuple[str, Callable[[str], object], str]]" = [
     ("--max-backlog", _integer(1), "bytes queued for a slow reader before it is dropped"),
     ("--max-clients", _integer(1), "connections served at once"),
     ("--max-per-ip", _integer(0), "connections from one address; 0: no limit"),
+    ("--connect-rate", _seconds, "connections a second from one address after --connect-burst; 0: no limit"),
+    ("--connect-burst", _integer(1), "connections one address may open at once"),
     ("--ipv4-prefix", _integer(1, 32), "per-address limits count an IPv4 client's /N network as one address"),
     (
         "--ipv6-prefix",

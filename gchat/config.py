@@ -17,6 +17,9 @@ class Config:
     max_backlog: int = 1048576
     max_clients: int = 10000
     max_per_ip: int = 0
+    # Connections a second one address may open after a burst; 0: no limit.
+    connect_rate: float = 0.0
+    connect_burst: int = 20
     # How many leading bits of a client's address the per-address limits key on.
     ipv4_prefix: int = 32
     ipv6_prefix: int = 64

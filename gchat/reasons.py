@@ -23,6 +23,8 @@ WRONG_PASSWORD: Final = "wrong password"
 # A connection turned away at accept (BANNED and SHUTDOWN too).
 FULL: Final = "server full"
 TOO_MANY: Final = "too many from address"
+# More connections from the address than --connect-rate lets it open.
+TOO_FAST: Final = "connecting too fast"
 BANNED: Final = "banned"
 
 # Every reason a connection of this node ends or is refused: the metric's labels, each shown
@@ -39,6 +41,7 @@ COUNTED: Final = (
     WRONG_PASSWORD,
     FULL,
     TOO_MANY,
+    TOO_FAST,
     BANNED,
 )
 

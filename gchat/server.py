@@ -35,7 +35,7 @@ from gchat.meter import meter_for
 from gchat.operators import OperatorCheck
 from gchat.output import Chorus, Flusher
 from gchat.reader import Readers
-from gchat.reasons import BANNED, FULL, SHUTDOWN, TOO_MANY
+from gchat.reasons import BANNED, FULL, SHUTDOWN, TOO_FAST, TOO_MANY
 from gchat.session import Session
 from gchat.tls import accept_tls
 
@@ -51,7 +51,12 @@ TLS_REFUSAL_TIMEOUT = 2.0
 
 
 # What a connection turned away at accept is sent, by reason, on a line client's port.
-LINE_REFUSALS = {FULL: replies.SERVER_FULL, TOO_MANY: replies.TOO_MANY_FROM_ADDRESS, BANNED: replies.BANNED}
+LINE_REFUSALS = {
+    FULL: replies.SERVER_FULL,
+    TOO_MANY: replies.TOO_MANY_FROM_ADDRESS,
+    TOO_FAST: replies.CONNECTING_TOO_FAST,
+    BANNED: replies.BANNED,
+}
 # The web page's front-end, by name (the log line gives its URL).
 WEB = "web"
 
@@ -72,11 +77,28 @@ class _Front:
 
 
 class _SessionServer(Acceptor):
-    """An Acceptor that leaves the socket open when the handler returns.
+    """An Acceptor that leaves the socket open when the handler returns, and may screen first.
 
     The handler is only a connection's first reader: a connection that goes
     idle parks without a greenlet, so the connection, not the handler, closes it.
+    ``screen``, if given, sees each connection in the accept loop, before a
+    greenlet is spawned for it, and says whether it dealt with it (a refusal):
+    a greenlet is a tenth of a plain refusal's cost, and a refusal is what a
+    client connecting in a loop costs the server.
     """
+
+    def __init__(
+        self,
+        listener: GreenSocket,
+        handle: "Callable[[GreenSocket, tuple[str, int]], None]",
+        screen: "Optional[Callable[[GreenSocket, tuple[str, int]], bool]]" = None,
+    ) -> None:
+        super().__init__(listener, handle)
+        self._screen = screen
+
+    def do_handle(self, sock: GreenSocket, address: "tuple[str, int]") -> None:
+        if self._screen is None or not self._screen(sock, address):
+            super().do_handle(sock, address)
 
     def do_close(self, sock: GreenSocket, *args: object) -> None:
         pass
@@ -122,6 +144,10 @@ class ChatServer:
         # progress; per address, by source (see gchat.addresses.sources).
         self._per_address: Counter[str] = Counter()
         self._connections = 0
+        # Connections each source may open (--connect-rate): one connecting and closing in a
+        # loop would make the server admit, greet and see off each one, about 0.7 ms of CPU;
+        # a refusal costs a line and a close.
+        self._connects = budget(config.connect_rate, config.connect_burst)
         # Sources with a TLS handshake in progress only to be refused (see TLS_REFUSALS).
         self._refusing: set[str] = set()
         self._open: set[Connection] = set()
@@ -195,7 +221,10 @@ class ChatServer:
                 sock.close()
             raise
         for front, sock in zip(self._fronts, listening):
-            server = _SessionServer(sock, partial(self._handle, front=front))
+            # A plain port's refusals are sent from the accept loop; a TLS port's need a
+            # handshake first, in the connection's greenlet.
+            screen = partial(self._screen, front=front) if front.tls is None else None
+            server = _SessionServer(sock, partial(self._handle, front=front), screen)
             server.start()
             self._servers.append((front, server))
         self._heap.start()
@@ -223,24 +252,39 @@ class ChatServer:
         self.chat.close(SHUTDOWN)
         self._heap.stop()
 
-    def _handle(self, sock: GreenSocket, address: tuple[str, int], front: _Front) -> None:
-        host = address[0]
+    def _screen(self, sock: GreenSocket, address: tuple[str, int], front: _Front) -> bool:
+        """Refuse a newcomer, or take its place: whether it is done with (refused, or shutting down).
+
+        The check and the place go together, with no switch between them, or
+        the newcomers of one round of accepts would all pass the limits. The
+        place is taken before a TLS handshake, so that handshakes in progress
+        count against the limits: a stalled one holds a place for
+        --handshake-timeout at most.
+        """
         if self._shutting_down(sock):
-            return
-        reason = self._refusal(host)
+            return True
+        reason = self._refusal(address[0])
         if reason is not None:
             self._meter.refused(reason)
             self._refuse(sock, address, front.refusals[reason], front.tls)
-            return
-        # The place is taken before the TLS handshake, so that handshakes in progress count
-        # against the limits: a stalled one holds a place for --handshake-timeout at most.
-        self._take_place(host)
+            return True
+        self._take_place(address[0])
+        return False
+
+    def _handle(self, sock: GreenSocket, address: tuple[str, int], front: _Front) -> None:
+        """A newcomer in its own greenlet: screened by the accept loop already, but on a TLS port."""
+        host = address[0]
         if front.tls is not None:
+            if self._screen(sock, address, front):
+                return
             tls_sock = accept_tls(front.tls, sock, format_peer(address), self.config.handshake_timeout)
             if tls_sock is None or self._shutting_down(tls_sock):
                 self._free_place(host)
                 return
             sock = tls_sock
+        elif self._shutting_down(sock):  # since the accept loop screened it
+            self._free_place(host)
+            return
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         connection = self._meter.connection_class(
             sock,
@@ -262,8 +306,11 @@ class ChatServer:
         config = self.config
         if self._connections >= config.max_clients:
             return FULL
-        if config.max_per_ip and self._per_address[self._source(host)] >= config.max_per_ip:
+        source = self._source(host)
+        if config.max_per_ip and self._per_address[source] >= config.max_per_ip:
             return TOO_MANY
+        if self._connects is not None and not self._connects.allow(source, time.monotonic()):
+            return TOO_FAST
         if self.chat.banned(host):
             return BANNED
         return None

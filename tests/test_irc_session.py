@@ -218,6 +218,15 @@ def test_the_places_under_max_per_ip_are_shared_with_line_clients(start_server):
     assert refused.read_to_eof() == b"ERROR :Closing link: too many connections from your address\r\n"
 
 
+def test_the_connect_budget_is_shared_with_line_clients(start_server):
+    budget = ("--connect-burst", "1", "--connect-rate", "0.0001")
+    server = start_server("--rate", "0", "--irc-port", "0", *budget)
+    server.join()
+    refused = server.irc_connect()
+    expected = b"ERROR :Closing link: connecting too fast from your address, try again later\r\n"
+    assert refused.read_to_eof() == expected
+
+
 def test_max_clients_counts_irc_clients(start_server):
     server = start_server("--rate", "0", "--irc-port", "0", "--max-clients", "1")
     server.irc("alice")

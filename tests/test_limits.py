@@ -323,6 +323,19 @@ def test_max_per_ip_counts_the_addresses_of_one_network_together(start_server):
     a.ping()
 
 
+def test_connections_beyond_the_connect_budget_get_one_line_and_a_close(start_server):
+    """--connect-rate bounds what connecting and closing in a loop costs: a refusal, not a session."""
+    server = start_server("--rate", "0", "--connect-burst", "2", "--connect-rate", "0.0001")
+    for _ in range(2):
+        client = server.join(source="127.0.0.4")
+        client.close()
+        server.clients.remove(client)
+    refused = server.connect(source="127.0.0.4")
+    assert refused.read_to_eof() == b"!!! connecting too fast from your address, try again later\n"
+    server.clients.remove(refused)
+    server.join(source="127.0.0.5").ping()  # another address is not held back
+
+
 def test_a_per_address_place_is_free_as_soon_as_its_client_left_the_chat(start_server):
     server = start_server("--rate", "0", "--max-per-ip", "1")
     leaver = server.join()

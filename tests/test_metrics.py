@@ -159,6 +159,7 @@ def test_slow_consumer_is_counted(start_server):
     [
         (("--max-clients", "1"), "server full"),
         (("--max-per-ip", "1"), "too many from address"),
+        (("--connect-burst", "1", "--connect-rate", "0.0001"), "connecting too fast"),
     ],
 )
 def test_refused_connection_is_counted_by_reason(start_server, flags, reason):
@@ -337,7 +338,7 @@ def test_every_disconnect_reason_the_readme_names_is_there_at_zero_from_the_star
     _, port = start_metered(start_server)
     samples = scrape(port)
     reasons = readme_reasons()
-    assert len(reasons) == 11
+    assert len(reasons) == 13
     assert {reason: disconnects(samples, reason) for reason in reasons} == dict.fromkeys(reasons, 0)
 
 

@@ -216,6 +216,7 @@ def error(text: str) -> bytes:
 REFUSALS = {
     reasons.FULL: error("Closing link: server full, try again later"),
     reasons.TOO_MANY: error("Closing link: too many connections from your address"),
+    reasons.TOO_FAST: error("Closing link: connecting too fast from your address, try again later"),
     reasons.BANNED: error("Closing link: you are banned from this server"),
 }
 
