@@ -12,7 +12,9 @@ receive: times MEMBERS, that is what the server sends. A bystander (one more
 member) measures the round trip of ``/ping`` before and during the attack.
 ``nicks``: the same with ``/nick tickN`` and ``/nick tockN`` toggled.
 ``churn``: the same, but the attackers only connect, read the greeting and
-close, over and over (each a joined and a quit notice to the lobby).
+close, over and over (each a joined and a quit notice to the lobby); with
+``--pid``, the server's CPU per attacker connection (``--members 0`` for the
+cost of a connection alone; with ``--connect-rate`` on the server, of a refusal).
 
 ``msgs``: a victim reads at most ``--victim-rate`` bytes a second while the
 attackers send ``/msg VICTIM <--size bytes>`` as fast as the server reads them;
@@ -20,6 +22,7 @@ does the server cut the victim off as a slow consumer, and when.
 
     python tests/perf/amplify.py joins --port 5000
     python tests/perf/amplify.py churn --port 5000
+    python tests/perf/amplify.py churn --port 5000 --members 0 --pid $SERVER_PID
     python tests/perf/amplify.py msgs --port 5000 --size 4000
 
 Start the server first, e.g. ``python -m gchat --port 5000 --max-clients 5000``
@@ -35,6 +38,11 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
+
+# The package's own CPU reading: it needs the project on the path first, as run.py does.
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from gchat.bench.procs import server_cpu_s
 
 ATTACKER = "127.0.0.2"
 ATTACKERS = 20
@@ -199,6 +207,12 @@ def joins(args: argparse.Namespace) -> None:
     for flooder in flooders:
         flooder.start()
     time.sleep(1.0)  # past the attackers' burst
+    churners = [f for f in flooders if isinstance(f, Churner)]
+    cpu_before, connects_before, started = (
+        server_cpu_s(args.pid),
+        sum(f.connects for f in churners),
+        time.monotonic(),
+    )
     counts: list[int] = []
 
     def count(sock: socket.socket) -> None:
@@ -211,13 +225,26 @@ def joins(args: argparse.Namespace) -> None:
     loud = bystander(args)
     for thread in threads:
         thread.join()
-    stop.set()
-    per_member = statistics.mean(counts) / args.seconds
-    print(
-        f"sample members received {per_member:,.1f} notices/s each, "
-        f"times {args.members} members = {per_member * args.members:,.0f} notices/s from the server",
-        flush=True,
+    cpu_after, connects_after, ended = (
+        server_cpu_s(args.pid),
+        sum(f.connects for f in churners),
+        time.monotonic(),
     )
+    stop.set()
+    if counts:
+        per_member = statistics.mean(counts) / args.seconds
+        print(
+            f"sample members received {per_member:,.1f} notices/s each, "
+            f"times {args.members} members = {per_member * args.members:,.0f} notices/s from the server",
+            flush=True,
+        )
+    if cpu_before is not None and cpu_after is not None and connects_after > connects_before:
+        made, used, seconds = connects_after - connects_before, cpu_after - cpu_before, ended - started
+        print(
+            f"server CPU: {used / made * 1e6:.0f} us an attacker connection ({made / seconds:,.0f} a"
+            f" second, the server's core {100 * used / seconds:.0f}% busy)",
+            flush=True,
+        )
     print(f"bystander /ping during the attack: {loud}", flush=True)
     print(f"refusal lines the attackers got: {sum(f.refusals for f in flooders):,}", flush=True)
     if args.attack == "churn":
@@ -298,6 +325,9 @@ def main() -> None:
         "--victim-rate", type=float, default=200_000.0, help="msgs: the victim's reading speed, bytes/s"
     )
     parser.add_argument("--size", type=int, default=400, help="msgs: bytes of text in each /msg")
+    parser.add_argument(
+        "--pid", type=int, action="append", default=[], help="churn: the server's process, for its CPU"
+    )
     args = parser.parse_args()
     {"joins": joins, "nicks": joins, "churn": joins, "msgs": msgs, "ping": ping}[args.attack](args)
 
