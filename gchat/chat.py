@@ -29,6 +29,7 @@ from typing import Any, Callable, Optional, Protocol
 
 from gchat import news
 from gchat.addresses import canonical, sources
+from gchat.bans import Bans, ban_key, covers
 from gchat.budget import Budget
 from gchat.bus import Bus, Entry, LocalBus, Snapshot
 from gchat.commands import nick_key, room_key, valid_nick
@@ -286,7 +287,7 @@ class Chat:
         self._keeper = keeper
         # Checks an operator's name, password and address; may wait (a slow hash in a thread).
         self._operators = operators
-        # Told each address banned (canonical): connections the chat does not know of yet go too.
+        # Told each ban (gchat.bans.ban_key): connections the chat does not know of yet go too.
         self._on_ban = on_ban
         self.node = self._bus.node
         self._history = history
@@ -300,7 +301,7 @@ class Chat:
         self._local: dict[int, Client] = {}
         # Everyone in the chat, by nick key, as applied.
         self._users: dict[str, Member] = {}
-        self._bans: set[str] = set()
+        self._bans = Bans()
         # Rooms the keeper gave back for a join, taken when the join makes the room.
         self._kept: dict[str, tuple[str, tuple[news.Message, ...]]] = {}
         self._guests = 0
@@ -363,11 +364,11 @@ class Chat:
         return client
 
     def banned(self, address: str) -> bool:
-        return canonical(address) in self._bans
+        return self._bans.covers(address)
 
     def restore(self, bans: Iterable[str], lobby: "tuple[str, Iterable[news.Message]]") -> None:
         """What the keeper kept, at start: the bans, and the lobby's topic and last lines."""
-        self._bans = {canonical(address) for address in bans}
+        self._bans = Bans(bans)
         self._lobby.topic, lines = lobby
         self._lobby.history.extend(lines)
 
@@ -551,22 +552,24 @@ class Chat:
         member = self._target(client, nick)
         if member is None:
             return
-        address = canonical(member.address)
-        if address == client.address:
+        # The source (an IPv6 client's /64: gchat.bans), so that the next address of it is banned too.
+        ban = self._source(member.address)
+        if self._source(client.address) == ban:
             # It would cut off the operator (and behind one NAT or on localhost, everyone).
-            client.tell(news.OwnAddress(address))
+            client.tell(news.OwnAddress(ban))
         else:
-            self._bus.publish(Banned(address, client.nick, self.node, client.cid, client.host))
+            self._bus.publish(Banned(ban, client.nick, self.node, client.cid, client.host))
 
     def unban(self, client: Client, address: str) -> None:
         if not self._usable(client):
             return
         if not client.oper:
             client.tell(Notice.PERMISSION_DENIED)
-        elif canonical(address) not in self._bans:
+        elif not (lifted := self._bans.covering(address)):
             client.tell(news.NotBanned(address))
         else:
-            self._bus.publish(Unbanned(canonical(address), self.node, client.cid))
+            for ban in lifted:
+                self._bus.publish(Unbanned(ban, self.node, client.cid))
 
     def away(self, client: Client, text: str) -> None:
         """Mark the client away (``text``) or back (empty), for everyone's listings."""
@@ -664,7 +667,7 @@ class Chat:
         for entry in snapshot.users:
             if entry.node != self.node and nick_key(entry.nick) not in self._users:
                 self._add(entry)
-        self._bans = {canonical(address) for address in snapshot.bans}
+        self._bans = Bans(snapshot.bans)
         for room in self._rooms.values():
             room.topic = snapshot.topics.get(room.name, "")
             room.history.clear()
@@ -1012,14 +1015,13 @@ class Chat:
             self._eject(member, event.by, event.host, event.reason, self._origin(event.node, event.cid))
 
     def _apply_banned(self, event: Banned) -> None:
-        address = canonical(event.address)
-        self._bans.add(address)
+        address = self._bans.add(event.address)
         oper = self._origin(event.node, event.cid)
         by = nick_key(event.by)
         for member in [
             member
             for member in self._users.values()
-            if canonical(member.address) == address
+            if covers(address, member.address)
             # Never the operator who gave it, on any node: someone must be left to /unban.
             and not (member.node == event.node and nick_key(member.nick) == by)
         ]:
@@ -1032,7 +1034,7 @@ class Chat:
             oper.tell(news.AddressBanned(address))
 
     def _apply_unbanned(self, event: Unbanned) -> None:
-        address = canonical(event.address)
+        address = ban_key(event.address)
         self._bans.discard(address)
         if self._keeper is not None:
             self._keeper.unban(address)

@@ -85,7 +85,7 @@ class Dialect(Protocol[F]):
         """The server is shutting down: the chat tells its clients; a client outside it is told here."""
 
     def banned(self, address: str) -> None:
-        """``address`` (canonical) is banned: the chat kicks its clients, one outside it is turned away."""
+        """``address`` (or a network: gchat.bans) is banned: the chat kicks its clients, one outside goes."""
 
     def leave(self, cause: str) -> str:
         """The connection is over: leave the chat with ``cause``; the cause to count and log.

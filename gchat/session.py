@@ -12,7 +12,7 @@ import time
 from typing import Optional
 
 from gchat import line, replies
-from gchat.addresses import canonical
+from gchat.bans import covers
 from gchat.chat import Chat, Client
 from gchat.commands import Command, Pass, parse
 from gchat.config import Config
@@ -73,7 +73,7 @@ class Session:
             self._connection.close()
 
     def banned(self, address: str) -> None:
-        """A ban of ``address`` (canonical) reaches a client still at the password prompt.
+        """A ban (an address or a network: gchat.bans) reaches a client still at the password prompt.
 
         Clients in the chat are kicked by the hub; this one is known to no one but its session.
         """
@@ -81,7 +81,7 @@ class Session:
             self._client is None
             and self._gate is not None
             and self._connection.state is OPEN
-            and canonical(self._connection.host) == address
+            and covers(address, self._connection.host)
         ):
             self._turn_away(replies.BANNED, BANNED)
 

@@ -209,6 +209,23 @@ def test_unban_lets_the_address_back_in(moderated):
     assert again.readline() == "Welcome to the chatroom!"
 
 
+def test_a_ban_falls_on_the_source_network_of_the_address(start_server, oper_file):
+    """--ipv4-prefix 24 here stands for IPv6's default /64 (this machine has one IPv6 address)."""
+    server = start_server("--rate", "0", "--oper-file", oper_file, "--ipv4-prefix", "24")
+    boss = operator(server, "127.0.1.2")
+    target = server.join("127.0.0.3")
+    boss.say(f"/ban {target.nick}")
+    assert boss.read_until("*** banned 127.0.0.0/24")[-1] == "*** banned 127.0.0.0/24"
+    assert f"was kicked by {boss.nick} (banned)" in target.read_to_eof().decode()
+    server.clients.remove(target)
+    refused = server.connect(source="127.0.0.4")
+    assert refused.read_to_eof() == b"!!! you are banned from this server\n"
+    server.clients.remove(refused)
+    boss.say("/unban 127.0.0.4")
+    assert boss.readline() == "*** unbanned 127.0.0.0/24"
+    server.join("127.0.0.4").ping()
+
+
 def test_unban_of_an_address_not_banned_says_so(moderated):
     boss = operator(moderated)
     boss.say("/unban 10.1.2.3")

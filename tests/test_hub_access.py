@@ -119,3 +119,43 @@ def test_other_operators_at_the_banned_address_are_kicked_like_anyone(hub, bus):
     other_boss = operator(hub, bus, "10.0.0.3")
     bus.play(Banned("10.0.0.3", "boss", OTHER, 1))
     assert other_boss.mailbox.closed
+
+
+def test_a_ban_of_an_ipv6_client_bans_its_64(hub, bus):
+    """The next address of the /64 is the same host; another /64 is someone else."""
+    boss = operator(hub, bus, "2001:db8:0:9::1")
+    target = User(hub, "2001:db8:0:1::5")
+    assert ban(boss, target, bus)[-1] == "*** banned 2001:db8:0:1::/64"
+    assert target.mailbox.closed
+    assert hub.banned("2001:db8:0:1:ffff::7")
+    assert not hub.banned("2001:db8:0:2::5")
+
+
+def test_a_ban_of_a_64_kicks_every_address_in_it(hub, bus):
+    inside, outside = User(hub, "2001:db8:0:1::5"), User(hub, "2001:db8:0:2::5")
+    bus.release()
+    bus.play(Banned("2001:db8:0:1::/64", "boss", OTHER, 1))
+    assert inside.mailbox.closed
+    assert not outside.mailbox.closed
+
+
+def test_unban_of_an_address_in_a_banned_64_lifts_the_ban(hub, bus):
+    boss = operator(hub, bus, "2001:db8:0:9::1")
+    ban(boss, User(hub, "2001:db8:0:1::5"), bus)
+    boss.send("/unban 2001:db8:0:1::77")
+    bus.release()
+    assert boss.take() == ["*** unbanned 2001:db8:0:1::/64"]
+    assert not hub.banned("2001:db8:0:1::5")
+
+
+def test_an_operator_is_refused_a_ban_of_its_own_64(hub, bus):
+    boss = operator(hub, bus, "2001:db8:0:1::1")
+    neighbour = User(hub, "2001:db8:0:1::2")
+    assert ban(boss, neighbour, bus) == ["!!! cannot ban your own address: 2001:db8:0:1::/64"]
+    assert not neighbour.mailbox.closed
+
+
+def test_a_ban_kept_from_before_networks_still_holds(hub):
+    hub.restore(["2001:db8::5"], ("", ()))
+    assert hub.banned("2001:db8::5")
+    assert not hub.banned("2001:db8::6")

@@ -21,7 +21,7 @@ from typing import Any, Callable, Optional
 import gevent
 
 from gchat import news
-from gchat.addresses import canonical
+from gchat.bans import covers
 from gchat.chat import Chat, Client
 from gchat.commands import DEFAULT_QUIT_REASON, Kick, Pass, nick_key, room_key, valid_nick
 from gchat.config import Config
@@ -153,11 +153,7 @@ class IrcSession:
 
     def banned(self, address: str) -> None:
         """A ban reaches a client still registering; the chat kicks the others."""
-        if (
-            self._client is None
-            and self._connection.state is OPEN
-            and canonical(self._connection.host) == address
-        ):
+        if self._client is None and self._connection.state is OPEN and covers(address, self._connection.host):
             self._turn_away(replies.ERR_YOUREBANNEDCREEP, replies.YOU_ARE_BANNED, BANNED)
 
     def leave(self, cause: str) -> str:

@@ -22,7 +22,7 @@ import gevent
 from websockets.frames import CloseCode
 
 from gchat import commands, news
-from gchat.addresses import canonical
+from gchat.bans import covers
 from gchat.chat import Chat, Client
 from gchat.commands import room_key, valid_nick
 from gchat.config import Config
@@ -118,7 +118,7 @@ class WebSession:
             self._client is None
             and self._wire.websocket
             and self._connection.state is OPEN
-            and canonical(self._connection.host) == address
+            and covers(address, self._connection.host)
         ):
             self._turn_away(BANNED_EVENT, BANNED)
 
