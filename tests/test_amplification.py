@@ -6,6 +6,7 @@ runs, so the limit is hit at the same line on any machine.
 
 import re
 
+import pytest
 from conftest import PING, PONG, move, rename, reply
 
 TOO_MANY_JOINS = "!!! too many joins from your address, try again later"
@@ -28,21 +29,18 @@ def test_joins_beyond_the_join_budget_are_refused_with_one_line_and_change_nothi
     b.ping()  # no left or joined notice came before the reply
 
 
-def test_the_join_budget_is_shared_by_the_connections_of_one_address_only(start_server):
-    server = start_server("--rate", "0", "--join-burst", "1", "--join-rate", NO_REFILL)
-    a = server.join(source="127.0.0.21")
-    b = server.join(source="127.0.0.21")
-    c = server.join(source="127.0.0.22")
-    move(a, "#x", 1, old=(b, c))
-    assert reply(b, "/join #y") == TOO_MANY_JOINS
-    move(c, "#y", 1, old=(b,))
-
-
-def test_the_join_budget_is_shared_by_the_addresses_of_one_network(start_server):
-    server = start_server("--rate", "0", "--join-burst", "1", "--join-rate", NO_REFILL, "--ipv4-prefix", "24")
-    a = server.join(source="127.0.0.23")
-    b = server.join(source="127.0.0.24")
-    c = server.join(source="127.0.1.24")
+@pytest.mark.parametrize(
+    ("flags", "shared", "apart"),
+    [
+        ((), ("127.0.0.21", "127.0.0.21"), "127.0.0.22"),
+        # --ipv4-prefix 24 stands for IPv6's default /64 (this machine has one IPv6 address).
+        (("--ipv4-prefix", "24"), ("127.0.0.23", "127.0.0.24"), "127.0.1.24"),
+    ],
+)
+def test_the_join_budget_is_shared_by_the_connections_of_one_source_only(start_server, flags, shared, apart):
+    server = start_server("--rate", "0", "--join-burst", "1", "--join-rate", NO_REFILL, *flags)
+    a, b = (server.join(source=source) for source in shared)
+    c = server.join(source=apart)
     move(a, "#x", 1, old=(b, c))
     assert reply(b, "/join #y") == TOO_MANY_JOINS
     move(c, "#y", 1, old=(b,))
