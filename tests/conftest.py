@@ -944,7 +944,7 @@ class SerialTls:
             with self._lock:
                 try:
                     return self._sock.recv(size)
-                except ssl.SSLWantReadError:
+                except (ssl.SSLWantReadError, BlockingIOError):  # the latter: plain once shut down
                     write = False
                 except ssl.SSLWantWriteError:
                     write = True
@@ -959,7 +959,7 @@ class SerialTls:
                     continue
                 except ssl.SSLWantReadError:
                     write = False
-                except ssl.SSLWantWriteError:
+                except (ssl.SSLWantWriteError, BlockingIOError):
                     write = True
             self._wait(write)
 
