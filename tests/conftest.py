@@ -15,6 +15,7 @@ import itertools
 import json
 import os
 import re
+import select
 import shutil
 import signal
 import socket
@@ -911,17 +912,114 @@ def web_url(server: ChatServer, scheme: str = "http") -> str:
     return f"{scheme}{secure}://{match.group(2)}:{match.group(3)}"
 
 
+class SerialTls:
+    """A client's TLS connection whose OpenSSL calls never overlap, for the ``websockets`` sync client.
+
+    That client reads in a thread of its own while the caller's thread
+    writes, each straight into the one OpenSSL connection, which must never
+    be used by two threads at once. What that cost (test_wss_with_certfile,
+    about one connection in 300 under load): a TLS 1.3 server sends its
+    session tickets just after the handshake, while the client sends its
+    upgrade request. OpenSSL takes a ticket in a little handshake of its
+    own, which buffers the connection's output and frees that buffer
+    unsent at its end; a request written by the other thread meanwhile
+    went into the buffer, and the server never saw it.
+
+    Here each OpenSSL call holds a lock, and none waits for the network
+    while holding it: the socket is non-blocking, and the wait for input
+    (or room) is outside the lock. The wait on the descriptor is sound
+    because CPython leaves read-ahead off and a read takes a whole record
+    (``websockets`` asks for 64 KiB, a record holds 16 at most), so nothing
+    of the server's is left inside OpenSSL when it asks for more.
+    """
+
+    def __init__(self, sock: ssl.SSLSocket) -> None:
+        sock.setblocking(False)
+        self._sock = sock
+        self._lock = threading.Lock()
+        self._timeout: Optional[float] = None
+
+    def recv(self, size: int) -> bytes:
+        while True:
+            with self._lock:
+                try:
+                    return self._sock.recv(size)
+                except (ssl.SSLWantReadError, BlockingIOError):  # the latter: plain once shut down
+                    write = False
+                except ssl.SSLWantWriteError:
+                    write = True
+            self._wait(write)
+
+    def sendall(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            with self._lock:
+                try:
+                    view = view[self._sock.send(view) :]
+                    continue
+                except ssl.SSLWantReadError:
+                    write = False
+                except (ssl.SSLWantWriteError, BlockingIOError):
+                    write = True
+            self._wait(write)
+
+    def settimeout(self, timeout: Optional[float]) -> None:
+        # The socket stays non-blocking: the timeout bounds the waits here.
+        self._timeout = timeout
+
+    def shutdown(self, how: int) -> None:
+        with self._lock:
+            self._sock.shutdown(how)
+
+    def close(self) -> None:
+        """Close, waking a reader that waits for input (a close alone would not)."""
+        with self._lock:
+            with contextlib.suppress(OSError):
+                socket.socket.shutdown(self._sock, socket.SHUT_RDWR)
+            self._sock.close()
+
+    def _wait(self, write: bool) -> None:
+        sock = [self._sock]
+        readable, writable, _ = select.select([] if write else sock, sock if write else [], [], self._timeout)
+        if not (readable or writable):
+            raise TimeoutError("timed out")
+
+    def __getattr__(self, name: str) -> object:
+        # fileno, getpeername, getsockname...: the socket's own.
+        return getattr(self._sock, name)
+
+
+class SerialTlsContext:
+    """What ``websockets`` takes as ``ssl``: ``context``'s connections, as ``SerialTls``."""
+
+    def __init__(self, context: ssl.SSLContext) -> None:
+        self.context = context
+
+    def wrap_socket(self, sock: socket.socket, server_hostname: Optional[str] = None) -> SerialTls:
+        return SerialTls(self.context.wrap_socket(sock, server_hostname=server_hostname))
+
+
 class WebClient:
-    """A WebSocket client of the page's JSON protocol (the ``websockets`` library), reads bounded."""
+    """A WebSocket client of the page's JSON protocol (the ``websockets`` library), reads bounded.
+
+    With ``ssl`` (a client context) it talks TLS through ``SerialTls``.
+    """
 
     def __init__(
-        self, server: ChatServer, path: str = "/ws", timeout: float = TIMEOUT, **options: object
+        self,
+        server: ChatServer,
+        path: str = "/ws",
+        timeout: float = TIMEOUT,
+        ssl: Optional[ssl.SSLContext] = None,
+        **options: object,
     ) -> None:
         from websockets.sync.client import connect
 
         self.timeout = timeout
         self._exit = contextlib.ExitStack()
         url = web_url(server, "ws") + path
+        if ssl is not None:
+            options["ssl"] = SerialTlsContext(ssl)
         self.ws = self._exit.enter_context(connect(url, open_timeout=timeout, **options))
         self.nick = ""
 

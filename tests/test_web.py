@@ -1,8 +1,11 @@
 """The web page's WebSocket protocol end to end: a real server, real sockets, the websockets library."""
 
+import _ssl
 import socket
 import ssl
 import subprocess
+import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -254,17 +257,76 @@ def test_a_line_client_is_unchanged_by_the_web_port(web_server):
     assert line.readline() == PONG
 
 
-def test_wss_with_certfile(start_server, tmp_path):
-    cert, key = str(tmp_path / "cert.pem"), str(tmp_path / "key.pem")
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory) -> "tuple[str, str]":
+    """A self-signed certificate for 127.0.0.1 and its key (paths)."""
+    folder = tmp_path_factory.mktemp("tls")
+    cert, key = str(folder / "cert.pem"), str(folder / "key.pem")
     subprocess.run(
         [require("openssl", "openssl"), "req", "-x509", "-newkey", "ec", "-pkeyopt",
          "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2", "-subj", "/CN=localhost",
          "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", key, "-out", cert],
         check=True, capture_output=True, timeout=TIMEOUT,
     )  # fmt: skip
+    return cert, key
+
+
+def test_wss_with_certfile(start_server, certificate):
+    cert, key = certificate
     server = start_web(start_server, "--certfile", cert, "--keyfile", key)
     assert web_url(server).startswith("https://")
     WebClient(server, ssl=ssl.create_default_context(cafile=cert)).arrive()
+
+
+# OpenSSL's numbers, as the ssl module's message callback gives them.
+HANDSHAKE = 22
+NEW_SESSION_TICKET = 4
+INNER_CONTENT_TYPE = 0x101
+APPLICATION_DATA = b"\x17"
+# How long each of the client's two threads waits for the other at the session ticket.
+MEETING = 2.0
+
+
+def test_a_wss_upgrade_written_while_the_client_takes_a_session_ticket_reaches_the_server(
+    start_server, certificate
+):
+    """The WebClient's TLS (SerialTls): its reading thread and its writer never use OpenSSL at once.
+
+    A TLS 1.3 server sends session tickets just after the handshake, as the
+    client writes its upgrade request; OpenSSL takes a ticket in a small
+    handshake whose output buffer it frees unsent, so a request another thread
+    wrote meanwhile was lost (test_wss_with_certfile failed, one connection in
+    about 300 under load). Here the two threads are made to meet there: the
+    writer waits (in OpenSSL, at its first record) until the reader is taking
+    the first ticket, which waits until the writer's write has returned. With
+    the threads serialised, whichever comes first waits MEETING seconds for
+    the other in vain, and the request goes out whole, before or after the ticket.
+    """
+    cert, key = certificate
+    server = start_web(start_server, "--certfile", cert, "--keyfile", key)
+    context = ssl.create_default_context(cafile=cert)
+    in_ticket, written = threading.Event(), threading.Event()
+
+    def meet(_conn, direction, _version, content_type, message_type, data):
+        ticket = content_type == HANDSHAKE and message_type == NEW_SESSION_TICKET
+        if direction == "read" and ticket and not in_ticket.is_set():
+            in_ticket.set()
+            written.wait(MEETING)
+        elif direction == "write" and content_type == INNER_CONTENT_TYPE and data == APPLICATION_DATA:
+            in_ticket.wait(MEETING)
+
+    def returned(_frame, event, function):
+        tls = type(getattr(function, "__self__", None)) is _ssl._SSLSocket
+        if event == "c_return" and tls and function.__name__ == "write":
+            written.set()  # the writer's SSL_write, done
+
+    context._msg_callback = meet
+    sys.setprofile(returned)
+    try:
+        web = WebClient(server, ssl=context)
+    finally:
+        sys.setprofile(None)
+    web.arrive()
 
 
 def test_a_web_client_and_a_line_client_of_another_node_talk(cluster):
