@@ -57,12 +57,15 @@ class TlsSocket(gevent.ssl.SSLSocket):  # type: ignore[misc]  # gevent is untype
 
         Never waits: the client's own close_notify is not awaited (it is read
         and discarded with the rest of its input), and a close_notify the
-        kernel has no room for is skipped.
+        kernel has no room for is skipped. The OpenSSL object stays: gevent's
+        own shutdown drops it, and a read already waiting on the socket (the
+        linger's, see ``gchat.connection.linger``) then raised ValueError
+        when the client's next bytes came, a traceback instead of a linger.
         """
         if how != socket.SHUT_RD and self._sslobj is not None:
             with contextlib.suppress(OSError):
                 self._sslobj.shutdown()
-        super().shutdown(how)
+        GreenSocket.shutdown(self, how)
 
 
 class _ServerContext(gevent.ssl.SSLContext):  # type: ignore[misc]  # gevent is untyped

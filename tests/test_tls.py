@@ -13,6 +13,9 @@ import subprocess
 import time
 from types import SimpleNamespace
 
+import gevent
+import gevent.socket
+import gevent.ssl
 import pytest
 from conftest import (
     TIMEOUT,
@@ -26,6 +29,8 @@ from conftest import (
     scrape,
     small_window_socket,
 )
+
+from gchat.tls import server_context
 
 
 def _openssl(*args):
@@ -205,6 +210,57 @@ def test_quit_over_tls_ends_with_close_notify(tls_server):
     client.say("/quit")
     client.expect("*** Bye!")
     assert client.read_to_eof() == b""  # without close_notify this raises SSLEOFError
+
+
+def test_a_read_waiting_on_a_tls_socket_still_decrypts_after_its_shutdown(pki):
+    """A quitting client's linger reads while its last lines go out, and they end with the shutdown.
+
+    gevent's SSLSocket dropped its OpenSSL object at shutdown, so the waiting read
+    raised ValueError when the client's next bytes came: a traceback, and no linger.
+    In process, over a socket pair: the two steps in exactly that order.
+    """
+    ours, theirs = gevent.socket.socketpair()
+    server = server_context(pki.cert, pki.key).wrap_socket(
+        ours, server_side=True, do_handshake_on_connect=False
+    )
+    context = gevent.ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.load_verify_locations(pki.cert)
+    client = context.wrap_socket(theirs, server_hostname="127.0.0.1", do_handshake_on_connect=False)
+    handshakes = [gevent.spawn(server.do_handshake), gevent.spawn(client.do_handshake)]
+    gevent.joinall(handshakes, timeout=TIMEOUT, raise_error=True)
+    reading = gevent.spawn(server.recv, 100)
+    gevent.sleep(0)  # the read runs until it waits for input
+    server.shutdown(socket.SHUT_WR)
+    client.sendall(b"after the FIN")
+    assert reading.get(timeout=TIMEOUT) == b"after the FIN"
+    assert client.recv(100) == b""  # the close_notify went before the FIN
+    server.close()
+    client.close()
+
+
+def test_a_quit_whose_last_lines_wait_for_the_client_ends_cleanly_over_tls(tls_server, pki):
+    """Its last lines, Bye included, then close_notify; the server lingers meanwhile, logging no traceback."""
+    context = ssl.create_default_context(cafile=pki.cert)
+    quitter = context.wrap_socket(small_window_socket(tls_server.address), server_hostname="127.0.0.1")
+    greeting = b""
+    while b"Type /help" not in greeting:
+        greeting += quitter.recv(65536)
+    nick = greeting.split(b"You are ")[1].split()[0].decode()
+    sender = tls_server.join()
+    sender.say(*[f"{n} " + "w" * 1000 for n in range(8)])  # more than the quitter's window holds
+    sender.ping()
+    quitter.sendall(b"/quit\n")
+    sender.expect(f"*** {nick} quit (leaving)")  # the server lingers now, its last bytes unread
+    text = b""
+    with contextlib.suppress(ssl.SSLError, OSError):
+        while data := quitter.recv(65536):
+            text += data
+    assert text.endswith(b"*** Bye!\n")
+    quitter.close()
+    tls_server.signal(signal.SIGTERM)
+    assert tls_server.wait() == 0
+    tls_server.stop()  # its log read to the end
+    assert not any("Traceback" in line for line in tls_server.log)
 
 
 def test_shutdown_reaches_tls_clients(tls_server):
