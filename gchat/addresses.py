@@ -36,7 +36,7 @@ def sources(ipv4_prefix: int = 32, ipv6_prefix: int = 64) -> Callable[[str], str
     pauses exist so that one attacker cannot multiply itself; an IPv6 host is
     given a whole /64 by its provider and may take any address in it, so an
     IPv6 address alone would be one attacker's many. A /64 counts as one, as
-    a NAT's users share one IPv4 address. Bans still name one address.
+    a NAT's users share one IPv4 address. ``/ban`` bans the same (``gchat.bans``).
     """
 
     @functools.lru_cache(maxsize=SOURCES_CACHED)

@@ -83,8 +83,8 @@ class _SessionServer(Acceptor):
     idle parks without a greenlet, so the connection, not the handler, closes it.
     ``screen``, if given, sees each connection in the accept loop, before a
     greenlet is spawned for it, and says whether it dealt with it (a refusal):
-    a greenlet is a tenth of a plain refusal's cost, and a refusal is what a
-    client connecting in a loop costs the server.
+    spawning one was a third of a plain refusal's cost, and a refusal is what
+    a client connecting in a loop costs the server.
     """
 
     def __init__(
@@ -145,8 +145,8 @@ class ChatServer:
         self._per_address: Counter[str] = Counter()
         self._connections = 0
         # Connections each source may open (--connect-rate): one connecting and closing in a
-        # loop would make the server admit, greet and see off each one, about 0.7 ms of CPU;
-        # a refusal costs a line and a close.
+        # loop would make the server admit, greet and see off each one (160 µs of CPU here);
+        # a refusal costs a line and a close (50 µs).
         self._connects = budget(config.connect_rate, config.connect_burst)
         # Sources with a TLS handshake in progress only to be refused (see TLS_REFUSALS).
         self._refusing: set[str] = set()
