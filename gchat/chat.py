@@ -23,7 +23,7 @@ as a line to a room of line and IRC clients costs two.
 import logging
 import math
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Hashable, Iterable, Mapping
 from typing import Any, Callable, Optional, Protocol
 
@@ -299,8 +299,9 @@ class Chat:
         # This node's clients by nick key (a nick being claimed included), and by id.
         self._clients: dict[str, Client] = {}
         self._local: dict[int, Client] = {}
-        # Everyone in the chat, by nick key, as applied.
+        # Everyone in the chat, by nick key, as applied; and how many of them each node has.
         self._users: dict[str, Member] = {}
+        self._nodes: Counter[str] = Counter()
         self._bans = Bans()
         # Rooms the keeper gave back for a join, taken when the join makes the room.
         self._kept: dict[str, tuple[str, tuple[news.Message, ...]]] = {}
@@ -329,6 +330,16 @@ class Chat:
     @property
     def client_count(self) -> int:
         return len(self._local)
+
+    @property
+    def user_count(self) -> int:
+        """Everyone in the chat, on every node."""
+        return len(self._users)
+
+    @property
+    def node_count(self) -> int:
+        """The nodes with someone in the chat, this one always among them (IRC's LUSERS "servers")."""
+        return len(self._nodes) + (self.node not in self._nodes)
 
     @property
     def room_count(self) -> int:
@@ -721,6 +732,7 @@ class Chat:
     def _add(self, entry: Entry) -> None:
         key = nick_key(entry.nick)
         member = self._users[key] = Member(entry.nick, entry.node, entry.cid, None, entry.address, entry.host)
+        self._nodes[entry.node] += 1
         member.oper, member.away = entry.oper, entry.away
         for name in entry.rooms:
             room = self._room(name)
@@ -853,6 +865,9 @@ class Chat:
             self._tell_peers(member, gone, True)
         key = nick_key(member.nick)
         del self._users[key]
+        self._nodes[member.node] -= 1
+        if not self._nodes[member.node]:
+            del self._nodes[member.node]
         for room in list(member.rooms):
             self._exit(member, room, None)
 
@@ -923,6 +938,7 @@ class Chat:
             member = self._users[key] = Member(
                 event.nick, event.node, event.cid, mine, event.address, event.host
             )
+            self._nodes[event.node] += 1
             if mine is not None:
                 mine.member = member
         if not event.room:

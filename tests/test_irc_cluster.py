@@ -61,6 +61,19 @@ def test_names_whois_and_history_see_the_whole_cluster(cluster, nodes):
     assert alice.until(" 318 ")[1] == f"{S} 319 alice {line.nick} :#lobby"
 
 
+def test_lusers_counts_the_users_of_every_node(cluster, nodes):
+    first, second = nodes
+    line = cluster.join(second)
+    alice = first.irc("alice")
+    assert f"{S} 353 alice = #lobby :alice {line.nick}" in alice.join("#lobby")  # first knows of it
+    alice.send_line("LUSERS")
+    assert alice.until(" 255 ") == [
+        f"{S} 251 alice :There are 2 users and 0 invisible on 2 servers",
+        f"{S} 254 alice 1 :channels formed",
+        f"{S} 255 alice :I have 1 clients and 1 servers",
+    ]
+
+
 def test_a_node_started_later_sees_operators_and_away_users_of_another_node(cluster, oper_file):
     first = cluster.node("--irc-port", "0", "--oper-file", oper_file)
     alice = first.irc("alice")

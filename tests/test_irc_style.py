@@ -262,13 +262,21 @@ def test_every_personal_news_type_renders_to_wire_lines():
 
 
 def test_welcome_burst_is_001_to_005_lusers_and_no_motd():
-    sent = lines(replies.welcome("al", "h", "today", 3, 2))
+    sent = lines(replies.welcome("al", "h", "today", replies.Counts(3, 1, 3, 2)))
     codes = [line.split()[1] for line in sent]
     assert codes == ["001", "002", "003", "004", "005", "251", "254", "255", "422"]
     isupport = parse(sent[4].encode()).params[1:-1]
     assert {"CASEMAPPING=ascii", "CHANTYPES=#", "NICKLEN=24", "CHANNELLEN=33", "PREFIX=(o)@"} <= set(isupport)
     assert "CHANMODES=,,,nt" in isupport
     assert "NETWORK=gchat" in isupport
+
+
+def test_lusers_counts_the_cluster_as_the_network_and_this_node_as_the_server():
+    assert lines(replies.lusers("al", replies.Counts(users=5, servers=2, clients=3, rooms=4))) == [
+        ":gchat.irc 251 al :There are 5 users and 0 invisible on 2 servers",
+        ":gchat.irc 254 al 4 :channels formed",
+        ":gchat.irc 255 al :I have 3 clients and 1 servers",
+    ]
 
 
 # CAP

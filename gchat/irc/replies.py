@@ -7,6 +7,7 @@ bytes (CR LF ended) ready to queue.
 """
 
 import re
+from typing import NamedTuple
 
 from gchat import __version__, news, reasons
 from gchat.chat import MAX_ROOMS
@@ -226,8 +227,8 @@ def too_many_messages(target: str, nick: str) -> bytes:
     return numeric(RPL_TRYAGAIN, target, "PRIVMSG", text)
 
 
-def welcome(nick: str, host: str, created: str, users: int, rooms: int) -> bytes:
-    """001 to 005, LUSERS and 422: what a client gets once registered (counts as this node sees them)."""
+def welcome(nick: str, host: str, created: str, counts: "Counts") -> bytes:
+    """001 to 005, LUSERS and 422: what a client gets once registered."""
     return b"".join(
         [
             numeric(RPL_WELCOME, nick, f"Welcome to the {NETWORK} IRC network, {nick}!{nick}@{host}"),
@@ -235,18 +236,30 @@ def welcome(nick: str, host: str, created: str, users: int, rooms: int) -> bytes
             numeric(RPL_CREATED, nick, f"This server was created {created}"),
             numeric(RPL_MYINFO, nick, SERVER, VERSION, USER_MODES, CHANNEL_MODES + "o", "o"),
             numeric(RPL_ISUPPORT, nick, *ISUPPORT, SUPPORTED),
-            lusers(nick, users, rooms),
+            lusers(nick, counts),
             numeric(ERR_NOMOTD, nick, NO_MOTD),
         ]
     )
 
 
-def lusers(nick: str, users: int, rooms: int) -> bytes:
+class Counts(NamedTuple):
+    """What LUSERS counts: everyone in the chat, on how many nodes (IRC's servers), this node's
+    own clients, and the rooms."""
+
+    users: int
+    servers: int
+    clients: int
+    rooms: int
+
+
+def lusers(nick: str, counts: Counts) -> bytes:
+    """251, 254, 255: a cluster's nodes are the network's servers, all linked to this one."""
+    users, servers = counts.users, counts.servers
     return b"".join(
         [
-            numeric(RPL_LUSERCLIENT, nick, f"There are {users} users and 0 invisible on 1 servers"),
-            numeric(RPL_LUSERCHANNELS, nick, str(rooms), "channels formed"),
-            numeric(RPL_LUSERME, nick, f"I have {users} clients and 0 servers"),
+            numeric(RPL_LUSERCLIENT, nick, f"There are {users} users and 0 invisible on {servers} servers"),
+            numeric(RPL_LUSERCHANNELS, nick, str(counts.rooms), "channels formed"),
+            numeric(RPL_LUSERME, nick, f"I have {counts.clients} clients and {servers - 1} servers"),
         ]
     )
 

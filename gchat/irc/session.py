@@ -297,9 +297,7 @@ class IrcSession:
             self._nick = ""
             return
         self._client = client
-        self._deliver(
-            replies.welcome(client.nick, client.host, self._created, chat.client_count, chat.room_count)
-        )
+        self._deliver(replies.welcome(client.nick, client.host, self._created, self._counts()))
         if log.isEnabledFor(logging.INFO):
             log.info("%s connected as %s (IRC)", self._connection.peer, client.nick)
 
@@ -560,7 +558,11 @@ class IrcSession:
             self._deliver(numeric(replies.ERR_UNKNOWNMODE, client.nick, mode, replies.UNKNOWN_MODE))
 
     def _lusers(self, params: "tuple[str, ...]") -> None:
-        self._deliver(replies.lusers(self._name, self._chat.client_count, self._chat.room_count))
+        self._deliver(replies.lusers(self._name, self._counts()))
+
+    def _counts(self) -> replies.Counts:
+        chat = self._chat
+        return replies.Counts(chat.user_count, chat.node_count, chat.client_count, chat.room_count)
 
     def _motd(self, params: "tuple[str, ...]") -> None:
         self._deliver(numeric(replies.ERR_NOMOTD, self._name, replies.NO_MOTD))
