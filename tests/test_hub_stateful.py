@@ -325,6 +325,7 @@ class HubMachine(RuleBasedStateMachine):
         assert len(nicks) == len(set(nicks)), nicks
         assert [member.client.nick for member in self.live] == [member.nick for member in self.live]
         assert self.hub.client_count == len(self.live)
+        assert (self.hub.user_count, self.hub.node_count) == (len(self.live), 1)
 
     @invariant()
     def who_and_rooms_match_the_model(self) -> None:
