@@ -252,7 +252,7 @@ def test_a_target_that_cannot_be_read_is_invalid_target_quoting_it():
 def test_isupport_advertises_the_maximum_and_timestamps():
     assert f"CHATHISTORY={MAX_LIMIT}" in replies.ISUPPORT
     assert "MSGREFTYPES=timestamp" in replies.ISUPPORT
-    welcome = replies.welcome("alice", "127.0.0.1", "today", 1, 1)
+    welcome = replies.welcome("alice", "127.0.0.1", "today", replies.Counts(1, 1, 1, 1))
     isupport = next(row for row in welcome.split(b"\r\n") if b" 005 " in row)
     assert len(serialize(Message("005", ())) + isupport) <= MAX_BODY + 2
     assert chathistory.CAP == "draft/chathistory"
