@@ -64,16 +64,20 @@ class Bans:
 
     def covers(self, address: str) -> bool:
         """Whether a client at ``address`` is banned."""
-        address = canonical(address)
-        if address in self._addresses:
-            return True
-        return bool(self._networks) and bool(self.covering(address))
+        key = canonical(address)
+        return key in self._addresses or bool(self._over(key))
 
     def covering(self, text: str) -> "list[str]":
         """The bans that ``/unban text`` lifts: the one it names, or every one its address is under."""
         key = ban_key(text)
         if key in self._addresses or key in self._networks:
             return [key]
+        return self._over(key)
+
+    def _over(self, key: str) -> "list[str]":
+        """The banned networks the address ``key`` (canonical) is in; none if it is no address."""
+        if not self._networks:
+            return []
         try:
             ip = ipaddress.ip_address(key)
         except ValueError:

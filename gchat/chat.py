@@ -29,7 +29,7 @@ from typing import Any, Callable, Optional, Protocol
 
 from gchat import news
 from gchat.addresses import canonical, sources
-from gchat.bans import Bans, ban_key, covers
+from gchat.bans import Bans, ban_key
 from gchat.budget import Budget
 from gchat.bus import Bus, Entry, LocalBus, Snapshot
 from gchat.commands import nick_key, room_key, valid_nick
@@ -1032,12 +1032,13 @@ class Chat:
 
     def _apply_banned(self, event: Banned) -> None:
         address = self._bans.add(event.address)
+        banned = Bans((address,))  # this ban alone: who it kicks
         oper = self._origin(event.node, event.cid)
         by = nick_key(event.by)
         for member in [
             member
             for member in self._users.values()
-            if covers(address, member.address)
+            if banned.covers(member.address)
             # Never the operator who gave it, on any node: someone must be left to /unban.
             and not (member.node == event.node and nick_key(member.nick) == by)
         ]:

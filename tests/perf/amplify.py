@@ -39,6 +39,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Optional
 
 # The package's own CPU reading: it needs the project on the path first, as run.py does.
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
@@ -208,11 +209,12 @@ def joins(args: argparse.Namespace) -> None:
         flooder.start()
     time.sleep(1.0)  # past the attackers' burst
     churners = [f for f in flooders if isinstance(f, Churner)]
-    cpu_before, connects_before, started = (
-        server_cpu_s(args.pid),
-        sum(f.connects for f in churners),
-        time.monotonic(),
-    )
+
+    def tally() -> "tuple[Optional[float], int, float]":
+        """The server's CPU seconds, the attackers' connections, and the time, for churn's --pid."""
+        return server_cpu_s(args.pid), sum(f.connects for f in churners), time.monotonic()
+
+    cpu_before, connects_before, started = tally()
     counts: list[int] = []
 
     def count(sock: socket.socket) -> None:
@@ -225,11 +227,7 @@ def joins(args: argparse.Namespace) -> None:
     loud = bystander(args)
     for thread in threads:
         thread.join()
-    cpu_after, connects_after, ended = (
-        server_cpu_s(args.pid),
-        sum(f.connects for f in churners),
-        time.monotonic(),
-    )
+    cpu_after, connects_after, ended = tally()
     stop.set()
     if counts:
         per_member = statistics.mean(counts) / args.seconds

@@ -19,7 +19,6 @@ from __future__ import annotations
 import itertools
 import socket
 import sys
-from itertools import repeat
 
 from card_server import RECV_SIZE, WELCOME, serve
 from gevent.socket import socket as GeventSocket
@@ -42,7 +41,7 @@ def handle(sock: GeventSocket, _address: object) -> None:
             *lines, pending = (pending + chunk).split(b"\n")
             for line in lines:
                 others = [raw for peer, raw in clients.items() if peer is not sock]
-                list(map(SEND, others, repeat(b"<%s> %s\n" % (nick, line.rstrip(b"\r")))))
+                list(map(SEND, others, itertools.repeat(b"<%s> %s\n" % (nick, line.rstrip(b"\r")))))
     except OSError:
         pass
     finally:
